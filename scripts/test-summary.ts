@@ -1,0 +1,50 @@
+/**
+ * Prints one closing line for the whole `make test` run (vitest + pytest), in the plain form
+ * "tests: N passed, N failed, N skipped", and lists every loud skip with its reason.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+const dir = process.argv[2] ?? '.test-results';
+let passed = 0;
+let failed = 0;
+let skipped = 0;
+
+const vj = join(dir, 'vitest.json');
+if (existsSync(vj)) {
+  const r = JSON.parse(readFileSync(vj, 'utf8')) as {
+    numPassedTests: number; numFailedTests: number; numPendingTests: number; numTodoTests: number;
+    numFailedTestSuites?: number;
+  };
+  passed += r.numPassedTests;
+  failed += r.numFailedTests + (r.numFailedTestSuites ?? 0);
+  skipped += r.numPendingTests + r.numTodoTests;
+} else {
+  failed += 1;
+  console.log('vitest produced no results file');
+}
+
+const px = join(dir, 'pytest.xml');
+if (existsSync(px)) {
+  const xml = readFileSync(px, 'utf8');
+  const m = /<testsuite[^>]*\berrors="(\d+)"[^>]*\bfailures="(\d+)"[^>]*\bskipped="(\d+)"[^>]*\btests="(\d+)"/.exec(xml);
+  if (m) {
+    const [errors, failures, sk, tests] = m.slice(1).map(Number) as [number, number, number, number];
+    failed += errors + failures;
+    skipped += sk;
+    passed += tests - errors - failures - sk;
+  }
+}
+
+const sj = join(dir, 'skips.jsonl');
+if (existsSync(sj)) {
+  const lines = readFileSync(sj, 'utf8').trim().split('\n').filter(Boolean);
+  if (lines.length) {
+    console.log(`\nSkipped suites (${lines.length}) — each needs something this machine lacks:`);
+    for (const l of lines) {
+      const { test, reason } = JSON.parse(l) as { test: string; reason: string };
+      console.log(`  - ${test}: ${reason}`);
+    }
+  }
+}
+console.log(`\ntests: ${passed} passed, ${failed} failed, ${skipped} skipped`);

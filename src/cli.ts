@@ -1,0 +1,121 @@
+#!/usr/bin/env node
+/**
+ * The command table of `steadydancer`. Only declarations live here: each entry lazily imports
+ * its command module, whose default export does the work and returns an exit code.
+ */
+import { Command, CommanderError } from 'commander';
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { CommandSpec, CommandMain } from './commands/types.js';
+import type { Context } from './util/context.js';
+import { ActionableError, ExitError, errorMessage } from './util/errors.js';
+import { createLogger, registerEnvSecrets, redactText } from './util/logger.js';
+
+export const commands: CommandSpec[] = [
+  // Each issue's commands are added here as they land: doctor, lint, sources, build, models,
+  // up, down, smoke, run, generate, worker, serve.
+  { name: 'version', summary: 'print the toolkit version', load: () => import('./commands/version.js') },
+];
+
+function addCommand(parent: Command, spec: CommandSpec, run: (spec: CommandSpec, cmd: Command, args: string[]) => Promise<void>): void {
+  const cmd = parent.command(spec.name).description(spec.summary);
+  for (const a of spec.args ?? []) cmd.argument(a);
+  for (const [flags, desc, def] of spec.options ?? []) {
+    if (def === undefined) cmd.option(flags, desc);
+    else cmd.option(flags, desc, def as string);
+  }
+  cmd.option('--json', 'print one JSON document on stdout');
+  if (spec.subcommands?.length) {
+    for (const sub of spec.subcommands) addCommand(cmd, sub, run);
+  }
+  if (spec.load) cmd.action(async (...params: unknown[]) => run(spec, params[params.length - 1] as Command, params.slice(0, -2) as string[]));
+}
+
+export interface CliIO {
+  out?: (text: string) => void;
+  err?: NodeJS.WritableStream & { isTTY?: boolean };
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  signal?: AbortSignal;
+}
+
+/** Runs the CLI on argv (without node and script) and returns the exit code. Never exits. */
+export async function runCli(argv: string[], io: CliIO = {}): Promise<number> {
+  const env = io.env ?? process.env;
+  registerEnvSecrets(env);
+  const errStream = io.err ?? process.stderr;
+  let exitCode = 0;
+  let jsonMode = argv.includes('--json');
+  const out = io.out ?? ((t: string) => void process.stdout.write(t.endsWith('\n') ? t : t + '\n'));
+
+  const program = new Command('steadydancer')
+    .description('Build, verify and run SteadyDancer (ComfyUI) on rented GPUs')
+    .option('-v, --verbose', 'debug output')
+    .option('-q, --quiet', 'warnings and errors only')
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => out(s.trimEnd()), writeErr: (s) => void errStream.write(s) })
+    .showHelpAfterError('(run with --help for usage)');
+
+  const run = async (spec: CommandSpec, cmd: Command, args: string[]) => {
+    const opts = cmd.optsWithGlobals() as Record<string, unknown>;
+    jsonMode = Boolean(opts.json);
+    const level = opts.verbose ? 'debug' : opts.quiet ? 'warn' : 'info';
+    const logger = createLogger({ level, stream: errStream });
+    const ctx: Context = {
+      logger,
+      json: jsonMode,
+      cwd: io.cwd ?? process.cwd(),
+      env,
+      out,
+      signal: io.signal ?? new AbortController().signal,
+    };
+    const mod = await spec.load!();
+    exitCode = await (mod.default as CommandMain)(opts, ctx, args);
+  };
+  for (const spec of commands) addCommand(program, spec, run);
+
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return exitCode;
+  } catch (err) {
+    return reportError(err, jsonMode, errStream, out);
+  }
+}
+
+function reportError(err: unknown, json: boolean, errStream: NodeJS.WritableStream, out: (t: string) => void): number {
+  if (err instanceof CommanderError) {
+    // help and version are "errors" in commander's exitOverride model
+    if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return 0;
+    return err.exitCode === 0 ? 0 : 2;
+  }
+  if (err instanceof ExitError) {
+    if (err.message) errStream.write(redactText(err.message) + '\n');
+    return err.exitCode;
+  }
+  if (err instanceof ActionableError) {
+    if (json) out(JSON.stringify({ ok: false, error: { code: err.code, message: redactText(err.message), hint: err.hint ?? null } }, null, 2));
+    errStream.write(redactText(`error: ${err.message}`) + '\n');
+    if (err.hint) errStream.write(redactText(`hint: ${err.hint}`) + '\n');
+    return err.exitCode;
+  }
+  // An unexpected error is a bug: show the stack so it can be reported.
+  errStream.write(redactText(`internal error: ${err instanceof Error ? (err.stack ?? err.message) : errorMessage(err)}`) + '\n');
+  return 70;
+}
+
+function isMain(): boolean {
+  const entry = process.argv[1];
+  if (!entry) return false;
+  try {
+    return realpathSync(entry) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (isMain()) {
+  const ac = new AbortController();
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => ac.abort(new Error(`received ${sig}`)));
+  const code = await runCli(process.argv.slice(2), { signal: ac.signal });
+  process.exit(code);
+}
