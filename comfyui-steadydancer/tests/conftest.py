@@ -1,0 +1,48 @@
+"""Shared fixtures: pinned upstream sources from the project's source cache, loud skips."""
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+COMFYUI_COMMIT = "a125cd84b054a57729b5eecab930ca9408719832"
+OFFICIAL_COMMIT = "866a7219e74923d9486ab611cd981b15e5d959e5"
+
+PACK_DIR = Path(__file__).resolve().parent.parent
+
+
+def sources_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "steadydancer" / "sources"
+
+
+def cached_source(name: str, commit: str):
+    p = sources_dir() / f"{name}@{commit}"
+    return p if p.is_dir() else None
+
+
+def _seed_hint(name: str, commit: str) -> str:
+    return (
+        f"{name}@{commit[:12]} is not in the source cache ({sources_dir()}); seed it with "
+        f"`steadydancer sources fetch` (or `--from <git mirror>`)"
+    )
+
+
+@pytest.fixture(scope="session")
+def comfyui_source():
+    """ComfyUI core at the pinned commit, put on sys.path (skips loudly when not cached)."""
+    p = cached_source("ComfyUI", COMFYUI_COMMIT)
+    if p is None:
+        pytest.skip(_seed_hint("ComfyUI", COMFYUI_COMMIT))
+    if str(p) not in sys.path:
+        sys.path.insert(0, str(p))
+    return p
+
+
+@pytest.fixture(scope="session")
+def official_source():
+    """The official SteadyDancer code at the pinned commit (skips loudly when not cached)."""
+    p = cached_source("SteadyDancer", OFFICIAL_COMMIT)
+    if p is None:
+        pytest.skip(_seed_hint("SteadyDancer", OFFICIAL_COMMIT))
+    return p
