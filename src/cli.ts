@@ -15,6 +15,28 @@ export const commands: CommandSpec[] = [
   // Each issue's commands are added here as they land: doctor, lint, sources, build, models,
   // up, down, smoke, run, generate, worker, serve.
   { name: 'version', summary: 'print the toolkit version', load: () => import('./commands/version.js') },
+  {
+    name: 'doctor',
+    summary: 'phase 1: host preflight (GPU, driver/CUDA, Docker, BuildKit, Compose, disk, base image)',
+    options: [
+      ['--models-dir <dir>', 'where models go (default: $MODELS_DIR, /runpod-volume/models, /workspace/models, ./models)'],
+      ['--variant <name>', 'model variant to size the models disk for (default: $STEADYDANCER_VARIANT or fp8)'],
+      ['--models-size-gb <n>', "the variant's total size in GB (default: from docker/models.json)"],
+      ['--base-image <image>', 'base image to look for (default: BASE_IMAGE in docker/Dockerfile)'],
+      ['--min-docker-free-gb <n>', 'free space wanted at the Docker root', '20'],
+    ],
+    load: () => import('./commands/doctor.js'),
+  },
+  {
+    name: 'lint',
+    summary: 'phase 2: static checks of the Dockerfile, compose, node lock, scripts and workflows',
+    args: ['[dir]'],
+    options: [
+      ['--no-external', 'skip checks that run other programs (docker compose config, shellcheck)'],
+      ['--rule <ids>', 'only these rule ids (comma list)'],
+    ],
+    load: () => import('./commands/lint.js'),
+  },
 ];
 
 function addCommand(parent: Command, spec: CommandSpec, run: (spec: CommandSpec, cmd: Command, args: string[]) => Promise<void>): void {
