@@ -162,6 +162,31 @@ function gpuChecks(gpu: GpuProbe): Check[] {
   return checks;
 }
 
+/**
+ * BuildKit: the engine must speak API ≥ 1.39. Clients before 23.0 have BuildKit built in
+ * (DOCKER_BUILDKIT=1); from 23.0 on the client needs the buildx plugin, and without it
+ * `DOCKER_BUILDKIT=1 docker build` stops with "BuildKit is enabled but the buildx component
+ * is missing or broken".
+ */
+export function buildKitCheck(engine: EngineProbe, info: InfoProbe | null): Check {
+  const title = 'BuildKit';
+  if (!engineSupportsBuildKit(engine.serverApiVersion)) {
+    return { id: 'docker.buildkit', title, status: 'FAIL', detail: `engine API ${engine.serverApiVersion ?? '?'} is older than 1.39 (Docker 18.09): no BuildKit`, impact: 'the Dockerfile (cache mounts, build secrets) cannot build; upgrade Docker' };
+  }
+  if (info?.buildx) return { id: 'docker.buildkit', title, status: 'PASS', detail: 'buildx plugin present (BuildKit builder)', impact: 'cache mounts and build secrets in the Dockerfile work' };
+  const major = parseInt(engine.clientVersion ?? '0', 10);
+  if (major > 0 && major < 23) {
+    return { id: 'docker.buildkit', title, status: 'PASS', detail: `client ${engine.clientVersion} has BuildKit built in (DOCKER_BUILDKIT=1; steadydancer build sets it)`, impact: 'cache mounts and build secrets in the Dockerfile work' };
+  }
+  return {
+    id: 'docker.buildkit',
+    title,
+    status: 'WARN',
+    detail: `the docker client on PATH (${engine.clientVersion ?? 'unknown version'}) has no buildx plugin: from Docker 23 on, BuildKit builds need it`,
+    impact: 'builds through this client fail ("buildx component is missing"); install docker-buildx-plugin, or build with a client that has BuildKit built in (Debian docker.io 20.10: /usr/bin/docker)',
+  };
+}
+
 export async function runDoctor(opts: DoctorOptions): Promise<DoctorResult> {
   const { run } = opts;
   const exists = opts.exists ?? existsSync;
@@ -187,24 +212,7 @@ export async function runDoctor(opts: DoctorOptions): Promise<DoctorResult> {
       detail: `engine ${engine.serverVersion} (API ${engine.serverApiVersion ?? '?'}), client ${engine.clientVersion ?? '?'}`,
       impact: 'build, up and smoke can use it',
     });
-    const bk = engineSupportsBuildKit(engine.serverApiVersion);
-    checks.push(
-      bk
-        ? {
-            id: 'docker.buildkit',
-            title: 'BuildKit',
-            status: 'PASS',
-            detail: info?.buildx ? 'buildx plugin present (BuildKit is the default builder)' : 'engine supports BuildKit; the classic client needs DOCKER_BUILDKIT=1 (steadydancer build sets it)',
-            impact: 'cache mounts and build secrets in the Dockerfile work',
-          }
-        : {
-            id: 'docker.buildkit',
-            title: 'BuildKit',
-            status: 'FAIL',
-            detail: `engine API ${engine.serverApiVersion ?? '?'} is older than 1.39 (Docker 18.09): no BuildKit`,
-            impact: 'the Dockerfile (cache mounts, build secrets) cannot build; upgrade Docker',
-          },
-    );
+    checks.push(buildKitCheck(engine, info));
   }
 
   checks.push(
