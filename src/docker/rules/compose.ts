@@ -85,10 +85,12 @@ export const CP002: Rule = {
     const loc = locate(ctx.read(file)!);
     // Compose names the offending key path (e.g. "services.comfyui.ports contains …"); use it for the line.
     const m = /\b(services(?:\.[A-Za-z0-9_-]+)+)/.exec(text);
+    const svc = /service "([^"]+)"/.exec(text);
+    const path = m ? m[1]!.split('.') : svc ? ['services', svc[1]!] : null;
     return [
       {
         file,
-        line: m ? lineAt(loc, m[1]!.split('.')) : 1,
+        line: path ? lineAt(loc, path) : 1,
         message: `${compose.command.join(' ')} config -q: ${text.split('\n').filter(Boolean).slice(0, 3).join(' | ') || `exit ${r.exitCode}`}`,
         hint: 'fix what compose reports; run the same command to see it in full',
       },

@@ -90,7 +90,9 @@ const CLONE_VALUE_OPTS = new Set(['-b', '--branch', '--depth', '-o', '--origin',
 
 function commandWords(words: string[]): string[] {
   let i = 0;
-  while (i < words.length && (LEADING.has(words[i]!) || /^[A-Za-z_][A-Za-z0-9_]*=/.test(words[i]!))) i++;
+  // Also skips a Dockerfile's own `RUN --mount=… --network=…` prefix.
+  const skip = (w: string) => LEADING.has(w) || /^[A-Za-z_][A-Za-z0-9_]*=/.test(w) || (i === 0 && /^RUN$/i.test(w)) || /^--(mount|network|security)=/.test(w);
+  while (i < words.length && skip(words[i]!)) i++;
   return words.slice(i);
 }
 
