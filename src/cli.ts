@@ -24,6 +24,7 @@ export const commands: CommandSpec[] = [
       ['--models-size-gb <n>', "the variant's total size in GB (default: from docker/models.json)"],
       ['--base-image <image>', 'base image to look for (default: BASE_IMAGE in docker/Dockerfile)'],
       ['--min-docker-free-gb <n>', 'free space wanted at the Docker root', '20'],
+      ['--record <file>', "write every probe's command output to FILE (a test fixture of this host)"],
     ],
     load: () => import('./commands/doctor.js'),
   },

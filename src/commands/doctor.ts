@@ -1,9 +1,9 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { emit, type Context } from '../util/context.js';
 import { UsageError } from '../util/errors.js';
 import { projectRoot } from '../util/paths.js';
-import { realRunner } from '../system/exec.js';
+import { realRunner, recordingRunner } from '../system/exec.js';
 import { GB } from '../system/disk.js';
 import { renderDoctor, resolveModelsDir, runDoctor } from '../system/doctor.js';
 import { globalArgDefault, parseDockerfile } from '../docker/dockerfile.js';
@@ -15,6 +15,7 @@ export interface DoctorCliOptions {
   modelsSizeGb?: string;
   baseImage?: string;
   minDockerFreeGb?: string;
+  record?: string;
 }
 
 export const FALLBACK_BASE_IMAGE = 'nvidia/cuda:12.8.1-runtime-ubuntu24.04';
@@ -47,8 +48,9 @@ export default async function doctor(opts: DoctorCliOptions, ctx: Context): Prom
     const v = await variantBytes(root, variant);
     if (v) ({ bytes: modelBytes, source: modelBytesSource } = v);
   }
+  const run = recordingRunner(realRunner);
   const result = await runDoctor({
-    run: realRunner,
+    run,
     modelsDir: opts.modelsDir ?? resolveModelsDir(ctx.env, root),
     variant,
     modelBytes,
@@ -56,6 +58,11 @@ export default async function doctor(opts: DoctorCliOptions, ctx: Context): Prom
     baseImage: opts.baseImage ?? defaultBaseImage(root),
     minDockerFreeBytes: minFreeGb * GB,
   });
+  if (opts.record) {
+    // Every program doctor ran, with its output: a fixture for doctor's tests (test/fixtures/doctor).
+    writeFileSync(opts.record, JSON.stringify(run.recording, null, 2) + '\n');
+    ctx.logger.info(`recorded ${Object.keys(run.recording).length} command outputs to ${opts.record}`);
+  }
   emit(ctx, result, renderDoctor);
   return result.ok ? 0 : 1;
 }

@@ -76,3 +76,14 @@ export function recordedRunner(rec: Recording): Runner & { calls: string[] } {
 export function firstLine(text: string): string {
   return text.split('\n').map((l) => l.trim()).find(Boolean) ?? '';
 }
+
+/** Wraps a Runner and keeps every answer, so a host can be recorded for doctor's tests. */
+export function recordingRunner(inner: Runner): Runner & { recording: Record<string, RunResult> } {
+  const recording: Record<string, RunResult> = {};
+  const fn: Runner = async (file, args, opts) => {
+    const res = await inner(file, args, opts);
+    recording[commandKey(file, args)] = res;
+    return res;
+  };
+  return Object.assign(fn, { recording });
+}
