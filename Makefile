@@ -32,10 +32,14 @@ $(VENV_STAMP): comfyui-steadydancer/requirements-dev.txt
 
 venv: $(VENV_STAMP)
 
+# Host programs the tests use (shellcheck for lint SH001); idempotent, never fails.
+tools:
+	bash scripts/ensure-tools.sh
+
 typecheck: node-deps
 	npx tsc -p tsconfig.json --noEmit
 
-test: node-deps venv
+test: node-deps venv tools
 	rm -rf $(RESULTS) && mkdir -p $(RESULTS)
 	npx tsc -p tsconfig.json --noEmit
 	status=0; \
@@ -44,7 +48,7 @@ test: node-deps venv
 	npx tsx scripts/test-summary.ts $(RESULTS); \
 	exit $$status
 
-lint: node-deps
+lint: node-deps tools
 	$(CLI) lint
 
 run: node-deps venv
@@ -59,4 +63,4 @@ bench: node-deps venv
 clean:
 	rm -rf dist $(RESULTS)
 
-.PHONY: help node-deps venv typecheck test lint run build bench clean
+.PHONY: help node-deps venv tools typecheck test lint run build bench clean
