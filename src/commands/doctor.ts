@@ -4,7 +4,7 @@ import { emit, type Context } from '../util/context.js';
 import { UsageError } from '../util/errors.js';
 import { projectRoot } from '../util/paths.js';
 import { realRunner, recordingRunner } from '../system/exec.js';
-import { GB } from '../system/disk.js';
+import { GB } from '../system/df.js';
 import { renderDoctor, resolveModelsDir, runDoctor } from '../system/doctor.js';
 import { globalArgDefault, parseDockerfile } from '../docker/dockerfile.js';
 import { variantBytes } from '../docker/manifest-bridge.js';

@@ -1,59 +1,124 @@
-/** Free disk space of the filesystem holding a path, from POSIX `df -Pk`. */
-import { existsSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
-import { firstLine, type Runner } from './exec.js';
+/**
+ * Free space on a filesystem (fs.statfs, no df parsing) and the disk watch used by long builds:
+ * a warning when usage crosses `warnAt`, a stop when it crosses `stopAt`. The decision logic is
+ * a pure function over samples so that it is tested on recorded sequences.
+ */
+import { statfs } from 'node:fs/promises';
 
-export interface DiskSpace {
-  /** The path asked about. */
+export interface DiskSample {
   path: string;
-  /** The existing path df was run on (the nearest existing parent when `path` does not exist yet). */
-  probedPath: string;
-  filesystem: string;
-  mountpoint: string;
   totalBytes: number;
-  usedBytes: number;
-  freeBytes: number;
+  /** Bytes available to unprivileged users (what a build can still write). */
+  availBytes: number;
+  /** Used fraction counted like df: (total - free) / (total - free + avail). */
+  usedFraction: number;
 }
+
+export async function diskUsage(path: string): Promise<DiskSample> {
+  const s = await statfs(path);
+  const total = s.blocks * s.bsize;
+  const free = s.bfree * s.bsize;
+  const avail = s.bavail * s.bsize;
+  const used = total - free;
+  const denom = used + avail;
+  return { path, totalBytes: total, availBytes: avail, usedFraction: denom > 0 ? used / denom : 0 };
+}
+
+export interface DiskThresholds {
+  /** Warn when used fraction reaches this (default 0.80). */
+  warnAt: number;
+  /** Stop when used fraction reaches this (default 0.95). */
+  stopAt: number;
+}
+
+export const DEFAULT_THRESHOLDS: DiskThresholds = { warnAt: 0.8, stopAt: 0.95 };
+
+export interface DiskWatchState {
+  warned: boolean;
+  stopped: boolean;
+  peakUsedFraction: number;
+}
+
+export type DiskEvent =
+  | { kind: 'ok' }
+  | { kind: 'warn'; sample: DiskSample; message: string }
+  | { kind: 'stop'; sample: DiskSample; message: string };
+
+export function initialDiskState(): DiskWatchState {
+  return { warned: false, stopped: false, peakUsedFraction: 0 };
+}
+
+const pct = (f: number) => `${(f * 100).toFixed(1)} %`;
+const gb = (b: number) => `${(b / 1e9).toFixed(1)} GB`;
 
 /**
- * Parse `df -Pk PATH`. POSIX output: a header, then one line per filesystem with 1024-byte
- * blocks: Filesystem, total, used, available, capacity, mounted on (which may contain spaces).
+ * One step of the watch. Warns once per crossing (re-armed when usage falls back below
+ * warnAt by 2 points), stops once.
  */
-export function parseDfPk(text: string): Omit<DiskSpace, 'path' | 'probedPath'> {
-  const lines = text.split('\n').filter((l) => l.trim());
-  const row = lines.find((l, i) => i > 0 && /\s\d+\s+\d+\s+\d+\s+\d+%\s/.test(l + ' '));
-  if (!row) throw new Error(`unexpected df output: "${firstLine(text)}"`);
-  const m = /^(.*?)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)%\s+(.*)$/.exec(row.trim());
-  if (!m) throw new Error(`unexpected df line: "${row}"`);
-  return {
-    filesystem: m[1]!,
-    totalBytes: Number(m[2]) * 1024,
-    usedBytes: Number(m[3]) * 1024,
-    freeBytes: Number(m[4]) * 1024,
-    mountpoint: m[6]!,
-  };
-}
-
-/** The path itself when it exists, else its nearest existing parent (df needs an existing path). */
-export function nearestExisting(path: string, exists: (p: string) => boolean = existsSync): string {
-  let p = resolve(path);
-  while (!exists(p)) {
-    const up = dirname(p);
-    if (up === p) break;
-    p = up;
+export function evaluateDisk(sample: DiskSample, state: DiskWatchState, t: DiskThresholds = DEFAULT_THRESHOLDS): DiskEvent {
+  if (!(t.warnAt > 0 && t.warnAt < t.stopAt && t.stopAt <= 1)) {
+    throw new RangeError(`disk thresholds must satisfy 0 < warnAt < stopAt <= 1 (got ${t.warnAt}, ${t.stopAt})`);
   }
-  return p;
+  state.peakUsedFraction = Math.max(state.peakUsedFraction, sample.usedFraction);
+  if (state.stopped) return { kind: 'ok' };
+  if (sample.usedFraction >= t.stopAt) {
+    state.stopped = true;
+    return {
+      kind: 'stop',
+      sample,
+      message: `disk at ${sample.path} is ${pct(sample.usedFraction)} used (${gb(sample.availBytes)} free), over the ${pct(t.stopAt)} stop line: build stopped`,
+    };
+  }
+  if (sample.usedFraction >= t.warnAt) {
+    if (!state.warned) {
+      state.warned = true;
+      return {
+        kind: 'warn',
+        sample,
+        message: `disk at ${sample.path} is ${pct(sample.usedFraction)} used (${gb(sample.availBytes)} free); the build stops at ${pct(t.stopAt)}`,
+      };
+    }
+  } else if (sample.usedFraction < t.warnAt - 0.02) {
+    state.warned = false;
+  }
+  return { kind: 'ok' };
 }
 
-export async function diskSpace(run: Runner, path: string, exists?: (p: string) => boolean): Promise<DiskSpace> {
-  const probedPath = nearestExisting(path, exists);
-  const r = await run('df', ['-Pk', probedPath]);
-  if (r.notFound) throw new Error('df is not installed');
-  if (r.exitCode !== 0) throw new Error(`df -Pk ${probedPath} failed: ${firstLine(r.stderr) || `exit code ${r.exitCode}`}`);
-  return { path, probedPath, ...parseDfPk(r.stdout) };
+export interface DiskWatchOptions {
+  path: string;
+  intervalMs?: number;
+  thresholds?: DiskThresholds;
+  sample?: (path: string) => Promise<DiskSample>;
+  onEvent: (e: Exclude<DiskEvent, { kind: 'ok' }>) => void;
 }
 
-export const GB = 1e9;
-export function fmtGB(bytes: number): string {
-  return `${(bytes / GB).toFixed(1)} GB`;
+export interface DiskWatch {
+  stop(): void;
+  state: DiskWatchState;
+  /** Samples once now (also what the timer does). */
+  tick(): Promise<void>;
+}
+
+/** Samples `path` every intervalMs (default 5 s) and reports warn/stop events. */
+export function startDiskWatch(opts: DiskWatchOptions): DiskWatch {
+  const state = initialDiskState();
+  const sample = opts.sample ?? diskUsage;
+  const thresholds = opts.thresholds ?? DEFAULT_THRESHOLDS;
+  let busy = false;
+  const tick = async () => {
+    if (busy) return;
+    busy = true;
+    try {
+      const e = evaluateDisk(await sample(opts.path), state, thresholds);
+      if (e.kind !== 'ok') opts.onEvent(e);
+    } catch {
+      // a failed sample (path gone) is not a reason to stop a build; the next tick retries
+    } finally {
+      busy = false;
+    }
+  };
+  const timer = setInterval(() => void tick(), opts.intervalMs ?? 5000);
+  timer.unref();
+  void tick();
+  return { stop: () => clearInterval(timer), state, tick };
 }

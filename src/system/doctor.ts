@@ -6,7 +6,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Runner } from './exec.js';
-import { diskSpace, fmtGB, GB, type DiskSpace } from './disk.js';
+import { diskSpace, fmtGB, GB, type DiskSpace } from './df.js';
 import { compareVersions, probeGpu, type GpuProbe } from './gpu.js';
 import {
   engineSupportsBuildKit,

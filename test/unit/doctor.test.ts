@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { recordedRunner, type Recording } from '../../src/system/exec.js';
 import { runDoctor, renderDoctor, resolveModelsDir, type DoctorResult, type Status } from '../../src/system/doctor.js';
 import { cudaFromDriver, parseGpuQuery, parseSmiHeader, probeGpu } from '../../src/system/gpu.js';
-import { nearestExisting, parseDfPk } from '../../src/system/disk.js';
+import { nearestExisting, parseDfPk } from '../../src/system/df.js';
 import { probeCompose, probeEngine } from '../../src/docker/probe.js';
 
 const FIX = join(process.cwd(), 'test', 'fixtures', 'doctor');
