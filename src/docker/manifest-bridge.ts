@@ -1,17 +1,32 @@
 /**
- * The model manifest as doctor and lint need it: the total size of a variant and the file
- * names workflows may load. Until the manifest (docker/models.json) lands this says "unknown".
+ * The model manifest (docker/models.json, loaded by src/models/manifest.ts) as doctor and lint
+ * need it: the total size of a variant, and the model file names workflows may load.
  */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { loadManifest, variantTotalBytes, workflowModelNames } from '../models/manifest.js';
+
+export const MANIFEST = 'docker/models.json';
+
 export interface ManifestView {
   source: string;
-  /** Every file name the manifest knows (basename and relative path under models/). */
+  /** Every name a workflow may use for a model file (bare file name and folder/filename). */
   files: Set<string>;
 }
 
-export async function variantBytes(_root: string, _variant: string): Promise<{ bytes: number; source: string } | null> {
-  return null;
+/** Total bytes of a variant's files; null when the manifest is absent. Unknown variant: UsageError. */
+export async function variantBytes(root: string, variant: string): Promise<{ bytes: number; source: string } | null> {
+  const file = join(root, MANIFEST);
+  if (!existsSync(file)) return null;
+  const m = loadManifest(file);
+  const total = variantTotalBytes(m, variant);
+  const lower = total.unknown.length ? `; a lower bound: ${total.unknown.length} file(s) of unknown size not counted` : '';
+  return { bytes: total.bytes, source: `${MANIFEST}${lower}` };
 }
 
-export async function manifestView(_root: string): Promise<ManifestView | null> {
-  return null;
+/** The manifest's model names; null when absent. An invalid manifest throws (lint rule MD001 reports it). */
+export async function manifestView(root: string): Promise<ManifestView | null> {
+  const file = join(root, MANIFEST);
+  if (!existsSync(file)) return null;
+  return { source: MANIFEST, files: workflowModelNames(loadManifest(file)) };
 }

@@ -2,7 +2,6 @@
 import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { ManifestView } from '../../src/docker/manifest-bridge.js';
 
 export const LINT_FIXTURES = join(process.cwd(), 'test', 'fixtures', 'lint');
 
@@ -29,15 +28,4 @@ export function buildTree(overlay?: string): string {
   cpSync(join(LINT_FIXTURES, 'good', 'docker'), join(dir, 'docker'), { recursive: true });
   if (overlay) cpSync(join(LINT_FIXTURES, overlay, 'docker'), join(dir, 'docker'), { recursive: true });
   return dir;
-}
-
-/** The model manifest the fixtures are checked against. */
-export async function fixtureManifest(): Promise<ManifestView> {
-  const files = JSON.parse(readFileSync(join(LINT_FIXTURES, 'good', 'manifest-files.json'), 'utf8')) as string[];
-  const set = new Set<string>();
-  for (const f of files) {
-    set.add(f);
-    set.add(f.slice(f.lastIndexOf('/') + 1));
-  }
-  return { source: 'test/fixtures/lint/good/manifest-files.json', files: set };
 }

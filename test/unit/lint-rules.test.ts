@@ -7,7 +7,8 @@ import { realRunner } from '../../src/system/exec.js';
 import { probeCompose } from '../../src/docker/probe.js';
 import { runCli } from '../../src/cli.js';
 import { needs } from '../helpers/skips.js';
-import { buildTree, fixtureExpect, fixtureManifest, ruleFixtures } from '../helpers/lint.js';
+import { buildTree, fixtureExpect, ruleFixtures } from '../helpers/lint.js';
+import { manifestView } from '../../src/docker/manifest-bridge.js';
 
 const compose = await probeCompose(realRunner);
 const shellcheck = (await realRunner('shellcheck', ['--version'])).exitCode === 0;
@@ -30,7 +31,7 @@ function capture() {
 
 describe('lint: the good baseline', () => {
   it('passes every rule with no finding at all', async () => {
-    const r = await runLint(rules, { root: tree(), run: realRunner, manifest: fixtureManifest });
+    const r = await runLint(rules, { root: tree(), run: realRunner, manifest: manifestView });
     expect(r.findings).toEqual([]);
     expect(r.ok).toBe(true);
     // every rule either ran or says why it could not
@@ -54,7 +55,7 @@ describe('lint: each rule fires on its fixture, and only it', () => {
           : undefined;
     const skip = needs(`lint rule ${rule}`, missing);
     it.skipIf(skip)(`${rule}: ${exp.why}`, async () => {
-      const r = await runLint(rules, { root: tree(rule), run: realRunner, external: exp.external ?? true, manifest: fixtureManifest });
+      const r = await runLint(rules, { root: tree(rule), run: realRunner, external: exp.external ?? true, manifest: manifestView });
       expect(r.findings.map((f) => f.rule)).toEqual(exp.findings.map(() => rule));
       expect(r.findings.map((f) => ({ file: f.file, line: f.line }))).toEqual(exp.findings);
       expect(r.ok).toBe(false);
@@ -80,7 +81,7 @@ describe('lint: details', () => {
     const root = tree();
     const df = join(root, 'docker', 'Dockerfile');
     writeFileSync(df, readFileSync(df, 'utf8').replace('ARG ENABLE_OPENMMLAB=false\n', 'ARG ENABLE_OPENMMLAB=false\nARG HF_TOKEN\n'));
-    const r = await runLint(rules, { root, run: realRunner, external: false, manifest: fixtureManifest });
+    const r = await runLint(rules, { root, run: realRunner, external: false, manifest: manifestView });
     expect(r.findings).toMatchObject([{ rule: 'DF006', severity: 'warning', line: 8 }]);
     expect(r.ok).toBe(true);
   });
@@ -95,12 +96,14 @@ describe('lint: details', () => {
   });
 
   it('WF002 is skipped, with the reason, when there is no model manifest', async () => {
-    const r = await runLint(rules, { root: tree('WF002'), run: realRunner, only: ['WF002'] });
+    const root = tree('WF002');
+    rmSync(join(root, 'docker', 'models.json'));
+    const r = await runLint(rules, { root, run: realRunner, only: ['WF002'], manifest: manifestView });
     expect(r.rules).toEqual([expect.objectContaining({ id: 'WF002', status: 'skipped', reason: expect.stringMatching(/manifest/) })]);
   });
 
   it('--no-external skips CP002 and SH001 with that reason', async () => {
-    const r = await runLint(rules, { root: tree('SH001'), run: realRunner, external: false, manifest: fixtureManifest });
+    const r = await runLint(rules, { root: tree('SH001'), run: realRunner, external: false, manifest: manifestView });
     expect(r.ok).toBe(true);
     for (const id of ['CP002', 'SH001']) expect(r.rules.find((x) => x.id === id)).toMatchObject({ status: 'skipped', reason: '--no-external' });
   });
@@ -108,7 +111,7 @@ describe('lint: details', () => {
   it('a missing Dockerfile is one DF001 error; the other Dockerfile rules say why they skipped', async () => {
     const root = tree();
     rmSync(join(root, 'docker', 'Dockerfile'));
-    const r = await runLint(rules, { root, run: realRunner, external: false, manifest: fixtureManifest });
+    const r = await runLint(rules, { root, run: realRunner, external: false, manifest: manifestView });
     expect(r.findings).toMatchObject([{ rule: 'DF001', file: 'docker/Dockerfile', line: 1, message: 'docker/Dockerfile is missing' }]);
     expect(r.rules.filter((x) => x.status === 'skipped').map((x) => x.id)).toEqual(expect.arrayContaining(['DF002', 'DF003', 'DF005', 'DF006']));
   });
@@ -119,6 +122,14 @@ describe('lint: details', () => {
     const r = await runLint(rules, { root, run: realRunner, only: ['LK001'] });
     expect(r.findings).toMatchObject([{ rule: 'LK001', line: 3 }]);
     expect(r.findings[0]!.message).toMatch(/not valid JSON/);
+  });
+
+  it('CP001 and CP002 check override files too (docker-compose.<name>.yml), with the main file', async () => {
+    const root = tree();
+    writeFileSync(join(root, 'docker', 'docker-compose.gpu.yml'), 'services:\n  comfyui:\n    runtime: nvidia\n    gpus_all: true\n');
+    const r = await runLint(rules, { root, run: realRunner, only: ['CP001', 'CP002'] });
+    expect(r.findings.filter((f) => f.rule === 'CP001')).toMatchObject([{ file: 'docker/docker-compose.gpu.yml', line: 4, message: 'services.comfyui: unknown key "gpus_all"' }]);
+    if (compose.command) expect(r.findings.filter((f) => f.rule === 'CP002')).toMatchObject([{ file: 'docker/docker-compose.gpu.yml' }]);
   });
 
   it('CP001 names the line of a YAML syntax error', async () => {

@@ -16,6 +16,12 @@ function composeFile(ctx: LintContext): string | null {
   return COMPOSE_FILES.find((f) => ctx.read(f) !== null) ?? null;
 }
 
+/** Override files beside the main one (docker-compose.gpu.yml, compose.cpu.yaml, …). */
+function overrideFiles(ctx: LintContext, main: string): string[] {
+  const all = [...ctx.list('docker', '.yml'), ...ctx.list('docker', '.yaml')];
+  return all.filter((f) => f !== main && /^docker\/(docker-)?compose[.-][^/]*\.ya?ml$/.test(f)).sort();
+}
+
 let validator: ReturnType<Ajv['compile']> | undefined;
 function compile() {
   if (!validator) {
@@ -42,31 +48,38 @@ export const CP001: Rule = {
   title: 'compose file validates against the Compose specification JSON schema',
   severity: 'error',
   async check(ctx) {
-    const file = composeFile(ctx);
-    if (!file) return [{ file: COMPOSE_FILES[0]!, line: 1, message: 'no compose file in docker/', hint: 'restore docker/docker-compose.yml' }];
-    const text = ctx.read(file)!;
-    const loc = locate(text);
-    if (loc.doc.errors.length) {
-      return loc.doc.errors.map((e) => ({ file, line: e.linePos?.[0]?.line ?? 1, message: `YAML: ${e.message.split('\n')[0]}`, hint: 'fix the YAML syntax' }));
-    }
-    const data = parse(text, { merge: true }) as unknown;
-    const validate = compile();
-    if (validate(data)) return [];
-    const errors = validate.errors ?? [];
-    // oneOf/anyOf wrappers repeat what their branches say; keep the most specific errors.
-    const specific = errors.filter((e) => e.keyword !== 'oneOf' && e.keyword !== 'anyOf');
-    const keep = specific.length ? specific : errors;
-    const seen = new Set<string>();
+    const main = composeFile(ctx);
+    if (!main) return [{ file: COMPOSE_FILES[0]!, line: 1, message: 'no compose file in docker/', hint: 'restore docker/docker-compose.yml' }];
     const out = [];
-    for (const e of keep) {
-      const msg = describe(e);
-      if (seen.has(msg)) continue;
-      seen.add(msg);
-      out.push({ file, line: lineAt(loc, pointerPath(e.instancePath)), message: msg, hint: 'see the Compose file reference: https://docs.docker.com/reference/compose-file/' });
-    }
+    for (const file of [main, ...overrideFiles(ctx, main)]) out.push(...schemaFindings(file, ctx.read(file)!));
     return out;
   },
 };
+
+function schemaFindings(file: string, text: string) {
+  const loc = locate(text);
+  if (loc.doc.errors.length) {
+    return loc.doc.errors.map((e) => ({ file, line: e.linePos?.[0]?.line ?? 1, message: `YAML: ${e.message.split('\n')[0]}`, hint: 'fix the YAML syntax' }));
+  }
+  const data = parse(text, { merge: true }) as unknown;
+  const validate = compile();
+  if (validate(data)) return [];
+  const errors = validate.errors ?? [];
+  // oneOf/anyOf wrappers repeat what their branches say; keep the most specific errors.
+  const specific = errors.filter((e) => e.keyword !== 'oneOf' && e.keyword !== 'anyOf');
+  const keep = specific.length ? specific : errors;
+  const seen = new Set<string>();
+  const out = [];
+  for (const e of keep) {
+    const msg = describe(e);
+    if (seen.has(msg)) continue;
+    seen.add(msg);
+    const path = pointerPath(e.instancePath);
+    if (e.keyword === 'additionalProperties') path.push((e.params as { additionalProperty: string }).additionalProperty);
+    out.push({ file, line: lineAt(loc, path), message: msg, hint: 'see the Compose file reference: https://docs.docker.com/reference/compose-file/' });
+  }
+  return out;
+}
 
 export const CP002: Rule = {
   id: 'CP002',
@@ -79,21 +92,25 @@ export const CP002: Rule = {
     const compose = await probeCompose(ctx.run);
     if (!compose.command) return { skipped: 'neither `docker compose` nor `docker-compose` is installed' };
     const [bin, ...pre] = compose.command;
-    const r = await ctx.run(bin!, [...pre, '-f', join(ctx.root, file), 'config', '-q'], { cwd: join(ctx.root, 'docker'), timeoutMs: 60_000 });
-    if (r.exitCode === 0) return [];
-    const text = (r.stderr || r.stdout).trim();
-    const loc = locate(ctx.read(file)!);
-    // Compose names the offending key path (e.g. "services.comfyui.ports contains …"); use it for the line.
-    const m = /\b(services(?:\.[A-Za-z0-9_-]+)+)/.exec(text);
-    const svc = /service "([^"]+)"/.exec(text);
-    const path = m ? m[1]!.split('.') : svc ? ['services', svc[1]!] : null;
-    return [
-      {
-        file,
+    const out = [];
+    // The main file alone, then the main file with each override (as `up` combines them).
+    for (const files of [[file], ...overrideFiles(ctx, file).map((o) => [file, o])]) {
+      const r = await ctx.run(bin!, [...pre, ...files.flatMap((f) => ['-f', join(ctx.root, f)]), 'config', '-q'], { cwd: join(ctx.root, 'docker'), timeoutMs: 60_000 });
+      if (r.exitCode === 0) continue;
+      const text = (r.stderr || r.stdout).trim();
+      const blamed = files[files.length - 1]!;
+      const loc = locate(ctx.read(blamed)!);
+      // Compose names the offending key path ("services.comfyui.ports …") or the service; use it for the line.
+      const m = /\b(services(?:\.[A-Za-z0-9_-]+)+)/.exec(text);
+      const svc = /service "([^"]+)"/.exec(text);
+      const path = m ? m[1]!.split('.') : svc ? ['services', svc[1]!] : null;
+      out.push({
+        file: blamed,
         line: path ? lineAt(loc, path) : 1,
-        message: `${compose.command.join(' ')} config -q: ${text.split('\n').filter(Boolean).slice(0, 3).join(' | ') || `exit ${r.exitCode}`}`,
+        message: `${compose.command.join(' ')} ${files.map((f) => `-f ${f.slice(7)}`).join(' ')} config -q: ${text.split('\n').filter(Boolean).slice(0, 3).join(' | ') || `exit ${r.exitCode}`}`,
         hint: 'fix what compose reports; run the same command to see it in full',
-      },
-    ];
+      });
+    }
+    return out;
   },
 };

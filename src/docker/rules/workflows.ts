@@ -131,7 +131,12 @@ export const WF002: Rule = {
   async check(ctx) {
     const files = ctx.list(WORKFLOW_DIR, '.json');
     if (!files.length) return [];
-    const manifest = await ctx.manifest();
+    let manifest;
+    try {
+      manifest = await ctx.manifest();
+    } catch {
+      return { skipped: 'the model manifest is not valid (reported by MD001)' };
+    }
     if (!manifest) return { skipped: 'no model manifest (docker/models.json) to check against' };
     const out = [];
     for (const file of files) {
@@ -139,8 +144,7 @@ export const WF002: Rule = {
       if (!('ok' in res)) continue; // WF001 reports it
       for (const ref of modelReferences(res.ok)) {
         const norm = ref.name.replace(/\\/g, '/');
-        const base = norm.slice(norm.lastIndexOf('/') + 1);
-        if (manifest.files.has(norm) || manifest.files.has(base)) continue;
+        if (manifest.files.has(norm)) continue;
         out.push({
           file,
           line: lineAt(res.ok.loc, ref.path),
