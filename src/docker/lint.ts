@@ -37,8 +37,8 @@ export interface LintContext {
   env: NodeJS.ProcessEnv;
   /** Text of a file under root (relative path), or null when absent. Cached. */
   read(rel: string): string | null;
-  /** Relative paths of the files in a folder under root matching a suffix, sorted. */
-  list(relDir: string, suffix: string): string[];
+  /** Relative paths of the files in a folder under root matching a suffix, sorted (optionally in subfolders too). */
+  list(relDir: string, suffix: string, recursive?: boolean): string[];
   /** docker/Dockerfile parsed (null when absent). */
   dockerfile(): ParsedDockerfile | null;
   manifest(): Promise<ManifestView | null>;
@@ -100,13 +100,19 @@ export function makeContext(opts: LintOptions): LintContext {
       }
       return cache.get(rel)!;
     },
-    list(relDir, suffix) {
-      const dir = join(opts.root, relDir);
-      if (!existsSync(dir)) return [];
-      return readdirSync(dir)
-        .filter((n) => n.endsWith(suffix) && statSync(join(dir, n)).isFile())
-        .sort()
-        .map((n) => relative(opts.root, join(dir, n)).split('\\').join('/'));
+    list(relDir, suffix, recursive = false) {
+      const out: string[] = [];
+      const walk = (dir: string) => {
+        if (!existsSync(dir)) return;
+        for (const n of readdirSync(dir).sort()) {
+          const p = join(dir, n);
+          const st = statSync(p);
+          if (st.isFile() && n.endsWith(suffix)) out.push(relative(opts.root, p).split('\\').join('/'));
+          else if (recursive && st.isDirectory() && n !== 'node_modules' && !n.startsWith('.')) walk(p);
+        }
+      };
+      walk(join(opts.root, relDir));
+      return out.sort();
     },
     dockerfile() {
       if (df === undefined) {

@@ -1,4 +1,4 @@
-import { rmSync, writeFileSync, readFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runLint } from '../../src/docker/lint.js';
@@ -130,6 +130,14 @@ describe('lint: details', () => {
     const r = await runLint(rules, { root, run: realRunner, only: ['CP001', 'CP002'] });
     expect(r.findings.filter((f) => f.rule === 'CP001')).toMatchObject([{ file: 'docker/docker-compose.gpu.yml', line: 4, message: 'services.comfyui: unknown key "gpus_all"' }]);
     if (compose.command) expect(r.findings.filter((f) => f.rule === 'CP002')).toMatchObject([{ file: 'docker/docker-compose.gpu.yml' }]);
+  });
+
+  it.skipIf(needs('lint SH001 in subfolders', shellcheck ? undefined : 'shellcheck is not installed'))('SH001 and DF004 also read scripts in subfolders of docker/', async () => {
+    const root = tree();
+    mkdirSync(join(root, 'docker', 'build'));
+    writeFileSync(join(root, 'docker', 'build', 'get.sh'), '#!/bin/sh\nset -eu\ngit clone https://x/a.git /a\nunused=1\n');
+    const r = await runLint(rules, { root, run: realRunner, only: ['SH001', 'DF004'] });
+    expect(r.findings.map((f) => `${f.rule} ${f.file}:${f.line}`)).toEqual(['DF004 docker/build/get.sh:3', 'SH001 docker/build/get.sh:4']);
   });
 
   it('CP001 names the line of a YAML syntax error', async () => {

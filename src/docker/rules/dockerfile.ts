@@ -100,7 +100,7 @@ function argResolver(df: ParsedDockerfile, line: number) {
 
 export const DF004: Rule = {
   id: 'DF004',
-  title: 'every git source in the Dockerfile and docker/*.sh is pinned to a full 40-hex commit',
+  title: 'every git source in the Dockerfile and docker/**/*.sh is pinned to a full 40-hex commit',
   severity: 'error',
   async check(ctx) {
     const df = withDockerfile(ctx);
@@ -132,7 +132,7 @@ export const DF004: Rule = {
         }
       }
     }
-    for (const sh of ctx.list('docker', '.sh')) {
+    for (const sh of ctx.list('docker', '.sh', true)) {
       const text = ctx.read(sh) ?? '';
       for (const p of findUnpinnedGit(text, 1, (w) => (/\$/.test(w) ? null : w))) out.push({ file: sh, ...p });
     }

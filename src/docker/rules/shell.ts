@@ -13,10 +13,10 @@ interface ShellcheckComment {
 
 export const SH001: Rule = {
   id: 'SH001',
-  title: 'shellcheck finds nothing in docker/*.sh (error/warning fail; info/style warn)',
+  title: 'shellcheck finds nothing in docker/**/*.sh (error/warning fail; info/style warn)',
   severity: 'error',
   async check(ctx) {
-    const scripts = ctx.list('docker', '.sh');
+    const scripts = ctx.list('docker', '.sh', true);
     if (!scripts.length) return [];
     if (!ctx.external) return { skipped: '--no-external' };
     const r = await ctx.run('shellcheck', ['--format=json1', '--severity=style', '--external-sources', ...scripts.map((s) => join(ctx.root, s))], { cwd: ctx.root, timeoutMs: 60_000 });
