@@ -187,6 +187,29 @@ export function buildKitCheck(engine: EngineProbe, info: InfoProbe | null): Chec
   };
 }
 
+/**
+ * Containers see the GPU through the NVIDIA Container Toolkit: an `nvidia` runtime registered
+ * with the engine, or the toolkit's CLI (used by `--gpus` / compose device reservations).
+ */
+async function containerToolkitCheck(run: Runner, gpu: GpuProbe, engine: EngineProbe, info: InfoProbe | null): Promise<Check> {
+  const id = 'gpu.container-toolkit';
+  const title = 'NVIDIA Container Toolkit';
+  if (!gpu.present) return { id, title, status: 'SKIP', detail: 'no GPU', impact: 'checked on a GPU host' };
+  if (!engine.reachable) return { id, title, status: 'SKIP', detail: 'no engine', impact: 'checked once the engine runs' };
+  if (info?.nvidiaRuntime) return { id, title, status: 'PASS', detail: 'the engine has the nvidia runtime', impact: 'containers (compose GPU override) can use the GPU' };
+  for (const [bin, args] of [['nvidia-ctk', ['--version']], ['nvidia-container-cli', ['--version']]] as const) {
+    const r = await run(bin, [...args]);
+    if (r.exitCode === 0) return { id, title, status: 'PASS', detail: `${bin} is installed`, impact: 'containers (compose GPU override) can use the GPU' };
+  }
+  return {
+    id,
+    title,
+    status: 'WARN',
+    detail: 'no nvidia runtime in the engine and neither nvidia-ctk nor nvidia-container-cli installed',
+    impact: 'containers cannot see the GPU (up with the GPU override fails); install nvidia-container-toolkit and run `nvidia-ctk runtime configure --runtime=docker`',
+  };
+}
+
 export async function runDoctor(opts: DoctorOptions): Promise<DoctorResult> {
   const { run } = opts;
   const exists = opts.exists ?? existsSync;
@@ -214,6 +237,8 @@ export async function runDoctor(opts: DoctorOptions): Promise<DoctorResult> {
     });
     checks.push(buildKitCheck(engine, info));
   }
+
+  checks.push(await containerToolkitCheck(run, gpu, engine, info));
 
   checks.push(
     compose.kind

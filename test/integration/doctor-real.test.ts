@@ -19,7 +19,7 @@ describe('steadydancer doctor on this machine', () => {
     const code = await runCli(['doctor', '--json', '--models-size-gb', '1'], c.io);
     const doc = JSON.parse(c.out.join('\n')) as { ok: boolean; checks: Row[]; counts: Record<string, number> };
     expect(doc.checks.map((r) => r.id)).toEqual([
-      'gpu.present', 'gpu.cuda', 'gpu.compute', 'docker.engine', 'docker.buildkit', 'docker.compose', 'disk.docker-root', 'disk.models', 'docker.base-image',
+      'gpu.present', 'gpu.cuda', 'gpu.compute', 'docker.engine', 'docker.buildkit', 'gpu.container-toolkit', 'docker.compose', 'disk.docker-root', 'disk.models', 'docker.base-image',
     ]);
     for (const r of doc.checks) {
       expect(['PASS', 'WARN', 'FAIL', 'SKIP']).toContain(r.status);

@@ -34,6 +34,7 @@ describe('doctor on recorded hosts', () => {
       'gpu.compute': 'PASS',
       'docker.engine': 'PASS',
       'docker.buildkit': 'PASS',
+      'gpu.container-toolkit': 'PASS',
       'docker.compose': 'PASS',
       'disk.docker-root': 'PASS',
       'disk.models': 'PASS',
@@ -61,6 +62,9 @@ describe('doctor on recorded hosts', () => {
     expect(check(r, 'docker.buildkit')).toMatchObject({ status: 'PASS' });
     expect(check(r, 'docker.buildkit').detail).toMatch(/built in/);
     expect(check(r, 'docker.compose').detail).toBe('Compose 1.29.2 (docker-compose)');
+    // no nvidia runtime in that engine and no toolkit CLI: containers would not see the GPUs
+    expect(check(r, 'gpu.container-toolkit')).toMatchObject({ status: 'WARN' });
+    expect(check(r, 'gpu.container-toolkit').impact).toMatch(/install nvidia-container-toolkit/);
     expect(r.ok).toBe(false);
   });
 
@@ -72,6 +76,7 @@ describe('doctor on recorded hosts', () => {
     expect(gpu.impact).toMatch(/GPU phases .* will be skipped; build, lint, models and the CPU smoke can still run/);
     expect(status(r)['gpu.cuda']).toBe('SKIP');
     expect(status(r)['gpu.compute']).toBe('SKIP');
+    expect(status(r)['gpu.container-toolkit']).toBe('SKIP');
     expect(status(r)['docker.engine']).toBe('PASS');
     // the docker 28 client on PATH here has no buildx: BuildKit builds through it fail
     expect(check(r, 'docker.buildkit')).toMatchObject({ status: 'WARN' });
@@ -100,7 +105,7 @@ describe('doctor on recorded hosts', () => {
     expect(m.status).toBe('FAIL');
     expect(m.impact).toMatch(/free 22\.3 GB more/);
     expect(status(r)['gpu.present']).toBe('PASS');
-    expect(r.counts).toEqual({ PASS: 7, WARN: 0, FAIL: 2, SKIP: 0 });
+    expect(r.counts).toEqual({ PASS: 8, WARN: 0, FAIL: 2, SKIP: 0 });
   });
 
   it('an unknown variant size is a WARN that says how to give it', async () => {
@@ -113,7 +118,7 @@ describe('doctor on recorded hosts', () => {
     const text = renderDoctor(await doctorOn('this-host'));
     expect(text).toMatch(/^FAIL {2}gpu\.present +NVIDIA GPU: no NVIDIA GPU/m);
     expect(text).toMatch(/→ GPU phases/);
-    expect(text).toMatch(/doctor: \d+ pass, \d+ warn, 1 fail, 2 skipped — not ready/);
+    expect(text).toMatch(/doctor: \d+ pass, \d+ warn, 1 fail, 3 skipped — not ready/);
   });
 });
 
