@@ -113,6 +113,18 @@ export async function probeCompose(run: Runner): Promise<ComposeProbe> {
   return { kind: null, version: null, command: null };
 }
 
+/** Every compose client installed (v2 plugin and standalone docker-compose), for checks that want both. */
+export async function probeComposeAll(run: Runner): Promise<ComposeProbe[]> {
+  const found: ComposeProbe[] = [];
+  const v2 = await run('docker', ['compose', 'version']);
+  const m2 = v2.exitCode === 0 ? SEMVER.exec(v2.stdout) : null;
+  if (m2) found.push({ kind: 'v2', version: m2[1]!, command: ['docker', 'compose'] });
+  const v1 = await run('docker-compose', ['version', '--short']);
+  const m1 = v1.exitCode === 0 ? SEMVER.exec(v1.stdout) : null;
+  if (m1) found.push({ kind: 'v1', version: m1[1]!, command: ['docker-compose'] });
+  return found;
+}
+
 export async function imagePresent(run: Runner, image: string): Promise<boolean> {
   const r = await run('docker', ['image', 'inspect', '--format', '{{.Id}}', image]);
   return r.exitCode === 0;

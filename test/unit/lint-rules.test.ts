@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runLint } from '../../src/docker/lint.js';
 import { rules } from '../../src/docker/rules/index.js';
-import { realRunner } from '../../src/system/exec.js';
+import { realRunner, type Runner } from '../../src/system/exec.js';
 import { probeCompose } from '../../src/docker/probe.js';
 import { runCli } from '../../src/cli.js';
 import { needs } from '../helpers/skips.js';
@@ -138,6 +138,23 @@ describe('lint: details', () => {
     writeFileSync(join(root, 'docker', 'build', 'get.sh'), '#!/bin/sh\nset -eu\ngit clone https://x/a.git /a\nunused=1\n');
     const r = await runLint(rules, { root, run: realRunner, only: ['SH001', 'DF004'] });
     expect(r.findings.map((f) => `${f.rule} ${f.file}:${f.line}`)).toEqual(['DF004 docker/build/get.sh:3', 'SH001 docker/build/get.sh:4']);
+  });
+
+  it('CP002 asks every installed client: Compose v2 and docker-compose 1.29 (v2 answered from a recording: it is not installable here)', async () => {
+    const root = tree();
+    const calls: string[] = [];
+    const run: Runner = async (file, args, opts) => {
+      calls.push([file, ...args].join(' '));
+      if (file === 'docker' && args[0] === 'compose' && args[1] === 'version') return { exitCode: 0, stdout: 'Docker Compose version v2.29.1\n', stderr: '', notFound: false };
+      if (file === 'docker' && args.at(-2) === 'config') {
+        return { exitCode: 15, stdout: '', stderr: 'services.comfyui.deploy.resources.reservations.devices.0 additional properties \'x\' not allowed\n', notFound: false };
+      }
+      return realRunner(file, args, opts);
+    };
+    const r = await runLint(rules, { root, run, only: ['CP002'] });
+    expect(calls.filter((c) => c.endsWith('config -q')).map((c) => c.split(' -f')[0])).toEqual(compose.command ? ['docker compose', 'docker-compose'] : ['docker compose']);
+    expect(r.findings).toMatchObject([{ rule: 'CP002', file: 'docker/docker-compose.yml', line: 22 }]);
+    expect(r.findings[0]!.message).toMatch(/^docker compose 2\.29\.1 -f docker-compose\.yml config -q: services\.comfyui\.deploy/);
   });
 
   it('CP001 names the line of a YAML syntax error', async () => {

@@ -9,7 +9,7 @@ import { parse } from 'yaml';
 import { join } from 'node:path';
 import composeSchema from '../schema/compose-spec.json' with { type: 'json' };
 import { COMPOSE_FILES, type LintContext, type Rule } from '../lint.js';
-import { probeCompose } from '../probe.js';
+import { probeComposeAll } from '../probe.js';
 import { lineAt, locate, pointerPath } from './positions.js';
 
 function composeFile(ctx: LintContext): string | null {
@@ -83,33 +83,36 @@ function schemaFindings(file: string, text: string) {
 
 export const CP002: Rule = {
   id: 'CP002',
-  title: 'docker compose config -q (or docker-compose config -q) accepts the compose file',
+  title: 'every installed compose client (docker compose, docker-compose) accepts the compose files (config -q)',
   severity: 'error',
   async check(ctx) {
     if (!ctx.external) return { skipped: '--no-external' };
     const file = composeFile(ctx);
     if (!file) return { skipped: 'no compose file (reported by CP001)' };
-    const compose = await probeCompose(ctx.run);
-    if (!compose.command) return { skipped: 'neither `docker compose` nor `docker-compose` is installed' };
-    const [bin, ...pre] = compose.command;
+    const clients = await probeComposeAll(ctx.run);
+    if (!clients.length) return { skipped: 'neither `docker compose` nor `docker-compose` is installed' };
     const out = [];
-    // The main file alone, then the main file with each override (as `up` combines them).
-    for (const files of [[file], ...overrideFiles(ctx, file).map((o) => [file, o])]) {
-      const r = await ctx.run(bin!, [...pre, ...files.flatMap((f) => ['-f', join(ctx.root, f)]), 'config', '-q'], { cwd: join(ctx.root, 'docker'), timeoutMs: 60_000 });
-      if (r.exitCode === 0) continue;
-      const text = (r.stderr || r.stdout).trim();
-      const blamed = files[files.length - 1]!;
-      const loc = locate(ctx.read(blamed)!);
-      // Compose names the offending key path ("services.comfyui.ports …") or the service; use it for the line.
-      const m = /\b(services(?:\.[A-Za-z0-9_-]+)+)/.exec(text);
-      const svc = /service "([^"]+)"/.exec(text);
-      const path = m ? m[1]!.split('.') : svc ? ['services', svc[1]!] : null;
-      out.push({
-        file: blamed,
-        line: path ? lineAt(loc, path) : 1,
-        message: `${compose.command.join(' ')} ${files.map((f) => `-f ${f.slice(7)}`).join(' ')} config -q: ${text.split('\n').filter(Boolean).slice(0, 3).join(' | ') || `exit ${r.exitCode}`}`,
-        hint: 'fix what compose reports; run the same command to see it in full',
-      });
+    // Every installed client (the file must work with Compose v2 and Debian's 1.29); the main
+    // file alone, then with each override (as `up` combines them).
+    for (const compose of clients) {
+      const [bin, ...pre] = compose.command!;
+      for (const files of [[file], ...overrideFiles(ctx, file).map((o) => [file, o])]) {
+        const r = await ctx.run(bin!, [...pre, ...files.flatMap((f) => ['-f', join(ctx.root, f)]), 'config', '-q'], { cwd: join(ctx.root, 'docker'), timeoutMs: 60_000 });
+        if (r.exitCode === 0) continue;
+        const text = (r.stderr || r.stdout).trim();
+        const blamed = files[files.length - 1]!;
+        const loc = locate(ctx.read(blamed)!);
+        // Compose names the offending key path ("services.comfyui.ports …") or the service; use it for the line.
+        const m = /\b(services(?:\.[A-Za-z0-9_-]+)+)/.exec(text);
+        const svc = /service "([^"]+)"/.exec(text);
+        const path = m ? m[1]!.split('.').map((x) => (/^\d+$/.test(x) ? Number(x) : x)) : svc ? ['services', svc[1]!] : null;
+        out.push({
+          file: blamed,
+          line: path ? lineAt(loc, path) : 1,
+          message: `${compose.command!.join(' ')} ${compose.version} ${files.map((f) => `-f ${f.slice(7)}`).join(' ')} config -q: ${text.split('\n').filter(Boolean).slice(0, 3).join(' | ') || `exit ${r.exitCode}`}`,
+          hint: 'fix what compose reports; run the same command to see it in full',
+        });
+      }
     }
     return out;
   },
