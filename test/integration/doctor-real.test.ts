@@ -1,7 +1,11 @@
 /** doctor for real on the machine running the tests: no recordings, the real programs. */
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../../src/cli.js';
-import { realRunner } from '../../src/system/exec.js';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { realRunner, recordedRunner, type Recording } from '../../src/system/exec.js';
+import { runDoctor } from '../../src/system/doctor.js';
 
 function capture() {
   const out: string[] = [];
@@ -36,6 +40,23 @@ describe('steadydancer doctor on this machine', () => {
       expect(gpu.detail).toMatch(/^no NVIDIA GPU: nvidia-smi (is not installed|failed)/);
       expect(gpu.impact).toBe('GPU phases (full-size smoke, GPU benchmarks) will be skipped; build, lint, models and the CPU smoke can still run');
       expect(code).toBe(1);
+    }
+  });
+
+  it('--record writes what the programs answered; replaying it gives the same rows', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sd-doctor-'));
+    try {
+      const file = join(dir, 'recording.json');
+      const c = capture();
+      await runCli(['doctor', '--json', '--models-dir', dir, '--models-size-gb', '1', '--base-image', 'local/none:1', '--record', file], c.io);
+      const live = JSON.parse(c.out.join('\n')) as { checks: Row[] };
+      const rec = JSON.parse(readFileSync(file, 'utf8')) as Recording;
+      expect(Object.keys(rec)).toContain('nvidia-smi --query-gpu=name,driver_version,compute_cap,memory.total --format=csv,noheader');
+      const replay = await runDoctor({ run: recordedRunner(rec), modelsDir: dir, variant: 'fp8', modelBytes: 1e9, baseImage: 'local/none:1' });
+      // free space moves between the two runs; the verdicts must not
+      expect(replay.checks.map((r) => [r.id, r.status])).toEqual(live.checks.map((r) => [r.id, r.status]));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 
