@@ -5,7 +5,7 @@
  * the wheels live, is unreachable here) so that the runner's rebuild without flash-attn runs.
  * Then the image itself is exercised: ComfyUI in CPU mode, its HTTP API, signal forwarding.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createServer } from 'node:net';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { needs } from '../helpers/skips.js';
@@ -118,7 +118,8 @@ describe.skipIf(skip)('docker/Dockerfile built by steadydancer build on a real e
       const t0 = Date.now();
       docker('stop', '-t', '30', name);
       expect(Date.now() - t0).toBeLessThan(30_000); // exited on the forwarded SIGTERM, not the kill
-      const logs = execFileSync(engine!.bin, ['logs', name], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+      const l = spawnSync(engine!.bin, ['logs', name], { encoding: 'utf8' });
+      const logs = `${l.stdout}${l.stderr}`; // the container's stderr comes back on docker's stderr
       expect(logs).toMatch(/attention flag: --cpu/);
       expect(logs).toMatch(/received SIGTERM: forwarding to ComfyUI/);
     } finally {
