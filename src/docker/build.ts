@@ -288,8 +288,8 @@ export async function runBuild(o: BuildOptions): Promise<BuildReport> {
   const root = resolve(o.root);
   const dockerfile = o.dockerfile ?? join(root, 'docker', 'Dockerfile');
   const lock = loadLock(lockPath(root));
-  const engine = await connectEngine(o.engineBin, o.signal);
   const { selected, omitted } = await resolvePacks(lock, o.packs, o.env);
+  const engine = await connectEngine(o.engineBin, o.signal);
   const stageDir = join(root, '.build', 'sources');
   const toStage: LockedSource[] = [{ ...lock.comfyui, kind: 'comfyui' }, ...selected.map((n) => ({ name: n.name, repo: n.repo, commit: n.commit, kind: 'node' as const }))];
   const staged = await stageSources(toStage, stageDir, o.env);
