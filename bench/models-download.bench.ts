@@ -129,7 +129,7 @@ async function main() {
   console.error(`bench: ${FILES} × ${MIB} MiB in ${base} (${cpus().length} CPUs)`);
   const files = await makeFiles();
   // The server runs in its own process, as the Hub/CDN would: it must not share our event loop.
-  const child = execa('npx', ['tsx', new URL(import.meta.url).pathname, '--serve', JSON.stringify(files)], { stdout: 'pipe', stderr: 'inherit' });
+  const child = execa(process.execPath, ['--import', 'tsx', new URL(import.meta.url).pathname, '--serve', JSON.stringify(files)], { stdout: 'pipe', stderr: 'inherit' });
   const [line] = (await once(child.stdout!, 'data')) as [Buffer];
   const { hubUrl, cdnUrl } = JSON.parse(line.toString()) as { hubUrl: string; cdnUrl: string };
   const { one, all } = manifestFor(files);
