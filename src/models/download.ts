@@ -151,7 +151,7 @@ export async function downloadModels(opts: DownloadOptions): Promise<DownloadSum
   const jobs = Math.max(1, opts.jobs ?? 4);
   const limit = pLimit(jobs);
   getVariant(manifest, opts.variant);
-  await mkdir(dest, { recursive: true });
+  if (!opts.checkOnly) await mkdir(dest, { recursive: true });
   const cache = await new VerifiedCache(dest).load();
   const offline = hub.offline || Boolean(opts.checkOnly);
   const agent = createAgent(hub);

@@ -521,3 +521,19 @@ describe('the CLI (runCli) on loopback', () => {
     expect(badv.err).toContain('unknown variant "fp4"');
   });
 });
+
+describe('progress bars on a terminal', () => {
+  it('cli-progress bars per file and in total, ending at 100%', async () => {
+    const { barProgress } = await import('../../src/models/progress.js');
+    let text = '';
+    const tty = Object.assign(
+      { write: (s: string) => ((text += s), true), isTTY: true, columns: 160, rows: 40, cursorTo: () => true, moveCursor: () => true, clearLine: () => true, clearScreenDown: () => true, on: () => tty, removeListener: () => tty },
+    ) as unknown as NodeJS.WritableStream;
+    const o = opts();
+    const s = await downloadModels({ ...o, progress: barProgress(tty) });
+    expect(s.ok).toBe(true);
+    expect(text).toContain('total');
+    expect(text).toContain('sd_fp8.safetensors');
+    expect(text).toMatch(/100% \| total \| 6\.\d MB\/6\.\d MB/);
+  });
+});
