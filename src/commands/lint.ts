@@ -3,10 +3,9 @@ import { resolve } from 'node:path';
 import { emit, type Context } from '../util/context.js';
 import { UsageError } from '../util/errors.js';
 import { projectRoot } from '../util/paths.js';
-import { realRunner } from '../system/exec.js';
-import { renderLint, runLint } from '../docker/lint.js';
+import { renderLint } from '../docker/lint.js';
 import { rules } from '../docker/rules/index.js';
-import { manifestView } from '../docker/manifest-bridge.js';
+import { lintRepository } from '../docker/lint-repo.js';
 
 export interface LintCliOptions {
   external?: boolean;
@@ -22,7 +21,7 @@ export default async function lint(opts: LintCliOptions, ctx: Context, args: str
     const bad = only.filter((id) => !known.has(id));
     if (bad.length) throw new UsageError(`unknown rule id(s): ${bad.join(', ')}`, `rule ids: ${[...known].join(', ')}`);
   }
-  const result = await runLint(rules, { root, run: realRunner, external: opts.external !== false, env: ctx.env, only, manifest: manifestView });
+  const result = await lintRepository({ root, external: opts.external !== false, env: ctx.env, only });
   emit(ctx, result, renderLint);
   return result.ok ? 0 : 1;
 }
