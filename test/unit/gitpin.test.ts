@@ -42,8 +42,8 @@ describe('git pin analysis', () => {
 
 describe('helpers', () => {
   it('secret-looking names', () => {
-    for (const n of ['HF_TOKEN', 'AWS_SECRET_ACCESS_KEY', 'BUCKET_SECRET_ACCESS_KEY', 'DB_PASSWORD', 'RUNPOD_API_KEY', 'hf-token']) expect(secretLikeName(n)).toBe(true);
-    for (const n of ['PUBLIC_KEY', 'TOKENIZERS_PARALLELISM', 'KEYRING_PROVIDER', 'HF_HUB_ENABLE_HF_TRANSFER', 'MONKEY']) expect(secretLikeName(n)).toBe(false);
+    for (const n of ['HF_TOKEN', 'AWS_SECRET_ACCESS_KEY', 'BUCKET_SECRET_ACCESS_KEY', 'DB_PASSWORD', 'RUNPOD_API_KEY', 'hf-token', 'BUCKET_ACCESS_KEY_ID']) expect(secretLikeName(n)).toBe(true);
+    for (const n of ['PUBLIC_KEY', 'TOKENIZERS_PARALLELISM', 'KEYRING_PROVIDER', 'HF_HUB_ENABLE_HF_TRANSFER', 'MONKEY', 'HF_TOKEN_PATH', 'SSH_KEY_FILE']) expect(secretLikeName(n)).toBe(false);
   });
 
   it('image tags', () => {

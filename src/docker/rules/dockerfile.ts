@@ -180,6 +180,8 @@ const SECRET_WORDS = new Set(['TOKEN', 'SECRET', 'PASSWORD', 'PASSWD', 'APIKEY',
 export function secretLikeName(name: string): boolean {
   const parts = name.toUpperCase().split(/[_\-.]/);
   if (parts.includes('PUBLIC')) return false; // an SSH public key is not a secret
+  // HF_TOKEN_PATH, SSH_KEY_FILE, …: where a secret is read from, not the secret
+  if (['PATH', 'FILE', 'DIR', 'ID'].includes(parts[parts.length - 1]!) && !parts.includes('ACCESS')) return false;
   return parts.some((p) => SECRET_WORDS.has(p));
 }
 
