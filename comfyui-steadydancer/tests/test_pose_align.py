@@ -221,3 +221,32 @@ def test_augment_matches_official_utils_aug(official_source):
         np.testing.assert_allclose(ours.frames[f].body, off["bodies"]["candidate"], atol=1e-12)
         np.testing.assert_allclose(ours.frames[f].hands, off["hands"], atol=1e-12)
         np.testing.assert_allclose(ours.frames[f].face, off["faces"][0], atol=1e-12)
+
+
+def test_align_pose_matches_official_align_img(official_source, monkeypatch):
+    """Per-frame limb rescaling equals the official align_img (run from the source cache; its
+    module-level moviepy import, unused by align_img, is satisfied by an empty module) on random
+    keypoints and random scales, in aspect space with a 2:1 video. Tolerance 1e-6: upstream passes
+    each rotation centre through cv2.getRotationMatrix2D, whose centre is a float32 Point2f, so its
+    results carry float32 rounding of the centres (~1e-8 here); ours are float64 throughout."""
+    for name in ("moviepy", "moviepy.video", "moviepy.video.io", "moviepy.video.io.ImageSequenceClip"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    monkeypatch.syspath_prepend(str(official_source / "preprocess"))
+    import importlib
+    official = importlib.import_module("pose_align")
+    assert official.__file__.startswith(str(official_source))
+    rs = np.random.RandomState(11)
+    body = rs.uniform(0.1, 0.9, (18, 2))
+    hands = rs.uniform(0.1, 0.9, (2, 21, 2))
+    faces = rs.uniform(0.1, 0.9, (1, 68, 2))
+    scales = {k: float(rs.uniform(0.5, 2.0)) for k in pa.SCALE_NAMES}
+    pose_ori = {"bodies": {"candidate": body.copy(), "subset": np.arange(18)[None].astype(float)},
+                "hands": hands.copy(), "faces": faces.copy()}
+    img = np.zeros((50, 100, 3), np.uint8)        # W/H = 2
+    theirs = official.align_img(img, pose_ori, dict(scales), 1024, 720)
+    ours = pa.align_pose(Pose(body, np.ones(18, bool), hands, np.ones((2, 21), bool), faces[0],
+                              np.ones(68, bool)).scaled_x(2.0), scales)
+    np.testing.assert_allclose(ours.body, theirs["bodies"]["candidate"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(ours.hands, theirs["hands"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(ours.face, theirs["faces"][0], rtol=0, atol=1e-6)
+    assert not np.allclose(ours.body, body * [2.0, 1.0], atol=1e-3)   # the rescaling did something
