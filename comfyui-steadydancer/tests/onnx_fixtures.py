@@ -76,3 +76,16 @@ def build_dwpose(path, seed: int = 1):
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path
+
+
+if __name__ == "__main__":
+    # python onnx_fixtures.py DIR: write tiny yolox_l.onnx + dw-ll_ucoco_384.onnx (e.g. into a test
+    # ComfyUI's models/detection) for end-to-end runs that need the pose models' real signatures.
+    import sys
+    from pathlib import Path
+    out = Path(sys.argv[1] if len(sys.argv) > 1 else ".")
+    out.mkdir(parents=True, exist_ok=True)
+    build_yolox(out / "yolox_l.onnx", person_bias=8.0)
+    build_dwpose(out / "dw-ll_ucoco_384.onnx")
+    print(out / "yolox_l.onnx")
+    print(out / "dw-ll_ucoco_384.onnx")
