@@ -140,8 +140,9 @@ class SteadyDancerPoseRender(io.ComfyNode):
             inputs=[Poses.Input("poses"),
                     io.Int.Input("width", default=832, min=16, max=8192, step=16),
                     io.Int.Input("height", default=480, min=16, max=8192, step=16),
-                    io.Int.Input("supersample", default=2, min=1, max=4,
-                                 tooltip="draw at this multiple, then bicubic down (official: 2)")],
+                    io.Int.Input("supersample", default=0, min=0, max=4,
+                                 tooltip="0: draw on the official canvas (2x the 1024*576 area at the poses' "
+                                         "aspect), k: at k x the output size; then bicubic to the output size")],
             outputs=[io.Image.Output(display_name="images")],
         )
 
@@ -151,7 +152,7 @@ class SteadyDancerPoseRender(io.ComfyNode):
 
 
 def prepare_poses(estimator, reference_image, driving_images, width: int, height: int, frame_count: int = 0,
-                  align: bool = True, seed: int = 0, supersample: int = 2, progress=None):
+                  align: bool = True, seed: int = 0, supersample: int = 0, progress=None):
     """The official preprocessing: detect, align to the reference, augment, render.
 
     Returns (positive IMAGE [F, height, width, 3], negative IMAGE, aligned PoseSequence)."""

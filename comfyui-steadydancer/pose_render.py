@@ -14,9 +14,12 @@ is saved, so in the saved (RGB) pose frames every colour triple appears reversed
 right shoulder), listed as [255, 0, 0], is blue; hand points, listed as (0, 0, 255), are red.
 We draw the reversed triples straight into an RGB canvas, which gives the same pixels.
 
-The official pipeline draws at twice the reference size (``single.mp4`` at ``ref_H*2, ref_W*2``)
-and ``generate_dancer.py`` resizes the frames with PIL bicubic to the working size; ``render``
-does the same with ``supersample`` (default 2).
+Canvas size: the official pipeline resizes the reference image to the 1024*576 pixel area at its
+own aspect ratio (sides multiples of 16), draws the poses at twice that size (``single.mp4`` at
+``ref_H*2, ref_W*2``), and ``generate_dancer.py`` resizes the frames with PIL bicubic to the
+working size. ``render`` does the same by default (``supersample=0``), so strokes keep the
+thickness, relative to the frame, that SteadyDancer saw in training at every output size;
+``supersample=k`` draws at k times the output size instead.
 """
 from __future__ import annotations
 
@@ -82,16 +85,35 @@ def draw_pose(pose: Pose, width: int, height: int) -> np.ndarray:
     return canvas
 
 
-def render(seq: PoseSequence, width: int, height: int, supersample: int = 2) -> np.ndarray:
-    """All frames as float32 ``[F, height, width, 3]`` in 0..1 (a ComfyUI IMAGE batch)."""
-    if supersample < 1:
-        raise ValueError(f"supersample must be >= 1, got {supersample}")
+OFFICIAL_AREA = 1024 * 576
+
+
+def official_canvas(frame_width: int, frame_height: int) -> tuple[int, int]:
+    """(width, height) the official preprocessing draws at for a reference of this size:
+    twice the 1024*576-area size at the same aspect ratio, sides multiples of 16."""
+    ar = frame_height / frame_width
+    h16 = round(np.sqrt(OFFICIAL_AREA * ar) // 16) * 16
+    w16 = round(np.sqrt(OFFICIAL_AREA / ar) // 16) * 16
+    return 2 * w16, 2 * h16
+
+
+def render(seq: PoseSequence, width: int, height: int, supersample: int = 0) -> np.ndarray:
+    """All frames as float32 ``[F, height, width, 3]`` in 0..1 (a ComfyUI IMAGE batch).
+
+    ``supersample`` 0: the official canvas for the sequence's frame size (see module doc);
+    k >= 1: draw at k x (width, height). Either way the result is PIL-bicubic resized to
+    (width, height) when the canvas differs."""
+    if supersample < 0:
+        raise ValueError(f"supersample must be >= 0 (0: official canvas), got {supersample}")
+    if width <= 0 or height <= 0:
+        raise ValueError(f"render size must be positive, got {width}x{height}")
     if len(seq) == 0:
         raise ValueError("render: the pose sequence is empty")
+    cw, ch = official_canvas(seq.width, seq.height) if supersample == 0 else (width * supersample, height * supersample)
     out = np.empty((len(seq), height, width, 3), dtype=np.float32)
     for f, pose in enumerate(seq.frames):
-        img = draw_pose(pose, width * supersample, height * supersample)
-        if supersample != 1:
+        img = draw_pose(pose, cw, ch)
+        if (cw, ch) != (width, height):
             img = np.asarray(Image.fromarray(img).resize((width, height), Image.Resampling.BICUBIC))
         out[f] = img.astype(np.float32) / 255.0
     return out

@@ -116,3 +116,26 @@ def test_body_matches_official_draw(official_source):
         theirs = cv2.cvtColor(theirs, cv2.COLOR_BGR2RGB)
         p = pa.Pose(body, valid, np.zeros((2, 21, 2)), np.zeros((2, 21), bool))
         np.testing.assert_array_equal(pr.draw_pose(p, w, h), theirs)
+
+
+def test_official_canvas_size():
+    """Official: reference resized to the 1024*576 area at its aspect, sides multiples of 16, drawn
+    at 2x. Portrait 60x80 (h/w = 4/3): sqrt(589824*4/3) = 886.8 -> //16 = 55 -> 880;
+    sqrt(589824*3/4) = 665.1 -> //16 = 41 -> 656; canvas 1312 x 1760. Landscape 1024x576 -> 2048x1152.
+    The example frames shipped upstream (preprocess/output/.../positive/0000.jpg) are 1312x1792,
+    i.e. a 656x896 reference: h/w = 896/656 gives sqrt(589824*1.3659) = 897.6 -> 56*16 = 896 and
+    sqrt(589824/1.3659) = 657.2 -> 41*16 = 656."""
+    assert pr.official_canvas(60, 80) == (1312, 1760)
+    assert pr.official_canvas(1024, 576) == (2048, 1152)
+    assert pr.official_canvas(656, 896) == (1312, 1792)
+
+
+def test_render_default_uses_official_canvas(monkeypatch):
+    sizes = []
+    real = pr.draw_pose
+    monkeypatch.setattr(pr, "draw_pose", lambda p, w, h: sizes.append((w, h)) or real(p, w, h))
+    seq = pa.PoseSequence([pose_with({1: (0.25, 0.5), 2: (0.75, 0.5)})], 1024, 576)
+    out = pr.render(seq, 832, 480)
+    assert sizes == [(2048, 1152)] and out.shape == (1, 480, 832, 3)
+    r, g, b = out[0, 240, 416]
+    assert b > 0.4 and r < 0.1 and g < 0.1
