@@ -92,7 +92,7 @@ def test_render_batch_supersampled():
     with pytest.raises(ValueError, match="empty"):
         pr.render(pa.PoseSequence([], 8, 8), 8, 8)
     with pytest.raises(ValueError, match="supersample"):
-        pr.render(seq, 8, 8, supersample=0)
+        pr.render(seq, 8, 8, supersample=-1)
     with pytest.raises(ValueError, match="positive"):
         pr.draw_pose(seq.frames[0], 0, 8)
 
