@@ -8,6 +8,15 @@ normalised keypoints + the frame size they refer to).
 uses): reference image + driving frames -> aligned positive pose images and augmented negative
 pose images at the generation size. The single-step nodes expose the same steps separately.
 
+Workflow wiring (for the ``pipeline`` workflow):
+  LoadImage.IMAGE -> PosePrep.reference_image;
+  LoadVideo -> GetVideoComponents.images -> PosePrep.driving_video;
+  SteadyDancerPoseModelLoader.pose_model -> PosePrep.pose_model;
+  PosePrep(width, height = the generation size, frame_count = the 4n+1 frame count, seed) ->
+  ``pose_images`` (aligned poses) and ``negative_pose_images`` (augmented) -> the SteadyDancer
+  conditioning node (``native``), which VAE-encodes them; its first pose image is the official
+  ``img_c`` (pose of the first frame) for the CLIP features of the reference pose.
+
 Models (ComfyUI ``models/detection``, names as in docker/models.json): ``yolox_l.onnx`` and
 ``dw-ll_ucoco_384.onnx``; a missing file raises an error that names it and the
 ``steadydancer models download`` command.

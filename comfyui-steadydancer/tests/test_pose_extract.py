@@ -116,6 +116,8 @@ def test_nodes_end_to_end(models, comfyui_source, monkeypatch):
     assert pos.dtype == torch.float32 and 0 <= float(pos.min()) and float(pos.max()) <= 1
     assert float(pos.sum()) > 0 and not torch.equal(pos, neg)
     assert len(poses) == 5 and (poses.width, poses.height) == (60, 80)
+    with pytest.raises(ValueError, match="reference_image must be an IMAGE batch"):
+        nodes.SteadyDancerPosePrep.execute(est, ref[0], drv, 64, 48, 5, True, 3)
     with pytest.raises(ValueError, match="fewer than the 9"):
         nodes.SteadyDancerPosePrep.execute(est, ref, drv, 64, 48, 9, True, 3)
     det = nodes.SteadyDancerPoseDetect.execute(est, drv).result[0]
