@@ -111,7 +111,7 @@ export function createApi(opts: ApiOptions): Server {
           if (req.method !== 'POST') throw new HttpError(405, `use POST /${route}`);
           if (id) throw new HttpError(404, `no route ${url.pathname}`);
           const rec = await submit(req, route);
-          if (route === 'run') return send(res, 200, { id: rec.id, status: rec.status });
+          if (route === 'run') return send(res, 200, { id: rec.id, status: 'IN_QUEUE' }); // as RunPod answers /run
           const waitParam = Number(url.searchParams.get('wait') ?? NaN);
           const wait = Math.min(Number.isFinite(waitParam) && waitParam > 0 ? waitParam : (opts.runsyncWaitMs ?? 90_000), 300_000);
           const ac = new AbortController();

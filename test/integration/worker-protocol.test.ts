@@ -7,20 +7,7 @@ import type { JobHandler } from '../../src/runpod/jobs.js';
 import { Worker, workerConfigFromEnv, withQuery } from '../../src/runpod/worker.js';
 import { memoryLogger } from '../../src/util/logger.js';
 import { JobServer } from '../helpers/job-server.js';
-
-/** Steps `input.steps` times, reporting step n/N; honours the abort signal. */
-const stepper: JobHandler = async (input, ctx) => {
-  const { steps = 3, delayMs = 10, fail, refresh } = input as { steps?: number; delayMs?: number; fail?: string; refresh?: boolean };
-  for (let i = 1; i <= steps; i++) {
-    await new Promise<void>((resolve, reject) => {
-      const t = setTimeout(resolve, delayMs);
-      ctx.signal.addEventListener('abort', () => (clearTimeout(t), reject(ctx.signal.reason as Error)), { once: true });
-    });
-    ctx.progress({ stage: 'sampling', step: i, total: steps, message: `step ${i}/${steps}` });
-  }
-  if (fail) throw Object.assign(new Error(fail), refresh ? { refreshWorker: true } : {});
-  return { done: steps };
-};
+import { stepper } from '../helpers/stepper.js';
 
 describe('RunPod queue protocol', () => {
   let js: JobServer;
