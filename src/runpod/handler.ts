@@ -1,0 +1,89 @@
+/**
+ * The dance job handler used by the worker and the local API: validate the input, fetch and
+ * check the media, hand them to ComfyUI, fill the shared workflow template, follow progress
+ * (step n/N), fetch the mp4 and build the result (base64 or S3).
+ *
+ * ComfyUI access goes through `ComfyPort`, a narrow view of the pipeline's ComfyUI client
+ * (src/comfy/client.ts) — see comfy-port.ts; the workflow is filled by the pipeline's one filler.
+ */
+import { randomInt } from 'node:crypto';
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { z } from 'zod';
+import type { JobContext, JobHandler } from './jobs.js';
+import { DEFAULT_LIMITS, prepareMedia, type FetchPolicy, type MediaLimits, type PreparedMedia } from './media.js';
+import { buildOutput, RUN_LIMIT_BYTES, RUNSYNC_LIMIT_BYTES, type S3Config } from './output.js';
+import { parseJobInput } from './schema.js';
+
+/** What the handler needs from ComfyUI. */
+export interface ComfyPort {
+  /** Upload a local file into ComfyUI's input folder; returns the name to use in the workflow. */
+  upload(path: string, name: string, signal: AbortSignal): Promise<string>;
+  /**
+   * Queue an API-format workflow and wait for it; reports sampler progress; returns the bytes of
+   * the video it saved. Must reject when ComfyUI goes away, and stop (interrupt) on abort.
+   */
+  run(workflow: Record<string, unknown>, opts: { signal: AbortSignal; onProgress: (p: { value: number; max: number; node?: string }) => void; onNode?: (node: string, classType?: string) => void }): Promise<Buffer>;
+}
+
+export interface DanceHandlerDeps<P extends z.ZodObject> {
+  comfy: ComfyPort;
+  /** The parameter schema (DanceParams). */
+  params: P;
+  /** Fills the API workflow template (the pipeline's fillWorkflow). */
+  fill: (params: z.infer<P>, inputs: { image: string; video: string }) => Record<string, unknown>;
+  workDir: string;
+  limits?: MediaLimits;
+  fetchPolicy?: Omit<FetchPolicy, 'signal'>;
+  s3?: S3Config;
+  /** Checks the parameters against the inputs and the model (e.g. sizes); throws InputError. */
+  check?: (params: z.infer<P>, media: PreparedMedia) => void;
+}
+
+export function createDanceHandler<P extends z.ZodObject>(deps: DanceHandlerDeps<P>): JobHandler {
+  return async (raw: unknown, ctx: JobContext) => {
+    const t0 = Date.now();
+    const timings: Record<string, number> = {};
+    const input = parseJobInput(raw, deps.params);
+    const { image, video, ...rest } = input as { image: string; video: string } & Record<string, unknown>;
+    const seedGiven = typeof rest.seed === 'number' && rest.seed >= 0;
+    const params = { ...rest, seed: seedGiven ? rest.seed : randomInt(0, 2 ** 47) } as z.infer<P> & { seed: number };
+    const dir = join(deps.workDir, ctx.id.replace(/[^A-Za-z0-9_.-]/g, '_'));
+    await mkdir(dir, { recursive: true });
+    try {
+      ctx.progress({ stage: 'inputs', message: 'fetching and checking the image and video' });
+      const media = await prepareMedia({ image, video }, dir, deps.limits ?? DEFAULT_LIMITS, { ...deps.fetchPolicy, signal: ctx.signal });
+      deps.check?.(params, media);
+      timings.inputs_ms = Date.now() - t0;
+
+      const t1 = Date.now();
+      const tag = ctx.id.replace(/[^A-Za-z0-9_-]/g, '').slice(0, 40);
+      const [imgName, vidName] = await Promise.all([
+        deps.comfy.upload(media.imagePath, `sd-${tag}-${media.imagePath.split('/').pop()}`, ctx.signal),
+        deps.comfy.upload(media.videoPath, `sd-${tag}-${media.videoPath.split('/').pop()}`, ctx.signal),
+      ]);
+      timings.upload_inputs_ms = Date.now() - t1;
+
+      const workflow = deps.fill(params, { image: imgName, video: vidName });
+      const t2 = Date.now();
+      ctx.progress({ stage: 'queued', message: 'queued in ComfyUI' });
+      const mp4 = await deps.comfy.run(workflow, {
+        signal: ctx.signal,
+        onNode: (node, classType) => ctx.progress({ stage: 'running', message: `running ${classType ?? 'node'} (${node})` }),
+        onProgress: ({ value, max }) =>
+          ctx.progress({ stage: 'sampling', step: value, total: max, percent: Math.round((100 * value) / Math.max(1, max)), message: `step ${value}/${max}` }),
+      });
+      timings.inference_ms = Date.now() - t2;
+      ctx.progress({ stage: 'output', message: `video ready (${mp4.length} bytes)` });
+      const out = await buildOutput(
+        mp4,
+        { seed: params.seed, timings },
+        { jobId: ctx.id, limitBytes: ctx.delivery === 'runsync' ? RUNSYNC_LIMIT_BYTES : RUN_LIMIT_BYTES, s3: deps.s3 },
+      );
+      out.timings.total_ms = Date.now() - t0;
+      return out;
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  };
+}

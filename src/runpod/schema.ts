@@ -1,0 +1,49 @@
+/**
+ * The dance job's input: `image` and `video` (an http(s) URL, a data URI or bare base64) plus
+ * the workflow parameters. The parameters' schema is the pipeline's one (DanceParams in
+ * src/comfy/params.ts) — the same rules for smoke, generate and the worker — so this file only
+ * adds the media fields and turns zod's issues into errors that name the field.
+ */
+import { z } from 'zod';
+import { InputError } from './media.js';
+
+export const MediaField = z
+  .string({ error: 'is required: an https URL, a data URI or base64' })
+  .min(1, { error: 'is empty' })
+  .max(300 * 1024 * 1024, { error: 'is too large to be sent inline; pass an https URL' });
+
+export const MediaInput = z.object({ image: MediaField, video: MediaField });
+
+/** The first zod issue as "field.path: message". */
+export function describeIssue(err: z.ZodError): { field: string; message: string } {
+  const issue = err.issues[0]!;
+  const field = issue.path.length ? issue.path.map(String).join('.') : 'input';
+  let message = issue.message;
+  if (issue.code === 'unrecognized_keys') message = `unknown field(s): ${issue.keys.join(', ')}`;
+  return { field, message };
+}
+
+/**
+ * Parse a job's input. `params` is the parameter schema (an object schema); unknown fields are
+ * rejected so that a typo ("step" for "steps") is an error, not a silent default.
+ */
+export function parseJobInput<P extends z.ZodObject>(raw: unknown, params: P): z.infer<typeof MediaInput> & z.infer<P> {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new InputError('input', 'must be a JSON object with "image", "video" and the workflow parameters');
+  const schema = params.extend(MediaInput.shape).strict();
+  const r = schema.safeParse(raw);
+  if (!r.success) {
+    const { field, message } = describeIssue(r.error);
+    throw new InputError(field, message);
+  }
+  return r.data as z.infer<typeof MediaInput> & z.infer<P>;
+}
+
+/** For the local API: the error text for a 400, or undefined when the input parses. */
+export function inputProblem<P extends z.ZodObject>(raw: unknown, params: P): string | undefined {
+  try {
+    parseJobInput(raw, params);
+    return undefined;
+  } catch (err) {
+    return err instanceof InputError ? err.message : String(err);
+  }
+}
