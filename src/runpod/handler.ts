@@ -6,14 +6,12 @@
  * ComfyUI access goes through `ComfyPort`, a narrow view of the pipeline's ComfyUI client
  * (src/comfy/client.ts) — see comfy-port.ts; the workflow is filled by the pipeline's one filler.
  */
-import { randomInt } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { z } from 'zod';
 import type { JobContext, JobHandler } from './jobs.js';
-import { DEFAULT_LIMITS, prepareMedia, type FetchPolicy, type MediaLimits, type PreparedMedia } from './media.js';
+import { DEFAULT_LIMITS, InputError, prepareMedia, type FetchPolicy, type MediaLimits, type PreparedMedia } from './media.js';
 import { buildOutput, RUN_LIMIT_BYTES, RUNSYNC_LIMIT_BYTES, type S3Config } from './output.js';
-import { parseJobInput } from './schema.js';
+import { splitJobInput } from './schema.js';
 
 /** What the handler needs from ComfyUI. */
 export interface ComfyPort {
@@ -26,28 +24,48 @@ export interface ComfyPort {
   run(workflow: Record<string, unknown>, opts: { signal: AbortSignal; onProgress: (p: { value: number; max: number; node?: string }) => void; onNode?: (node: string, classType?: string) => void }): Promise<Buffer>;
 }
 
-export interface DanceHandlerDeps<P extends z.ZodObject> {
+/** Resolved parameters: whatever the pipeline's resolver returns, with the seed it drew. */
+export interface SeededParams {
+  seed: number;
+}
+
+export interface DanceHandlerDeps<P extends SeededParams> {
   comfy: ComfyPort;
-  /** The parameter schema (DanceParams). */
-  params: P;
+  /**
+   * Validates and resolves the workflow parameters (the pipeline's resolveParams: defaults,
+   * frames rule, seed draw). Errors carrying `issues: [{path, message}]` name the field.
+   */
+  resolve: (raw: Record<string, unknown>) => P;
   /** Fills the API workflow template (the pipeline's fillWorkflow). */
-  fill: (params: z.infer<P>, inputs: { image: string; video: string }) => Record<string, unknown>;
+  fill: (params: P, inputs: { image: string; video: string }) => Record<string, unknown>;
   workDir: string;
   limits?: MediaLimits;
   fetchPolicy?: Omit<FetchPolicy, 'signal'>;
   s3?: S3Config;
   /** Checks the parameters against the inputs and the model (e.g. sizes); throws InputError. */
-  check?: (params: z.infer<P>, media: PreparedMedia) => void;
+  check?: (params: P, media: PreparedMedia) => void;
 }
 
-export function createDanceHandler<P extends z.ZodObject>(deps: DanceHandlerDeps<P>): JobHandler {
+function resolveOrInputError<P>(resolve: (raw: Record<string, unknown>) => P, raw: Record<string, unknown>): P {
+  try {
+    return resolve(raw);
+  } catch (err) {
+    const issue = (err as { issues?: Array<{ path?: unknown; message?: string }> }).issues?.[0];
+    if (issue) {
+      const path = Array.isArray(issue.path) ? issue.path.join('.') : String(issue.path ?? 'input');
+      throw new InputError(path || 'input', issue.message ?? String(err));
+    }
+    throw err;
+  }
+}
+
+export function createDanceHandler<P extends SeededParams>(deps: DanceHandlerDeps<P>): JobHandler {
   return async (raw: unknown, ctx: JobContext) => {
     const t0 = Date.now();
     const timings: Record<string, number> = {};
-    const input = parseJobInput(raw, deps.params);
-    const { image, video, ...rest } = input as { image: string; video: string } & Record<string, unknown>;
-    const seedGiven = typeof rest.seed === 'number' && rest.seed >= 0;
-    const params = { ...rest, seed: seedGiven ? rest.seed : randomInt(0, 2 ** 47) } as z.infer<P> & { seed: number };
+    const { media: src, params: rawParams } = splitJobInput(raw);
+    const { image, video } = src;
+    const params = resolveOrInputError(deps.resolve, rawParams);
     const dir = join(deps.workDir, ctx.id.replace(/[^A-Za-z0-9_.-]/g, '_'));
     await mkdir(dir, { recursive: true });
     try {

@@ -24,26 +24,31 @@ export function describeIssue(err: z.ZodError): { field: string; message: string
 }
 
 /**
- * Parse a job's input. `params` is the parameter schema (an object schema); unknown fields are
- * rejected so that a typo ("step" for "steps") is an error, not a silent default.
+ * Split a job's input into the media fields (checked here) and the workflow parameters (left
+ * to the pipeline's resolver, which rejects unknown fields so that a typo — "step" for "steps" —
+ * is an error, not a silent default).
  */
-export function parseJobInput<P extends z.ZodObject>(raw: unknown, params: P): z.infer<typeof MediaInput> & z.infer<P> {
+export function splitJobInput(raw: unknown): { media: z.infer<typeof MediaInput>; params: Record<string, unknown> } {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new InputError('input', 'must be a JSON object with "image", "video" and the workflow parameters');
-  const schema = params.extend(MediaInput.shape).strict();
-  const r = schema.safeParse(raw);
+  const { image, video, ...params } = raw as Record<string, unknown>;
+  const r = MediaInput.safeParse({ image, video });
   if (!r.success) {
     const { field, message } = describeIssue(r.error);
     throw new InputError(field, message);
   }
-  return r.data as z.infer<typeof MediaInput> & z.infer<P>;
+  return { media: r.data, params };
 }
 
 /** For the local API: the error text for a 400, or undefined when the input parses. */
-export function inputProblem<P extends z.ZodObject>(raw: unknown, params: P): string | undefined {
+export function inputProblem(raw: unknown, resolve: (params: Record<string, unknown>) => unknown): string | undefined {
   try {
-    parseJobInput(raw, params);
+    const { params } = splitJobInput(raw);
+    resolve(params);
     return undefined;
   } catch (err) {
-    return err instanceof InputError ? err.message : String(err);
+    if (err instanceof InputError) return err.message;
+    const issue = (err as { issues?: Array<{ path?: unknown; message?: string }> }).issues?.[0];
+    if (issue) return `${Array.isArray(issue.path) ? issue.path.join('.') : String(issue.path ?? 'input')}: ${issue.message}`;
+    return err instanceof Error ? err.message : String(err);
   }
 }
