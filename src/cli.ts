@@ -50,6 +50,57 @@ export const commands: CommandSpec[] = [
       },
     ],
   },
+    name: 'sources',
+    summary: 'pinned upstream sources in the content-addressed cache (fetch | list | verify)',
+    subcommands: [
+      {
+        name: 'fetch',
+        summary: 'clone the lock\'s sources into the cache at their pinned commits (all, or the names given)',
+        args: ['[names...]'],
+        options: [
+          ['--from <path>', 'seed from a local git repository or a folder of mirrors instead of the network'],
+          ['--force', 'refetch even when the cache entry verifies'],
+          ['--lock <file>', 'lock file (default docker/custom-nodes.lock.json)'],
+        ],
+        load: () => import('./commands/sources/fetch.js'),
+      },
+      {
+        name: 'list',
+        summary: 'every source of the lock and its cache state',
+        options: [['--lock <file>', 'lock file (default docker/custom-nodes.lock.json)']],
+        load: () => import('./commands/sources/list.js'),
+      },
+      {
+        name: 'verify',
+        summary: 'check that cached sources are git checkouts at their pinned commits',
+        args: ['[names...]'],
+        options: [
+          ['--require-all', 'also fail when a source is not in the cache'],
+          ['--lock <file>', 'lock file (default docker/custom-nodes.lock.json)'],
+        ],
+        load: () => import('./commands/sources/verify.js'),
+      },
+    ],
+  },
+  {
+    name: 'build',
+    summary: 'build docker/Dockerfile on the Docker engine: log, progress, disk watch, flash-attn fallback, size budget, in-image checks',
+    options: [
+      ['--tag <tag>', 'image tag', 'steadydancer:local'],
+      ['--no-cache', 'build without the layer cache'],
+      ['--variant <variant>', 'STEADYDANCER_VARIANT: fp8 | fp16 | gguf-<quant>'],
+      ['--bake', 'bake the model weights into the image (HF_TOKEN goes in as a BuildKit secret)'],
+      ['--build-arg <K=V...>', 'extra build args (repeatable)'],
+      ['--log <file>', 'full build log', 'build-full.log'],
+      ['--size-budget-gb <n>', 'fail when the image is larger', '50'],
+      ['--packs <list>', 'node packs: all | none | cached | comma list of lock names', 'all'],
+      ['--engine <path>', 'docker client (default $STEADYDANCER_DOCKER, /usr/bin/docker, docker)'],
+      ['--standin', 'build on the local stand-in base (local/base:bookworm, Python 3.11, torch from PyPI)'],
+      ['--no-verify', 'skip the verification run inside the image'],
+      ['--no-flash-fallback', 'do not rebuild without flash-attn when its step fails'],
+    ],
+    load: () => import('./commands/build.js'),
+  },
 ];
 
 function addCommand(parent: Command, spec: CommandSpec, run: (spec: CommandSpec, cmd: Command, args: string[]) => Promise<void>): void {
