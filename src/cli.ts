@@ -50,6 +50,7 @@ export const commands: CommandSpec[] = [
       },
     ],
   },
+  {
     name: 'sources',
     summary: 'pinned upstream sources in the content-addressed cache (fetch | list | verify)',
     subcommands: [
