@@ -24,10 +24,11 @@ $(NPM_STAMP): package.json package-lock.json
 node-deps: $(NPM_STAMP)
 
 # uv makes the 4 GB torch install a cache hit after the first time.
-$(VENV_STAMP): comfyui-steadydancer/requirements-dev.txt
+$(VENV_STAMP): comfyui-steadydancer/requirements-dev.txt comfyui-steadydancer/requirements-nodeps.txt
 	python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv==0.9.7
 	test -x $(PY) || python3 -m uv venv --quiet --python python3 $(VENV)
 	python3 -m uv pip install --quiet --python $(PY) -r comfyui-steadydancer/requirements-dev.txt
+	python3 -m uv pip install --quiet --python $(PY) --no-deps -r comfyui-steadydancer/requirements-nodeps.txt
 	touch $@
 
 venv: $(VENV_STAMP)

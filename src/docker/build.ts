@@ -162,6 +162,9 @@ export function parseComfyImports(output: string, expected: string[]): Verificat
     // comfyui_controlnet_aux catches its own per-module errors and lists them instead.
     const aux = /Failed to import module (\S+) because (.*)$/.exec(l);
     if (aux) auxFailures.push(`${aux[1]}: ${aux[2]}`);
+    // KJNodes likewise degrades feature groups it cannot import ("X nodes could not be imported").
+    const kj = /^(\S+): (.+ nodes) could not be imported\..*Error: (.*)$/.exec(l);
+    if (kj) auxFailures.push(`${kj[1]} ${kj[2]}: ${kj[3]}`);
   }
   for (const e of expected) if (!packs.has(e)) packs.set(e, { name: e, loaded: false });
   const list = expected.map((e) => packs.get(e)!);

@@ -55,6 +55,7 @@ export class BuildLogParser {
   readonly errorLines: string[] = [];
   private order: number[] = [];
   private sawFlashMarker = false;
+  private markerLine = '';
   private sawDiskFull = false;
   private failedIds: number[] = [];
   private finalError = '';
@@ -62,8 +63,11 @@ export class BuildLogParser {
   feed(raw: string): void {
     const line = raw.replace(/\r$/, '');
     if (!line.trim()) return;
-    this.lastLine = line;
-    if (line.includes(FLASH_ATTN_MARKER)) this.sawFlashMarker = true;
+    if (!/^#\d+ (sha256:|extracting |resolve |\d+\.\d+ sha256:)/.test(line)) this.lastLine = line;
+    if (line.includes(FLASH_ATTN_MARKER)) {
+      this.sawFlashMarker = true;
+      this.markerLine = line.slice(line.indexOf(FLASH_ATTN_MARKER));
+    }
     if (DISK_RE.test(line)) this.sawDiskFull = true;
 
     let m = HEADER.exec(line);
@@ -161,7 +165,7 @@ export class BuildLogParser {
     if (this.sawDiskFull) kind = 'disk-full';
     else if (this.sawFlashMarker || (step && FLASH_RE.test(step.name)) || FLASH_RE.test(this.finalError)) kind = 'flash-attn';
     else if (NETWORK_RE.test(text)) kind = 'network';
-    const message = this.finalError || step?.tail.filter(Boolean).slice(-1)[0] || 'build failed';
+    const message = (kind === 'flash-attn' && this.markerLine) || this.finalError || step?.tail.filter(Boolean).slice(-1)[0] || 'build failed';
     return { step, message, kind };
   }
 }

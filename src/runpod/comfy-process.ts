@@ -10,6 +10,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
+import { waitForComfy } from '../comfy/client.js';
 import type { Logger } from '../util/logger.js';
 
 export class ComfyCrashed extends Error {
@@ -24,28 +25,6 @@ export class ComfyNotReady extends Error {
     super(message);
     this.name = 'ComfyNotReady';
   }
-}
-
-/** Poll ComfyUI's /system_stats until it answers 200, at most `timeoutMs`. */
-export async function waitForComfy(baseUrl: string, timeoutMs: number, signal?: AbortSignal, alive?: () => boolean): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let last = 'no answer yet';
-  while (Date.now() < deadline) {
-    if (signal?.aborted) throw signal.reason as Error;
-    if (alive && !alive()) last = 'the process is not running (restarting)';
-    else {
-      try {
-        const r = await fetch(`${baseUrl}/system_stats`, { signal: AbortSignal.timeout(5000) });
-        await r.arrayBuffer();
-        if (r.ok) return;
-        last = `HTTP ${r.status}`;
-      } catch (err) {
-        last = (err as Error).message;
-      }
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new ComfyNotReady(`ComfyUI at ${baseUrl} was not ready within ${Math.round(timeoutMs / 1000)} s (${last})`);
 }
 
 export interface SupervisorOptions {
@@ -122,7 +101,9 @@ export class ComfySupervisor extends EventEmitter {
   /** Ready = running and answering /system_stats, within `timeoutMs`. */
   async waitReady(timeoutMs: number, signal?: AbortSignal): Promise<void> {
     if (this.gaveUp) throw new ComfyNotReady('ComfyUI keeps crashing and is no longer restarted');
-    await waitForComfy(this.opts.baseUrl, timeoutMs, signal, () => this.alive());
+    // While it restarts, /system_stats is refused: keep polling until the bound (the pipeline's
+    // waitForComfy). Giving up on restarts ends the wait at once.
+    await waitForComfy(this.opts.baseUrl, { timeoutMs, signal, isDead: () => (this.gaveUp ? 'it keeps crashing and is no longer restarted' : undefined) });
   }
 
   async stop(graceMs = 10_000): Promise<void> {

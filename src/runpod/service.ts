@@ -7,7 +7,8 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from '../util/logger.js';
-import { ComfySupervisor, waitForComfy } from './comfy-process.js';
+import { waitForComfy } from '../comfy/client.js';
+import { ComfySupervisor } from './comfy-process.js';
 import { createDanceHandler } from './handler.js';
 import type { JobHandler } from './jobs.js';
 import { DEFAULT_LIMITS, type MediaLimits } from './media.js';
@@ -77,7 +78,7 @@ export async function createService(opts: ServiceOptions): Promise<Service> {
   return {
     handler,
     supervisor,
-    ready: (signal) => (supervisor ? supervisor.waitReady(opts.readyTimeoutMs, signal) : waitForComfy(opts.comfyUrl, opts.readyTimeoutMs, signal)),
+    ready: (signal) => (supervisor ? supervisor.waitReady(opts.readyTimeoutMs, signal) : waitForComfy(opts.comfyUrl, { timeoutMs: opts.readyTimeoutMs, signal })),
     crashSignal: () => supervisor?.crashSignal(),
     validate: glue.validate,
     stop: async () => {
