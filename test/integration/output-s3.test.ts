@@ -2,48 +2,11 @@
  * Result building: the payload limits, and S3 upload against a real S3-compatible server on
  * loopback — moto's server (PyPI `moto[server]`, in requirements-dev.txt) started by the test.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { join } from 'node:path';
-import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildOutput, OutputTooLargeError, RUN_LIMIT_BYTES, RUNSYNC_LIMIT_BYTES, s3ConfigFromEnv, serializedSize, type S3Config } from '../../src/runpod/output.js';
+import { buildOutput, OutputTooLargeError, RUN_LIMIT_BYTES, RUNSYNC_LIMIT_BYTES, s3ConfigFromEnv, serializedSize } from '../../src/runpod/output.js';
 import { needs } from '../helpers/skips.js';
-
-const venvBin = join(process.env.STEADYDANCER_PYTHON ? join(process.env.STEADYDANCER_PYTHON, '..') : join(process.cwd(), '.venv', 'bin'));
-const motoServer = join(venvBin, 'moto_server');
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-    s.on('error', reject);
-  });
-}
-
-/** Start moto's S3 server on 127.0.0.1 and create a bucket; returns the S3 settings. */
-export async function startMoto(): Promise<{ proc: ChildProcess; cfg: S3Config }> {
-  const port = await freePort();
-  const proc = spawn(motoServer, ['-H', '127.0.0.1', '-p', String(port)], { stdio: 'ignore' });
-  const endpoint = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 100; i++) {
-    try {
-      const r = await fetch(`${endpoint}/`);
-      if (r.status < 500) break;
-    } catch {
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  }
-  const cfg = s3ConfigFromEnv({ BUCKET_ENDPOINT_URL: `${endpoint}/dance-results`, BUCKET_ACCESS_KEY_ID: 'testing-key', BUCKET_SECRET_ACCESS_KEY: 'testing-secret' })!;
-  const c = new S3Client({ endpoint: cfg.endpoint, region: cfg.region, forcePathStyle: true, credentials: { accessKeyId: cfg.accessKeyId, secretAccessKey: cfg.secretAccessKey } });
-  await c.send(new CreateBucketCommand({ Bucket: cfg.bucket }));
-  c.destroy();
-  return { proc, cfg };
-}
+import { motoServer, startMoto } from '../helpers/moto.js';
 
 describe('payload limits (no S3)', () => {
   const meta = { seed: 7, timings: { total_ms: 1 } };
