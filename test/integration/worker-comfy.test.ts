@@ -2,7 +2,7 @@
  * The worker and the local API running the dance handler end to end against a ComfyUI stand-in
  * that is a real child process (test/fixtures/fake-comfyui.mjs, speaking ComfyUI's HTTP + WS
  * API), supervised by the service exactly as in the image: real uploads, the pipeline's
- * workflow filler on a template with the real node titles, WebSocket progress, /history, /view.
+ * workflow filler on the real template (docker/workflows/steadydancer-dance.api.json), WebSocket progress, /history, /view.
  * It is killed mid-job to prove crash survival. The real-ComfyUI run is in test/e2e.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -24,7 +24,6 @@ import { existsSync } from 'node:fs';
 
 const skip = needs('serverless worker with a ComfyUI child process', ffmpegMissing());
 const FAKE = join(projectRoot(), 'test', 'fixtures', 'fake-comfyui.mjs');
-const TEMPLATE = join(projectRoot(), 'test', 'fixtures', 'dance-template.api.json');
 
 describe.skipIf(skip)('dance jobs through a supervised ComfyUI process', () => {
   let dir: string;
@@ -42,7 +41,7 @@ describe.skipIf(skip)('dance jobs through a supervised ComfyUI process', () => {
   async function service(env: Record<string, string>, extra: Record<string, string> = {}): Promise<{ svc: Service; logger: ReturnType<typeof memoryLogger> }> {
     const port = await freePort();
     const logger = memoryLogger();
-    const fullEnv = { ...process.env, STEADYDANCER_WORKFLOW: TEMPLATE, FAKE_OUTPUT_MP4: join(dir, 'result.mp4'), STEPS: '4', STEP_MS: '40', ...env };
+    const fullEnv = { ...process.env, FAKE_OUTPUT_MP4: join(dir, 'result.mp4'), STEPS: '4', STEP_MS: '40', ...env };
     // the child reads its settings from the environment the service passes on (process.env)
     Object.assign(process.env, { FAKE_OUTPUT_MP4: fullEnv.FAKE_OUTPUT_MP4, STEPS: fullEnv.STEPS, STEP_MS: fullEnv.STEP_MS });
     const svc = await createService({ comfyUrl: `http://127.0.0.1:${port}`, comfyCommand: [process.execPath, FAKE, '--port', String(port)], readyTimeoutMs: 30_000, env: { ...fullEnv, ...extra }, logger });
@@ -181,7 +180,6 @@ describe.skipIf(motoSkip)('an oversized result goes to S3 when configured', () =
       comfyCommand: [process.execPath, FAKE, '--port', String(port)],
       readyTimeoutMs: 30_000,
       env: {
-        STEADYDANCER_WORKFLOW: TEMPLATE,
         BUCKET_ENDPOINT_URL: `${moto.cfg.endpoint}/${moto.cfg.bucket}`,
         BUCKET_ACCESS_KEY_ID: moto.cfg.accessKeyId,
         BUCKET_SECRET_ACCESS_KEY: moto.cfg.secretAccessKey,
