@@ -10,7 +10,7 @@ set -euo pipefail
 
 DOCKER_BIN=${DOCKER_BIN:-/usr/bin/docker}
 LOG=${STEADYDANCER_DOCKERD_LOG:-/var/log/steadydancer-dockerd.log}
-LOCK=${STEADYDANCER_DOCKER_LOCK:-/tmp/steadydancer-ensure-docker.lock}
+LOCK=${STEADYDANCER_DOCKER_LOCK:-/tmp/steadydancer-ensure-docker.v2.lock}
 want_base=false
 for arg in "$@"; do
   case "$arg" in
@@ -57,8 +57,9 @@ start_engine() {
   if ! pgrep -x dockerd >/dev/null 2>&1; then
     say "starting dockerd (log: $LOG)"
     mkdir -p "$(dirname "$LOG")"
-    # setsid: the engine outlives this script and the test process that called it.
-    setsid dockerd --iptables=false --bridge=none --storage-driver=overlay2 >>"$LOG" 2>&1 </dev/null &
+    # setsid: the engine outlives this script and the test process that called it; fd 9 (the
+    # lock) is closed for it, or the daemon would hold the lock for its whole life.
+    setsid dockerd --iptables=false --bridge=none --storage-driver=overlay2 >>"$LOG" 2>&1 </dev/null 9>&- &
   fi
   for _ in $(seq 1 60); do
     engine_answers && return 0
@@ -70,6 +71,10 @@ start_engine() {
 }
 
 main() {
+  # Fast path: an engine answers (and the base image exists when asked for): nothing to lock.
+  if engine_answers && { [[ "$want_base" != true ]] || "$DOCKER_BIN" image inspect "${BASE_TAG:-local/base:bookworm}" >/dev/null 2>&1; }; then
+    return 0
+  fi
   exec 9>"$LOCK"
   flock -w 600 9 || { say "another ensure-docker holds $LOCK"; return 1; }
   install_packages || return 0

@@ -326,6 +326,7 @@ export async function runBuild(o: BuildOptions): Promise<BuildReport> {
     sizeBudgetGb,
     disk: { path: engine.rootDir, peakUsedPercent: 0, warned: false, stopped: false },
   };
+  const previous = await inspectImage(engine, o.tag);
   try {
     let attemptArgs = { ...args };
     for (let attempt = 1; attempt <= 2; attempt++) {
@@ -382,6 +383,20 @@ export async function runBuild(o: BuildOptions): Promise<BuildReport> {
       o.logger.info('verifying the image (image.json, ComfyUI --quick-test-for-ci, toolkit)');
       report.verification = await verifyImage(engine, o.tag, selected.map((p) => p.name).concat(existsPack(root) ? ['comfyui-steadydancer'] : []), o.signal);
     }
+    const att = (report.verification?.imageInfo as { attention?: Record<string, unknown> } | undefined)?.attention;
+    if (att) {
+      // What the image can actually use (known only after the build): a metadata-only rebuild
+      // (FROM the image + LABEL) adds it as a label without touching any layer.
+      const backends = Object.entries(att).filter(([, v]) => Boolean(v)).map(([k]) => k).join(',');
+      const relabeled = await addLabels(engine, o.tag, { 'org.steadydancer.attention': backends || 'none' }, o.env);
+      if (relabeled) report.image = { ...report.image, id: relabeled.id, labels: relabeled.labels };
+    }
+    // Keep the number of heavy images small: the image this tag pointed to before, once
+    // untagged, is removed (never forced: an image a container still uses stays).
+    for (const oldId of new Set([previous?.id, img.id].filter((x): x is string => Boolean(x) && x !== report.image?.id))) {
+      const still = await inspectImage(engine, oldId);
+      if (still && !(await isTagged(engine, oldId))) await execa(engine.bin, ['image', 'rm', oldId], { reject: false });
+    }
     report.ok = Boolean(report.withinBudget) && (report.verification?.ok ?? true);
     if (!report.withinBudget) report.error = `image is ${report.image.sizeGb} GB, over the ${sizeBudgetGb} GB budget`;
     else if (report.verification && !report.verification.ok) report.error = `verification failed: ${report.verification.problems.join('; ')}`;
@@ -404,6 +419,19 @@ function existsPack(root: string): boolean {
 
 /** Engine helper for callers outside the build (tests, bench). */
 export { connectEngine, entryName };
+
+async function isTagged(engine: Engine, id: string): Promise<boolean> {
+  const res = await execa(engine.bin, ['image', 'inspect', '--format', '{{len .RepoTags}}', id], { reject: false });
+  return res.exitCode === 0 && String(res.stdout).trim() !== '0';
+}
+
+/** Adds labels to an existing image by a metadata-only build (no layer changes). */
+export async function addLabels(engine: Engine, tag: string, labels: Record<string, string>, env: NodeJS.ProcessEnv) {
+  const args = ['build', '-q', '-t', tag, ...Object.entries(labels).flatMap(([k, v]) => ['--label', `${k}=${v}`]), '-'];
+  const res = await execa(engine.bin, args, { input: `FROM ${tag}\n`, reject: false, env: { ...env, DOCKER_BUILDKIT: '1' } });
+  if (res.exitCode !== 0) return undefined;
+  return inspectImage(engine, tag);
+}
 
 /** `docker image prune`-style cleanup of dangling images and a bounded builder cache. */
 export async function pruneBuilder(engine: Engine, keepStorageGb: number): Promise<void> {
