@@ -68,7 +68,7 @@ export class ComfySupervisor extends EventEmitter {
 
   start(): void {
     const [cmd, ...args] = this.opts.command;
-    this.crash = new AbortController();
+    if (this.crash.signal.aborted) this.crash = new AbortController();
     const child = spawn(cmd!, args, { stdio: ['ignore', 'inherit', 'inherit'], env: this.opts.env ?? process.env, cwd: this.opts.cwd });
     this.child = child;
     const startedAt = Date.now();

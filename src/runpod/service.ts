@@ -31,6 +31,8 @@ export interface Service {
   ready(signal: AbortSignal): Promise<void>;
   /** Aborted when the supervised ComfyUI exits (undefined when not supervised). */
   crashSignal(): AbortSignal | undefined;
+  /** ComfyUI keeps crashing and is no longer restarted: the worker must be replaced. */
+  mustRefresh(): boolean;
   supervisor?: ComfySupervisor;
   /** The validation the local API runs at submission (400 on bad input). */
   validate(input: unknown): string | undefined;
@@ -80,6 +82,7 @@ export async function createService(opts: ServiceOptions): Promise<Service> {
     supervisor,
     ready: (signal) => (supervisor ? supervisor.waitReady(opts.readyTimeoutMs, signal) : waitForComfy(opts.comfyUrl, { timeoutMs: opts.readyTimeoutMs, signal })),
     crashSignal: () => supervisor?.crashSignal(),
+    mustRefresh: () => Boolean(supervisor?.gaveUp),
     validate: glue.validate,
     stop: async () => {
       await supervisor?.stop();

@@ -78,6 +78,8 @@ export interface WorkerDeps {
   ready?: (signal: AbortSignal) => Promise<void>;
   /** Aborted when the ComfyUI process dies: the running job fails at once with its reason. */
   crashSignal?: () => AbortSignal | undefined;
+  /** True when the worker cannot go on (ComfyUI keeps crashing): the next result asks for stopPod. */
+  mustRefresh?: () => boolean;
 }
 
 interface RawJob {
@@ -226,7 +228,7 @@ export class Worker {
         onProgress: (p: Progress) => void this.post(job.id, { status: 'IN_PROGRESS', output: p }),
       });
       this.done.push({ id: job.id, outcome });
-      const stopPod = Boolean(outcome.refreshWorker) || this.cfg.refreshAfterEachJob;
+      const stopPod = Boolean(outcome.refreshWorker) || this.cfg.refreshAfterEachJob || Boolean(this.deps.mustRefresh?.());
       const body: Record<string, unknown> = outcome.status === 'COMPLETED' ? { output: outcome.output } : { error: outcome.error ?? outcome.status };
       if (stopPod) body.stopPod = true;
       log.info('job %s: %s in %d ms%s', job.id, outcome.status, outcome.executionTimeMs, outcome.error ? ` (${outcome.error})` : '');

@@ -114,6 +114,14 @@ describe('RunPod queue protocol', () => {
     expect(await running).toBe('refresh');
   });
 
+  it('when ComfyUI can no longer be restarted, the job result carries stopPod', async () => {
+    js.queue.push({ id: 'last', input: { steps: 1, fail: 'ComfyUI exited during the job (killed by SIGKILL)' } });
+    const worker = new Worker(workerConfigFromEnv(js.env()), { handler: stepper, logger: memoryLogger(), mustRefresh: () => true });
+    const running = worker.run(ac.signal);
+    expect(await js.final('last')).toEqual({ error: 'ComfyUI exited during the job (killed by SIGKILL)', stopPod: true });
+    expect(await running).toBe('refresh');
+  });
+
   it('JOB_TIMEOUT_MS ends a job that runs too long, then the next job runs', async () => {
     js.queue.push({ id: 'slow', input: { steps: 100, delayMs: 50 } }, { id: 'next', input: { steps: 1 } });
     start(js.env({ JOB_TIMEOUT_MS: '300' }));
