@@ -24,13 +24,19 @@ export async function startMoto(): Promise<{ proc: ChildProcess; cfg: S3Config }
   const port = await freePort();
   const proc = spawn(motoServer, ['-H', '127.0.0.1', '-p', String(port)], { stdio: 'ignore' });
   const endpoint = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 100; i++) {
+  // moto's first start imports a lot of Python: give it time on a busy 2-core machine
+  let up = false;
+  for (const deadline = Date.now() + 120_000; !up && Date.now() < deadline; ) {
     try {
       const r = await fetch(`${endpoint}/`);
-      if (r.status < 500) break;
+      up = r.status < 500;
     } catch {
-      await new Promise((r) => setTimeout(r, 200));
+      await new Promise((r) => setTimeout(r, 250));
     }
+  }
+  if (!up) {
+    proc.kill('SIGKILL');
+    throw new Error(`moto_server did not answer on ${endpoint} within 120 s`);
   }
   const cfg = s3ConfigFromEnv({ BUCKET_ENDPOINT_URL: `${endpoint}/dance-results`, BUCKET_ACCESS_KEY_ID: 'testing-key', BUCKET_SECRET_ACCESS_KEY: 'testing-secret' })!;
   const c = new S3Client({ endpoint: cfg.endpoint, region: cfg.region, forcePathStyle: true, credentials: { accessKeyId: cfg.accessKeyId, secretAccessKey: cfg.secretAccessKey } });

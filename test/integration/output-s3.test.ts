@@ -63,7 +63,7 @@ describe.skipIf(skipS3)('S3 upload against moto on loopback', () => {
   let moto: Awaited<ReturnType<typeof startMoto>>;
   beforeAll(async () => {
     moto = await startMoto();
-  }, 60_000);
+  }, 180_000);
   afterAll(() => {
     moto?.proc.kill('SIGTERM');
   });

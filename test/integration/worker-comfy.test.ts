@@ -201,5 +201,5 @@ describe.skipIf(motoSkip)('an oversized result goes to S3 when configured', () =
       moto.proc.kill('SIGTERM');
       rmSync(dir, { recursive: true, force: true });
     }
-  }, 120_000);
+  }, 300_000);
 });
