@@ -181,6 +181,7 @@ export async function downloadModels(opts: DownloadOptions): Promise<DownloadSum
     //    or on the Hub (missing/gated → next; a network error stops: the next would fail too).
     const chain = opts.fallback === false ? [opts.variant] : fallbackChain(manifest, opts.variant);
     const reasons: string[] = [];
+    const hints: string[] = [];
     let chosen: string | null = null;
     for (const v of chain) {
       const dm = variantFiles(manifest, v, { presets: [] })[0]!;
@@ -200,6 +201,7 @@ export async function downloadModels(opts: DownloadOptions): Promise<DownloadSum
       } catch (err) {
         if (err instanceof HubError && (err.kind === 'missing' || err.kind === 'gated')) {
           reasons.push(`${v}: ${err.message}`);
+          if (err.hint) hints.push(err.hint);
           logger.warn(`variant ${v} is unavailable (${err.message})${chain[chain.indexOf(v) + 1] ? `; trying ${chain[chain.indexOf(v) + 1]}` : ''}`);
           continue;
         }
@@ -215,9 +217,8 @@ export async function downloadModels(opts: DownloadOptions): Promise<DownloadSum
         });
       } else {
         const first = reasons[0] ?? '';
-        throw new HubError(/gated/.test(first) ? 'gated' : 'missing', `no variant of ${chain.join(' → ')} can be downloaded:\n  ${reasons.join('\n  ')}`, {
-          hint: /gated/.test(reasons.join()) ? `set HF_TOKEN and accept the licence on the model page` : 'check docker/models.json',
-        });
+        const what = chain.length > 1 ? `no variant of ${chain.join(' → ')} can be downloaded:\n  ${reasons.join('\n  ')}` : first.replace(/^[^:]+: /, '');
+        throw new HubError(/: gated/.test(first) ? 'gated' : 'missing', what, { hint: [...new Set(hints)].join('; ') || undefined });
       }
     }
     if (chosen !== opts.variant) summary.fallbackFrom = { variant: opts.variant, reason: reasons.join('; ') };

@@ -19,7 +19,7 @@ export interface ProgressSink {
 
 export function formatBytes(n: number): string {
   if (!Number.isFinite(n)) return '?';
-  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
+  const units = ['B', 'KB', 'MB', 'GB', 'TB', 'PB'];
   let i = 0;
   let v = n;
   while (v >= 1000 && i < units.length - 1) {
