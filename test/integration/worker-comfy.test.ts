@@ -72,7 +72,7 @@ describe.skipIf(skip)('dance jobs through a supervised ComfyUI process', () => {
       // Kill ComfyUI in the middle of the next job.
       const pid1 = svc.supervisor!.pid!;
       js.queue.push({ id: 'dance-crash', input: { image, video, width: 64, height: 64, frames: 9 } });
-      for (let i = 0; i < 300 && !js.progress('dance-crash').some((p) => (p.output as { stage: string }).stage === 'sampling'); i++) await new Promise((r) => setTimeout(r, 20));
+      for (let i = 0; i < 3000 && !js.progress('dance-crash').some((p) => (p.output as { stage: string }).stage === 'sampling'); i++) await new Promise((r) => setTimeout(r, 20));
       process.kill(pid1, 'SIGKILL');
       const crashed = await js.final('dance-crash');
       expect(crashed.error).toMatch(/ComfyUI exited during the job \(killed by SIGKILL\); it is being restarted/);
