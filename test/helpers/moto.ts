@@ -23,6 +23,8 @@ export async function freePort(): Promise<number> {
 export async function startMoto(): Promise<{ proc: ChildProcess; cfg: S3Config }> {
   const port = await freePort();
   const proc = spawn(motoServer, ['-H', '127.0.0.1', '-p', String(port)], { stdio: 'ignore' });
+  // never leave it behind, even when a hook times out before the test's own cleanup runs
+  process.once('exit', () => proc.kill('SIGKILL'));
   const endpoint = `http://127.0.0.1:${port}`;
   // moto's first start imports a lot of Python: give it time on a busy 2-core machine
   let up = false;
@@ -40,8 +42,14 @@ export async function startMoto(): Promise<{ proc: ChildProcess; cfg: S3Config }
   }
   const cfg = s3ConfigFromEnv({ BUCKET_ENDPOINT_URL: `${endpoint}/dance-results`, BUCKET_ACCESS_KEY_ID: 'testing-key', BUCKET_SECRET_ACCESS_KEY: 'testing-secret' })!;
   const c = new S3Client({ endpoint: cfg.endpoint, region: cfg.region, forcePathStyle: true, credentials: { accessKeyId: cfg.accessKeyId, secretAccessKey: cfg.secretAccessKey } });
-  await c.send(new CreateBucketCommand({ Bucket: cfg.bucket }));
-  c.destroy();
+  try {
+    await c.send(new CreateBucketCommand({ Bucket: cfg.bucket }));
+  } catch (err) {
+    proc.kill('SIGKILL');
+    throw err;
+  } finally {
+    c.destroy();
+  }
   return { proc, cfg };
 }
 
