@@ -74,7 +74,11 @@ export class ComfySupervisor extends EventEmitter {
     const startedAt = Date.now();
     this.opts.logger.info('ComfyUI started (pid %d)', child.pid ?? -1);
     child.once('error', (err) => this.opts.logger.error('ComfyUI could not start: %s', err.message));
+    // ComfyUI must not outlive its supervisor (a crashed worker would leave it holding the GPU).
+    const reap = () => child.kill('SIGKILL');
+    process.once('exit', reap);
     child.once('exit', (code, sig) => {
+      process.off('exit', reap);
       const detail = sig ? `killed by ${sig}` : `exit code ${code}`;
       this.crash.abort(new ComfyCrashed(detail));
       this.emit('exit', detail);
