@@ -129,8 +129,8 @@ export function createApi(opts: ApiOptions): Server {
         if (route === 'stream') {
           if (req.method !== 'GET' && req.method !== 'POST') throw new HttpError(405, 'use GET');
           const stream: Array<{ output: unknown }> = queue.drainStream(id).map((p) => ({ output: p }));
-          if (rec.status === 'COMPLETED' && !(rec as { streamedFinal?: boolean }).streamedFinal) {
-            (rec as { streamedFinal?: boolean }).streamedFinal = true;
+          if (rec.status === 'COMPLETED' && !rec.streamedFinal) {
+            rec.streamedFinal = true;
             stream.push({ output: rec.output });
           }
           const body: Record<string, unknown> = { id, status: rec.status, stream };

@@ -149,6 +149,8 @@ export interface JobRecord {
   progress?: Progress;
   /** Progress updates not yet read through /stream. */
   pending: Progress[];
+  /** /stream already handed out the final output. */
+  streamedFinal?: boolean;
   timeoutMs?: number;
   abort: AbortController;
 }
