@@ -19,6 +19,9 @@ export interface ServiceOptions {
   comfyUrl: string;
   /** ComfyUI's command line to supervise; empty = ComfyUI is run by someone else. */
   comfyCommand: string[];
+  /** Working directory and environment of the supervised ComfyUI (default: ours). */
+  comfyCwd?: string;
+  comfyEnv?: NodeJS.ProcessEnv;
   readyTimeoutMs: number;
   workDir?: string;
   env: NodeJS.ProcessEnv;
@@ -63,7 +66,7 @@ export async function createService(opts: ServiceOptions): Promise<Service> {
   const workDir = opts.workDir ?? (await mkdtemp(join(tmpdir(), 'steadydancer-jobs-')));
   let supervisor: ComfySupervisor | undefined;
   if (opts.comfyCommand.length) {
-    supervisor = new ComfySupervisor({ command: opts.comfyCommand, baseUrl: opts.comfyUrl, logger: logger.child('comfyui') });
+    supervisor = new ComfySupervisor({ command: opts.comfyCommand, cwd: opts.comfyCwd, env: opts.comfyEnv, baseUrl: opts.comfyUrl, logger: logger.child('comfyui') });
     supervisor.start();
   }
   const glue = await danceGlue({ comfyUrl: opts.comfyUrl, env });
