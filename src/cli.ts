@@ -67,6 +67,41 @@ export const commands: CommandSpec[] = [
     ],
     load: () => import('./commands/build.js'),
   },
+  {
+    name: 'models',
+    summary: 'model files from docker/models.json: check on the Hub, download',
+    subcommands: [
+      {
+        name: 'check',
+        summary: 'ask the Hub about every file of a variant (ok / missing / gated / network error)',
+        options: [
+          ['--variant <name>', 'fp8 (default), fp16, gguf-…'],
+          ['--jobs <n>', 'files asked in parallel (default 8)'],
+          ['--timeout <s>', 'connect/response timeout in seconds (default 10)'],
+          ['--token-file <path>', 'read the Hugging Face token from this file (default: HF_TOKEN)'],
+          ['--manifest <path>', 'model manifest (default docker/models.json)'],
+        ],
+        load: () => import('./commands/models-check.js'),
+      },
+      {
+        name: 'download',
+        summary: 'download every file of a variant into DIR: parallel, resumable, sha256-verified',
+        options: [
+          ['--variant <name>', 'fp8 (default), fp16, gguf-… (env STEADYDANCER_VARIANT)'],
+          ['--dest <dir>', 'models directory (env MODELS_DIR)'],
+          ['--jobs <n>', 'files downloaded in parallel (default 4)'],
+          ['--check', 'no download: report whether DIR already has every file'],
+          ['--no-fallback', 'do not fall back from fp8 to fp16'],
+          ['--no-presets', 'leave out the presets\' files (the fast LoRA)'],
+          ['--retries <n>', 'retries per file on drops and 5xx (default 5)'],
+          ['--timeout <s>', 'read timeout in seconds (default 60)'],
+          ['--token-file <path>', 'read the Hugging Face token from this file (default: HF_TOKEN)'],
+          ['--manifest <path>', 'model manifest (default docker/models.json)'],
+        ],
+        load: () => import('./commands/models-download.js'),
+      },
+    ],
+  },
 ];
 
 function addCommand(parent: Command, spec: CommandSpec, run: (spec: CommandSpec, cmd: Command, args: string[]) => Promise<void>): void {
