@@ -118,8 +118,9 @@ write_models_config() {
   } >"$out"
 }
 
-# With ENABLE_STEADYDANCER=true, fetch what the variant needs into MODELS_DIR (the downloader
-# skips files already present and verified). A failure is logged; ComfyUI still starts unless
+# With ENABLE_STEADYDANCER=true and files of the variant missing from MODELS_DIR, fetch them
+# (`--check` first, so a complete volume costs no network; the downloader itself also skips
+# files already present and verified). A failure is logged; ComfyUI still starts unless
 # STEADYDANCER_REQUIRE_MODELS=true.
 ensure_models() {
   local dir=$1 jobs=${DOWNLOAD_JOBS:-4}
@@ -132,6 +133,11 @@ ensure_models() {
   fi
   mkdir -p "$dir"
   log "checking SteadyDancer models ($STEADYDANCER_VARIANT) in $dir"
+  if "$script" --variant "$STEADYDANCER_VARIANT" --dest "$dir" --check >/dev/null 2>&1; then
+    log "every model file of $STEADYDANCER_VARIANT is present"
+    return 0
+  fi
+  log "fetching the missing model files"
   if ! "$script" --variant "$STEADYDANCER_VARIANT" --dest "$dir" --jobs "$jobs"; then
     log "model download failed (variant $STEADYDANCER_VARIANT, dest $dir)"
     [[ "${STEADYDANCER_REQUIRE_MODELS:-false}" == true ]] && return 1

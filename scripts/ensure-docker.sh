@@ -55,6 +55,12 @@ start_engine() {
     return 1
   fi
   if ! pgrep -x dockerd >/dev/null 2>&1; then
+    # Bound the BuildKit cache (the image build's layers and uv/apt/npm cache mounts) so that
+    # repeated builds on a shared disk garbage-collect instead of filling it.
+    if [[ ! -e /etc/docker/daemon.json ]]; then
+      mkdir -p /etc/docker
+      printf '{"builder": {"gc": {"enabled": true, "defaultKeepStorage": "%s"}}}\n' "${STEADYDANCER_BUILDER_KEEP:-30GB}" >/etc/docker/daemon.json
+    fi
     say "starting dockerd (log: $LOG)"
     mkdir -p "$(dirname "$LOG")"
     # setsid: the engine outlives this script and the test process that called it; fd 9 (the

@@ -47,7 +47,7 @@ export default async function build(opts: BuildOpts, ctx: Context): Promise<numb
     signal: ctx.signal,
   });
   emit(ctx, report, renderReport);
-  return report.ok ? 0 : (report as { errorCode?: string }).errorCode === 'E_CANCELLED' ? 130 : 1;
+  return report.ok ? 0 : report.errorCode === 'E_CANCELLED' ? 130 : 1;
 }
 
 export function renderReport(r: BuildReport): string {
@@ -77,5 +77,6 @@ export function renderReport(r: BuildReport): string {
     for (const p of v.problems) out.push(`  problem: ${p}`);
   }
   if (r.error) out.push(`  error: ${r.error}`);
+  if (r.hint) out.push(`  hint: ${r.hint}`);
   return out.join('\n');
 }

@@ -84,6 +84,9 @@ export interface BuildReport {
   disk: { path: string; peakUsedPercent: number; warned: boolean; stopped: boolean };
   verification?: Verification;
   error?: string;
+  /** ActionableError code when the build stopped (E_DISK_FULL, E_BUILD_FAILED, ...). */
+  errorCode?: string;
+  hint?: string;
 }
 
 export const STANDIN_ARGS = {
@@ -285,8 +288,8 @@ export async function runBuild(o: BuildOptions): Promise<BuildReport> {
   const root = resolve(o.root);
   const dockerfile = o.dockerfile ?? join(root, 'docker', 'Dockerfile');
   const lock = loadLock(lockPath(root));
-  const engine = await connectEngine(o.engineBin, o.signal);
   const { selected, omitted } = await resolvePacks(lock, o.packs, o.env);
+  const engine = await connectEngine(o.engineBin, o.signal);
   const stageDir = join(root, '.build', 'sources');
   const toStage: LockedSource[] = [{ ...lock.comfyui, kind: 'comfyui' }, ...selected.map((n) => ({ name: n.name, repo: n.repo, commit: n.commit, kind: 'node' as const }))];
   const staged = await stageSources(toStage, stageDir, o.env);
@@ -403,8 +406,8 @@ export async function runBuild(o: BuildOptions): Promise<BuildReport> {
   } catch (err) {
     report.error = err instanceof Error ? err.message : String(err);
     if (!(err instanceof ActionableError)) throw err;
-    (report as BuildReport & { errorCode?: string; hint?: string }).errorCode = err.code;
-    (report as BuildReport & { hint?: string }).hint = err.hint;
+    report.errorCode = err.code;
+    report.hint = err.hint;
   } finally {
     report.seconds = Math.round((Date.now() - started) / 100) / 10;
     await new Promise<void>((r) => log.end(r));

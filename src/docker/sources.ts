@@ -5,7 +5,7 @@
  * mirrors (--from); `list` and `verify` report; `stageSources` copies entries (without .git)
  * into the build context for the Dockerfile.
  */
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, writeFileSync, cpSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, cpSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { execa } from 'execa';
 import { ActionableError } from '../util/errors.js';
@@ -187,6 +187,19 @@ export async function stageSources(sources: LockedSource[], stageDir: string, en
       rmSync(dest, { recursive: true, force: true });
       out.push({ name: s.name, commit: s.commit, from: 'clone', missingFiles: 0 });
       continue;
+    }
+    // Already staged at this commit: leave it, so the build context (and BuildKit's transfer
+    // of it) stays unchanged between builds.
+    const meta = join(dest, '.steadydancer-source.json');
+    if (existsSync(meta)) {
+      try {
+        if ((JSON.parse(readFileSync(meta, 'utf8')) as { commit?: string }).commit === s.commit) {
+          out.push({ name: s.name, commit: s.commit, from: 'cache', missingFiles: v.missingFiles.length });
+          continue;
+        }
+      } catch {
+        // unreadable provenance: restage below
+      }
     }
     rmSync(dest, { recursive: true, force: true });
     cpSync(v.path, dest, { recursive: true, verbatimSymlinks: true, filter: (src) => basename(src) !== '.git' });

@@ -11,7 +11,10 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { needs } from '../helpers/skips.js';
 import { cachedSource, COMFYUI_COMMIT, seedHint } from '../helpers/sources.js';
 import { buildTestImage, ensureEngine, TEST_IMAGE } from '../helpers/docker.js';
-import type { BuildReport } from '../../src/docker/build.js';
+import { runBuild, type BuildReport } from '../../src/docker/build.js';
+import { inspectImage } from '../../src/docker/engine.js';
+import { memoryLogger } from '../../src/util/logger.js';
+import { join } from 'node:path';
 
 const comfy = cachedSource('ComfyUI', COMFYUI_COMMIT);
 const { engine, reason } = comfy ? await ensureEngine() : { engine: undefined, reason: undefined };
@@ -104,6 +107,15 @@ describe.skipIf(skip)('docker/Dockerfile built by steadydancer build on a real e
     expect(docker('run', '--rm', '--network', 'host', TEST_IMAGE, 'node', '/opt/steadydancer/bin/steadydancer.js', '--help')).toMatch(/sources/);
   });
 
+  it('docker/download_models.sh and models.json are in the image and run through the toolkit', () => {
+    const r = spawnSync(engine!.bin, ['run', '--rm', '--network', 'host', TEST_IMAGE, '/opt/steadydancer/docker/download_models.sh', '--variant', 'fp8', '--dest', '/tmp/empty-models', '--check'], { encoding: 'utf8' });
+    // --check on an empty folder: every file missing → exit 1, each file named
+    expect(r.status).toBe(1);
+    expect(`${r.stdout}${r.stderr}`).toMatch(/missing/i);
+    const bad = spawnSync(engine!.bin, ['run', '--rm', '--network', 'host', TEST_IMAGE, '/opt/steadydancer/docker/download_models.sh', '--variant', 'fp8'], { encoding: 'utf8' });
+    expect(bad.status).toBe(2);
+  });
+
   it("ComfyUI starts in CPU mode, answers /system_stats and /object_info with every pack's nodes, and stops on SIGTERM", async () => {
     const port = await freePort();
     const name = `sd-it-${process.pid}`;
@@ -126,4 +138,33 @@ describe.skipIf(skip)('docker/Dockerfile built by steadydancer build on a real e
       spawn(engine!.bin, ['rm', '-f', name], { stdio: 'ignore' });
     }
   }, 400_000);
+});
+
+describe.skipIf(skip)('the disk watch stops a real build', () => {
+  it('a Docker root reported 96 % full stops the build cleanly: E_DISK_FULL, no image, the log says why', async () => {
+    const logger = memoryLogger('info');
+    const tag = 'steadydancer:diskstop';
+    const r = await runBuild({
+      root: process.cwd(),
+      tag,
+      engineBin: engine!.bin,
+      standin: true,
+      packs: 'cached',
+      noCache: true,
+      verify: false,
+      logPath: join(process.cwd(), '.test-results', 'build-diskstop.log'),
+      env: process.env,
+      logger,
+      disk: { intervalMs: 200, sample: async (p) => ({ path: p, totalBytes: 100e9, availBytes: 4e9, usedFraction: 0.96 }) },
+    });
+    expect(r.ok).toBe(false);
+    expect(r.errorCode).toBe('E_DISK_FULL');
+    expect(r.error).toBe(`disk at ${engine!.rootDir} is 96.0 % used (4.0 GB free), over the 95.0 % stop line: build stopped`);
+    expect(r.hint).toMatch(/builder prune/);
+    expect(r.disk.stopped).toBe(true);
+    expect(r.attempts).toHaveLength(1);
+    expect(r.attempts[0]!.failure?.kind).toBe('disk-full');
+    expect(await inspectImage(engine!, tag)).toBeUndefined();
+    expect(logger.lines.some((l) => l.includes('over the 95.0 % stop line'))).toBe(true);
+  }, 120_000);
 });
