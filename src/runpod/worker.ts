@@ -220,13 +220,18 @@ export class Worker {
     try {
       log.info('job %s: started', job.id);
       const crash = this.deps.crashSignal?.();
+      // Progress posts go out in order, and all before the final result (which must be last).
+      let progressChain: Promise<unknown> = Promise.resolve();
       const outcome = await executeJob(this.deps.handler, job, {
         logger: log,
         timeoutMs: this.cfg.jobTimeoutMs || undefined,
         abort: crash ? AbortSignal.any([abort.signal, crash]) : abort.signal,
         delivery: 'run',
-        onProgress: (p: Progress) => void this.post(job.id, { status: 'IN_PROGRESS', output: p }),
+        onProgress: (p: Progress) => {
+          progressChain = progressChain.then(() => this.post(job.id, { status: 'IN_PROGRESS', output: p }));
+        },
       });
+      await progressChain;
       this.done.push({ id: job.id, outcome });
       const stopPod = Boolean(outcome.refreshWorker) || this.cfg.refreshAfterEachJob || Boolean(this.deps.mustRefresh?.());
       const body: Record<string, unknown> = outcome.status === 'COMPLETED' ? { output: outcome.output } : { error: outcome.error ?? outcome.status };

@@ -47,6 +47,8 @@ describe('RunPod queue protocol', () => {
     expect(take.headers.authorization).toBe('test-ai-key-123');
     const done = js.requests.filter((r) => r.path === '/job-done/worker-abc/job-1');
     expect(done.length).toBe(4);
+    // the result is the last post, after every progress update
+    expect(JSON.parse(done.at(-1)!.body)).toEqual({ output: { done: 3 } });
     for (const d of done) {
       expect(d.method).toBe('POST');
       expect(d.query.get('isStream')).toBe('false');
