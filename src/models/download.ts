@@ -443,7 +443,7 @@ export async function downloadOne(o: OneOptions): Promise<{ size: number; sha256
       let append = false;
       if (st === 206) {
         const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(String(res.headers['content-range'] ?? ''));
-        if (!m || Number(m[1]) !== offset) {
+        if (!m || Number(m[1]) !== offset || (m[3] !== '*' && expectedSize !== null && Number(m[3]) !== expectedSize)) {
           await res.body.dump();
           await restart();
           throw new HubError('server', `${rel}: the server resumed at the wrong place (${res.headers['content-range'] ?? 'no Content-Range'}): starting over`);
@@ -478,33 +478,42 @@ export async function downloadOne(o: OneOptions): Promise<{ size: number; sha256
     }
   };
 
-  await pRetry(attempt, {
-    retries: o.retries ?? 5,
-    minTimeout: o.retryMinTimeoutMs ?? 1000,
-    maxTimeout: 30_000,
-    factor: 2,
-    signal: o.signal,
-    shouldRetry: ({ error }) => error instanceof HubError && error.retryable,
-    onFailedAttempt: ({ error, attemptNumber, retriesLeft }) => {
-      if (error instanceof HubError && error.retryable && retriesLeft > 0) logger.warn(`${rel}: ${error.message} (attempt ${attemptNumber}, retrying)`);
-    },
-  });
-
-  const size = (await sizeOf(part)) ?? 0;
-  if (expectedSize !== null && size !== expectedSize) {
-    await unlink(part).catch(() => undefined);
-    throw new HubError('size', `${rel}: got ${size} bytes, expected ${expectedSize}; the partial file was deleted`);
-  }
-  const sha = hashed === size ? hash.digest('hex') : (await hashFile(part, o.signal)).hash.digest('hex');
-  if (expectedSha && sha !== expectedSha) {
-    await unlink(part).catch(() => undefined);
-    throw new HubError('checksum', `${rel}: sha256 mismatch (expected ${expectedSha}, got ${sha}); the partial file was deleted and nothing was written under ${rel}`, {
-      hint: 'run the download again; if it repeats, the file on the Hub differs from docker/models.json',
+  const initialOffset = (await sizeOf(part)) ?? 0;
+  for (let pass = 0; ; pass++) {
+    await pRetry(attempt, {
+      retries: o.retries ?? 5,
+      minTimeout: o.retryMinTimeoutMs ?? 1000,
+      maxTimeout: 30_000,
+      factor: 2,
+      signal: o.signal,
+      shouldRetry: ({ error }) => error instanceof HubError && error.retryable,
+      onFailedAttempt: ({ error, attemptNumber, retriesLeft }) => {
+        if (error instanceof HubError && error.retryable && retriesLeft > 0) logger.warn(`${rel}: ${error.message} (attempt ${attemptNumber}, retrying)`);
+      },
     });
+
+    const size = (await sizeOf(part)) ?? 0;
+    if (expectedSize !== null && size !== expectedSize) {
+      await unlink(part).catch(() => undefined);
+      throw new HubError('size', `${rel}: got ${size} bytes, expected ${expectedSize}; the partial file was deleted`);
+    }
+    const sha = hashed === size ? hash.digest('hex') : (await hashFile(part, o.signal)).hash.digest('hex');
+    if (expectedSha && sha !== expectedSha) {
+      await restart();
+      if (pass === 0 && initialOffset > 0) {
+        // The .part we resumed may have come from another version of the file: one clean pass.
+        logger.warn(`${rel}: sha256 mismatch after resuming an old .part: downloading it again from the start`);
+        o.progress.reset(name, 0);
+        continue;
+      }
+      throw new HubError('checksum', `${rel}: sha256 mismatch (expected ${expectedSha}, got ${sha}); the partial file was deleted and nothing was written under ${rel}`, {
+        hint: 'run the download again; if it repeats, the file on the Hub differs from docker/models.json',
+      });
+    }
+    await rename(part, finalPath);
+    await o.cache.record(rel, { sha256: sha, repo: file.repo, path: file.path, commit: o.meta.commit ?? file.commit });
+    return { size, sha256: sha, downloadedBytes: downloaded };
   }
-  await rename(part, finalPath);
-  await o.cache.record(rel, { sha256: sha, repo: file.repo, path: file.path, commit: o.meta.commit ?? file.commit });
-  return { size, sha256: sha, downloadedBytes: downloaded };
 }
 
 function sameHostAsHub(url: string, hub: Pick<HubConfig, 'endpoint'>): boolean {

@@ -107,6 +107,15 @@ describe.skipIf(skip)('docker/Dockerfile built by steadydancer build on a real e
     expect(docker('run', '--rm', '--network', 'host', TEST_IMAGE, 'node', '/opt/steadydancer/bin/steadydancer.js', '--help')).toMatch(/sources/);
   });
 
+  it('docker/download_models.sh and models.json are in the image and run through the toolkit', () => {
+    const r = spawnSync(engine!.bin, ['run', '--rm', '--network', 'host', TEST_IMAGE, '/opt/steadydancer/docker/download_models.sh', '--variant', 'fp8', '--dest', '/tmp/empty-models', '--check'], { encoding: 'utf8' });
+    // --check on an empty folder: every file missing → exit 1, each file named
+    expect(r.status).toBe(1);
+    expect(`${r.stdout}${r.stderr}`).toMatch(/missing/i);
+    const bad = spawnSync(engine!.bin, ['run', '--rm', '--network', 'host', TEST_IMAGE, '/opt/steadydancer/docker/download_models.sh', '--variant', 'fp8'], { encoding: 'utf8' });
+    expect(bad.status).toBe(2);
+  });
+
   it("ComfyUI starts in CPU mode, answers /system_stats and /object_info with every pack's nodes, and stops on SIGTERM", async () => {
     const port = await freePort();
     const name = `sd-it-${process.pid}`;

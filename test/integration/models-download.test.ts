@@ -225,6 +225,17 @@ describe('models download', () => {
     expect(onDisk('diffusion_models/sd_fp8.safetensors').equals(data.fp8)).toBe(true);
   });
 
+  it('a stale .part from another version: the resumed file fails sha256, one clean pass fixes it', async () => {
+    mkdirSync(join(dest, 'diffusion_models'), { recursive: true });
+    writeFileSync(join(dest, 'diffusion_models/sd_fp8.safetensors.part'), randomBytes(MB));
+    const o = opts({ presets: [] });
+    const s = await downloadModels(o);
+    expect(s.ok).toBe(true);
+    expect(onDisk('diffusion_models/sd_fp8.safetensors').equals(data.fp8)).toBe(true);
+    expect(hub.requests('cdn').filter((r) => r.url.includes('sd_fp8')).map((r) => r.range ?? 'full')).toEqual([`bytes=${MB}-`, 'full']);
+    expect(o.logger.lines.some((l) => l.includes('sha256 mismatch after resuming an old .part'))).toBe(true);
+  });
+
   it('416 to a resume: starts over from byte 0', async () => {
     hub.files.get(fp8Key)!.unsatisfiableRange = { times: 1 };
     mkdirSync(join(dest, 'diffusion_models'), { recursive: true });

@@ -3,7 +3,7 @@
  * and its functions are called with a fake nvidia-smi on PATH and a recorded image.json.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -95,10 +95,16 @@ describe('start.sh models dir and command line', () => {
     const s = sandbox({});
     mkdirSync(join(s.home, 'docker'));
     const script = join(s.home, 'docker', 'download_models.sh');
-    writeFileSync(script, `#!/bin/sh\necho "$@" > "${s.dir}/args"\n`);
+    // --check reports "missing" (exit 1); the download call records its arguments
+    writeFileSync(script, `#!/bin/sh\ncase "$*" in *--check*) echo "$@" >> "${s.dir}/checks"; exit 1;; esac\necho "$@" > "${s.dir}/args"\n`);
     chmodSync(script, 0o755);
     call(`ensure_models "${s.dir}/models"`, s, { ENABLE_STEADYDANCER: 'true', STEADYDANCER_VARIANT: 'fp16' });
+    expect(readFileSync(join(s.dir, 'checks'), 'utf8').trim()).toBe(`--variant fp16 --dest ${s.dir}/models --check`);
     expect(readFileSync(join(s.dir, 'args'), 'utf8').trim()).toBe(`--variant fp16 --dest ${s.dir}/models --jobs 4`);
+    // complete: --check succeeds and nothing is downloaded
+    writeFileSync(script, `#!/bin/sh\ncase "$*" in *--check*) exit 0;; esac\necho download > "${s.dir}/args2"\n`);
+    call(`ensure_models "${s.dir}/models"`, s, { ENABLE_STEADYDANCER: 'true' });
+    expect(existsSync(join(s.dir, 'args2'))).toBe(false);
     // a failing download is logged and tolerated unless STEADYDANCER_REQUIRE_MODELS=true
     writeFileSync(script, '#!/bin/sh\nexit 3\n');
     expect(() => call(`ensure_models "${s.dir}/m2"`, s, { ENABLE_STEADYDANCER: 'true' })).not.toThrow();
