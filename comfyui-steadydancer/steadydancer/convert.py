@@ -151,13 +151,13 @@ def config_from_state_dict(sd):
 
 
 def expected_keys(config):
-    """Parameter names of our model for this config (built on the meta device: no memory)."""
+    """Parameter names → shapes, and Linear layer names, of our model for this config (built on the meta device: no memory)."""
     import comfy.ops
     from .model import SteadyDancerWanModel
     with torch.device("meta"):
         m = SteadyDancerWanModel(operations=comfy.ops.disable_weight_init, device="meta", **config)
     linear = {n for n, mod in m.named_modules() if isinstance(mod, torch.nn.Linear)}
-    return set(m.state_dict().keys()), linear
+    return {k: tuple(v.shape) for k, v in m.state_dict().items()}, linear
 
 
 def quantize_fp8(w):
