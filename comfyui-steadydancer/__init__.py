@@ -12,7 +12,9 @@ NODE_DISPLAY_NAME_MAPPINGS = {}
 
 _log = logging.getLogger("steadydancer")
 
-for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+# pytest imports this file as a plain module "__init__" (package setup of the folder, whose name
+# is no identifier): then there is no package path and nothing to register.
+for _info in sorted(pkgutil.iter_modules(globals().get("__path__", [])), key=lambda m: m.name):
     if not _info.name.startswith("nodes_"):
         continue
     _mod = importlib.import_module(f"{__name__}.{_info.name}")
