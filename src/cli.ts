@@ -15,6 +15,116 @@ export const commands: CommandSpec[] = [
   // Each issue's commands are added here as they land: doctor, lint, sources, build, models,
   // up, down, smoke, run, generate, worker, serve.
   { name: 'version', summary: 'print the toolkit version', load: () => import('./commands/version.js') },
+  {
+    name: 'doctor',
+    summary: 'phase 1: host preflight (GPU, driver/CUDA, Docker, BuildKit, Compose, disk, base image)',
+    options: [
+      ['--models-dir <dir>', 'where models go (default: $MODELS_DIR, /runpod-volume/models, /workspace/models, ./models)'],
+      ['--variant <name>', 'model variant to size the models disk for (default: $STEADYDANCER_VARIANT or fp8)'],
+      ['--models-size-gb <n>', "the variant's total size in GB (default: from docker/models.json)"],
+      ['--base-image <image>', 'base image to look for (default: BASE_IMAGE in docker/Dockerfile)'],
+      ['--min-docker-free-gb <n>', 'free space wanted at the Docker root', '20'],
+      ['--record <file>', "write every probe's command output to FILE (a test fixture of this host)"],
+    ],
+    load: () => import('./commands/doctor.js'),
+  },
+  {
+    name: 'lint',
+    summary: 'phase 2: static checks of the Dockerfile, compose, node lock, scripts and workflows',
+    args: ['[dir]'],
+    options: [
+      ['--no-external', 'skip checks that run other programs (docker compose config, shellcheck)'],
+      ['--rule <ids>', 'only these rule ids (comma list)'],
+    ],
+    load: () => import('./commands/lint.js'),
+  },
+  {
+    name: 'sources',
+    summary: 'pinned upstream sources in the content-addressed cache (fetch | list | verify)',
+    subcommands: [
+      {
+        name: 'fetch',
+        summary: 'clone the lock\'s sources into the cache at their pinned commits (all, or the names given)',
+        args: ['[names...]'],
+        options: [
+          ['--from <path>', 'seed from a local git repository or a folder of mirrors instead of the network'],
+          ['--force', 'refetch even when the cache entry verifies'],
+          ['--lock <file>', 'lock file (default docker/custom-nodes.lock.json)'],
+        ],
+        load: () => import('./commands/sources/fetch.js'),
+      },
+      {
+        name: 'list',
+        summary: 'every source of the lock and its cache state',
+        options: [['--lock <file>', 'lock file (default docker/custom-nodes.lock.json)']],
+        load: () => import('./commands/sources/list.js'),
+      },
+      {
+        name: 'verify',
+        summary: 'check that cached sources are git checkouts at their pinned commits',
+        args: ['[names...]'],
+        options: [
+          ['--require-all', 'also fail when a source is not in the cache'],
+          ['--lock <file>', 'lock file (default docker/custom-nodes.lock.json)'],
+        ],
+        load: () => import('./commands/sources/verify.js'),
+      },
+    ],
+  },
+  {
+    name: 'build',
+    summary: 'build docker/Dockerfile on the Docker engine: log, progress, disk watch, flash-attn fallback, size budget, in-image checks',
+    options: [
+      ['--tag <tag>', 'image tag', 'steadydancer:local'],
+      ['--no-cache', 'build without the layer cache'],
+      ['--variant <variant>', 'STEADYDANCER_VARIANT: fp8 | fp16 | gguf-<quant>'],
+      ['--bake', 'bake the model weights into the image (HF_TOKEN goes in as a BuildKit secret)'],
+      ['--build-arg <K=V...>', 'extra build args (repeatable)'],
+      ['--log <file>', 'full build log', 'build-full.log'],
+      ['--size-budget-gb <n>', 'fail when the image is larger', '50'],
+      ['--packs <list>', 'node packs: all | none | cached | comma list of lock names', 'all'],
+      ['--engine <path>', 'docker client (default $STEADYDANCER_DOCKER, /usr/bin/docker, docker)'],
+      ['--standin', 'build on the local stand-in base (local/base:bookworm, Python 3.11, torch from PyPI)'],
+      ['--no-verify', 'skip the verification run inside the image'],
+      ['--no-flash-fallback', 'do not rebuild without flash-attn when its step fails'],
+    ],
+    load: () => import('./commands/build.js'),
+  },
+  {
+    name: 'models',
+    summary: 'model files from docker/models.json: check on the Hub, download',
+    subcommands: [
+      {
+        name: 'check',
+        summary: 'ask the Hub about every file of a variant (ok / missing / gated / network error)',
+        options: [
+          ['--variant <name>', 'fp8 (default), fp16, gguf-…'],
+          ['--jobs <n>', 'files asked in parallel (default 8)'],
+          ['--timeout <s>', 'connect/response timeout in seconds (default 10)'],
+          ['--token-file <path>', 'read the Hugging Face token from this file (default: HF_TOKEN)'],
+          ['--manifest <path>', 'model manifest (default docker/models.json)'],
+        ],
+        load: () => import('./commands/models-check.js'),
+      },
+      {
+        name: 'download',
+        summary: 'download every file of a variant into DIR: parallel, resumable, sha256-verified',
+        options: [
+          ['--variant <name>', 'fp8 (default), fp16, gguf-… (env STEADYDANCER_VARIANT)'],
+          ['--dest <dir>', 'models directory (env MODELS_DIR)'],
+          ['--jobs <n>', 'files downloaded in parallel (default 4)'],
+          ['--check', 'no download: report whether DIR already has every file'],
+          ['--no-fallback', 'do not fall back from fp8 to fp16'],
+          ['--no-presets', 'leave out the presets\' files (the fast LoRA)'],
+          ['--retries <n>', 'retries per file on drops and 5xx (default 5)'],
+          ['--timeout <s>', 'read timeout in seconds (default 60)'],
+          ['--token-file <path>', 'read the Hugging Face token from this file (default: HF_TOKEN)'],
+          ['--manifest <path>', 'model manifest (default docker/models.json)'],
+        ],
+        load: () => import('./commands/models-download.js'),
+      },
+    ],
+  },
 ];
 
 function addCommand(parent: Command, spec: CommandSpec, run: (spec: CommandSpec, cmd: Command, args: string[]) => Promise<void>): void {

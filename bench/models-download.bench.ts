@@ -1,0 +1,194 @@
+/**
+ * Loopback throughput of `models download` against curl.
+ *
+ *   npx tsx bench/models-download.bench.ts [--files 4] [--mb 768] [--runs 3] [--dir /tmp/x]
+ *
+ * Makes FILES files of MB MiB each (random data, disk-backed), serves them from a Hub
+ * stand-in (HEAD resolve → 302 to a CDN port, like the real Hub) written here, and times:
+ *   1. curl on one file (the CDN URL, -o file) — the yardstick
+ *   2. our downloader on that one file (jobs 1): HEAD + GET + sha256 + atomic rename
+ *   3. curl on all files in parallel (curl -Z)
+ *   4. our downloader on all files (jobs = FILES)
+ * Median of RUNS; destination files are deleted between runs and everything at the end.
+ * Prints a markdown table for bench/models-download.md.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream, mkdirSync, rmSync, statSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { once } from 'node:events';
+import { execa } from 'execa';
+import { downloadModels } from '../src/models/download.js';
+import { hubConfig } from '../src/models/hub.js';
+import { parseManifest } from '../src/models/manifest.js';
+import { silentProgress } from '../src/models/progress.js';
+import { memoryLogger } from '../src/util/logger.js';
+
+const arg = (name: string, def: string) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1]! : def;
+};
+const FILES = Number(arg('files', '4'));
+const MIB = Number(arg('mb', '768'));
+const RUNS = Number(arg('runs', '3'));
+const base = arg('dir', join(tmpdir(), `sd-bench-${process.pid}`));
+const srcDir = join(base, 'src');
+const MB = 1024 * 1024;
+
+interface Served {
+  name: string;
+  path: string;
+  size: number;
+  sha256: string;
+}
+
+async function makeFiles(): Promise<Served[]> {
+  mkdirSync(srcDir, { recursive: true });
+  const block = randomBytes(16 * MB);
+  const out: Served[] = [];
+  for (let i = 0; i < FILES; i++) {
+    const name = `model_${i}.safetensors`;
+    const path = join(srcDir, name);
+    const h = createHash('sha256');
+    const ws = createWriteStream(path);
+    for (let written = 0; written < MIB * MB; written += block.length) {
+      // vary each block so files differ
+      block.writeUInt32LE(i * 1_000_003 + written, 0);
+      h.update(block);
+      if (!ws.write(block)) await once(ws, 'drain');
+    }
+    ws.end();
+    await once(ws, 'finish');
+    out.push({ name, path, size: statSync(path).size, sha256: h.digest('hex') });
+  }
+  return out;
+}
+
+function serve(files: Served[]): Promise<{ hub: Server; cdn: Server; hubUrl: string; cdnUrl: string }> {
+  const byName = new Map(files.map((f) => [f.name, f]));
+  const cdn = createServer((req, res) => {
+    const f = byName.get((req.url ?? '').replace(/^\/cdn\//, '').split('?')[0]!);
+    if (!f) return void res.writeHead(404).end();
+    const m = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
+    const start = m ? Number(m[1]) : 0;
+    const headers: Record<string, string | number> = { 'content-length': f.size - start, 'accept-ranges': 'bytes', 'content-type': 'application/octet-stream' };
+    if (m) headers['content-range'] = `bytes ${start}-${f.size - 1}/${f.size}`;
+    res.writeHead(m ? 206 : 200, headers);
+    createReadStream(f.path, { start, highWaterMark: 1 * MB }).pipe(res);
+  });
+  let cdnUrl = '';
+  const hub = createServer((req, res) => {
+    const name = (req.url ?? '').split('/').pop()!;
+    const f = byName.get(name);
+    if (!f) return void res.writeHead(404, { 'x-error-code': 'EntryNotFound' }).end();
+    res.writeHead(302, { location: `${cdnUrl}/cdn/${name}`, 'x-linked-size': f.size, 'x-linked-etag': `"${f.sha256}"`, 'x-repo-commit': 'b'.repeat(40), 'content-length': 0 });
+    res.end();
+  });
+  return new Promise((resolve) => {
+    cdn.listen(0, '127.0.0.1', () => {
+      cdnUrl = `http://127.0.0.1:${(cdn.address() as AddressInfo).port}`;
+      hub.listen(0, '127.0.0.1', () => resolve({ hub, cdn, hubUrl: `http://127.0.0.1:${(hub.address() as AddressInfo).port}`, cdnUrl }));
+    });
+  });
+}
+
+function manifestFor(files: Served[]) {
+  const entries = Object.fromEntries(
+    files.map((f, i) => [
+      `m${i}`,
+      { role: i === 0 ? 'diffusion_model' : 'vae', description: 'bench', repo: 'bench/repo', revision: 'main', commit: null, path: f.name, folder: i === 0 ? 'diffusion_models' : 'vae', filename: f.name, size: f.size, sha256: f.sha256, verified: ['size', 'sha256'], sources: ['bench'] },
+    ]),
+  );
+  const mk = (ids: string[]) =>
+    parseManifest({
+      schemaVersion: 1,
+      description: 'bench',
+      hub: { endpoint: 'https://huggingface.co' },
+      defaultVariant: 'v',
+      fallbackOrder: ['v'],
+      files: entries,
+      workflows: { w: { description: 'w', workflowFiles: [], requires: ids.slice(1), textEncoderByVariant: {}, optional: [] } },
+      variants: { v: { description: 'v', diffusionModel: ids[0]!, workflow: 'w', fallback: null } },
+      presets: {},
+    });
+  return { one: mk(['m0']), all: mk(files.map((_, i) => `m${i}`)) };
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+/** Child mode: serve the files named in argv (JSON) and print the two URLs. */
+async function serveChild() {
+  const files = JSON.parse(arg('serve', '[]')) as Served[];
+  const { hubUrl, cdnUrl } = await serve(files);
+  process.stdout.write(JSON.stringify({ hubUrl, cdnUrl }) + '\n');
+}
+
+async function main() {
+  console.error(`bench: ${FILES} × ${MIB} MiB in ${base} (${cpus().length} CPUs)`);
+  const files = await makeFiles();
+  // The server runs in its own process, as the Hub/CDN would: it must not share our event loop.
+  const child = execa(process.execPath, ['--import', 'tsx', new URL(import.meta.url).pathname, '--serve', JSON.stringify(files)], { stdout: 'pipe', stderr: 'inherit' });
+  const [line] = (await once(child.stdout!, 'data')) as [Buffer];
+  const { hubUrl, cdnUrl } = JSON.parse(line.toString()) as { hubUrl: string; cdnUrl: string };
+  const { one, all } = manifestFor(files);
+  const dest = join(base, 'dest');
+  const clean = () => rmSync(dest, { recursive: true, force: true });
+  const cfg = hubConfig({ HF_ENDPOINT: hubUrl, HOME: base });
+  const totalAll = files.reduce((s, f) => s + f.size, 0);
+  const size0 = files[0]!.size;
+
+  const timeIt = async (fn: () => Promise<void>) => {
+    clean();
+    mkdirSync(dest, { recursive: true });
+    const t = process.hrtime.bigint();
+    await fn();
+    return Number(process.hrtime.bigint() - t) / 1e9;
+  };
+  const results: Record<string, number[]> = { curl1: [], ours1: [], curlN: [], oursN: [] };
+  for (let r = 0; r < RUNS; r++) {
+    results.curl1!.push(await timeIt(async () => void (await execa('curl', ['-sS', '-f', '-o', join(dest, 'f0'), `${cdnUrl}/cdn/${files[0]!.name}`]))));
+    results.ours1!.push(
+      await timeIt(async () => {
+        const s = await downloadModels({ manifest: one, variant: 'v', dest, hub: cfg, logger: memoryLogger('warn'), jobs: 1, progress: silentProgress, presets: [] });
+        if (!s.ok) throw new Error(JSON.stringify(s.files));
+      }),
+    );
+    results.curlN!.push(
+      await timeIt(async () => {
+        const args = ['-sS', '-f', '-Z', '--parallel-max', String(FILES)];
+        files.forEach((f, i) => args.push('-o', join(dest, `f${i}`), `${cdnUrl}/cdn/${f.name}`));
+        await execa('curl', args);
+      }),
+    );
+    results.oursN!.push(
+      await timeIt(async () => {
+        const s = await downloadModels({ manifest: all, variant: 'v', dest, hub: cfg, logger: memoryLogger('warn'), jobs: FILES, progress: silentProgress, presets: [] });
+        if (!s.ok) throw new Error(JSON.stringify(s.files));
+      }),
+    );
+    console.error(`run ${r + 1}: ` + Object.entries(results).map(([k, v]) => `${k} ${v[r]!.toFixed(2)}s`).join(', '));
+  }
+  clean();
+  child.kill();
+  await child.catch(() => undefined);
+  rmSync(base, { recursive: true, force: true });
+
+  const rate = (bytes: number, s: number) => bytes / MB / s;
+  const c1 = rate(size0, median(results.curl1!));
+  const o1 = rate(size0, median(results.ours1!));
+  const cN = rate(totalAll, median(results.curlN!));
+  const oN = rate(totalAll, median(results.oursN!));
+  const row = (what: string, bytes: number, xs: number[]) => `| ${what} | ${(bytes / MB).toFixed(0)} MiB | ${xs.map((x) => x.toFixed(2)).join(' / ')} | ${median(xs).toFixed(2)} | ${rate(bytes, median(xs)).toFixed(0)} |`;
+  console.log(`| run | bytes | seconds (${RUNS} runs) | median s | MiB/s |`);
+  console.log('| --- | --- | --- | --- | --- |');
+  console.log(row('curl, 1 file', size0, results.curl1!));
+  console.log(row('steadydancer models download, 1 file (jobs 1, sha256 verified)', size0, results.ours1!));
+  console.log(row(`curl -Z, ${FILES} files in parallel`, totalAll, results.curlN!));
+  console.log(row(`steadydancer models download, ${FILES} files (jobs ${FILES}, sha256 verified)`, totalAll, results.oursN!));
+  console.log(`\nratio one file (ours / curl): ${(o1 / c1).toFixed(3)}; ratio ${FILES} files (ours / curl -Z): ${(oN / cN).toFixed(3)}`);
+}
+
+if (process.argv.includes('--serve')) await serveChild();
+else await main();

@@ -1,0 +1,208 @@
+#!/usr/bin/env bash
+# Entrypoint of the SteadyDancer image.
+#   start.sh                 start in $STEADYDANCER_MODE (default: pod)
+#   start.sh CMD [ARGS...]   run CMD instead (verification runs, shells)
+# Structure: small functions, one per concern, and a mode dispatch in main(). A new mode is a
+# new run_<mode> function plus one line in main()'s case. Sourcing this file (tests) defines
+# the functions without running main.
+set -euo pipefail
+
+COMFYUI_DIR=${COMFYUI_DIR:-/opt/ComfyUI}
+STEADYDANCER_HOME=${STEADYDANCER_HOME:-/opt/steadydancer}
+COMFYUI_PORT=${COMFYUI_PORT:-8188}
+COMFYUI_LISTEN=${COMFYUI_LISTEN:-0.0.0.0}
+COMFYUI_ARGS=${COMFYUI_ARGS:-}
+ENABLE_STEADYDANCER=${ENABLE_STEADYDANCER:-false}
+STEADYDANCER_VARIANT=${STEADYDANCER_VARIANT:-fp8}
+STEADYDANCER_MODE=${STEADYDANCER_MODE:-pod}
+# auto | sage | flash | xformers | pytorch
+ATTENTION_BACKEND=${ATTENTION_BACKEND:-auto}
+PYTHON=${PYTHON:-python}
+
+log() { echo "[start] $*" >&2; }
+
+# MODELS_DIR: explicit value, else the serverless network volume, else the pod volume, else
+# the image's own models folder.
+resolve_models_dir() {
+  if [[ -n "${MODELS_DIR:-}" ]]; then
+    echo "$MODELS_DIR"
+  elif [[ -d /runpod-volume ]]; then
+    echo /runpod-volume/models
+  elif [[ -d /workspace ]]; then
+    echo /workspace/models
+  else
+    echo "$COMFYUI_DIR/models"
+  fi
+}
+
+# Compute capability of GPU 0 as "major.minor", or nothing when there is no usable GPU.
+gpu_compute_capability() {
+  local cc=""
+  if command -v nvidia-smi >/dev/null 2>&1; then
+    cc=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n 1 | tr -d '[:space:]') || cc=""
+  fi
+  if [[ ! "$cc" =~ ^[0-9]+\.[0-9]+$ ]]; then
+    cc=$("$PYTHON" -c 'import torch
+if torch.cuda.is_available():
+    print("%d.%d" % torch.cuda.get_device_capability(0))' 2>/dev/null) || cc=""
+  fi
+  [[ "$cc" =~ ^[0-9]+\.[0-9]+$ ]] && echo "$cc"
+  return 0
+}
+
+# Whether the image has an attention backend (image.json written at build time).
+has_backend() {
+  local info="$STEADYDANCER_HOME/image.json"
+  [[ -f "$info" ]] || return 1
+  "$PYTHON" -c 'import json, sys
+a = json.load(open(sys.argv[1])).get("attention", {})
+sys.exit(0 if a.get(sys.argv[2]) else 1)' "$info" "$1" 2>/dev/null
+}
+
+# The ComfyUI attention flag for a compute capability ("" = no GPU).
+#  - no GPU: --cpu (ComfyUI's CPU mode)
+#  - sm 8.0–9.0 (Ampere, Ada, Hopper): SageAttention, else flash-attn 2, else xformers, else SDPA
+#  - sm >= 10 (Blackwell): SageAttention when built for it, else PyTorch SDPA (flash-attn 2
+#    and xformers 0.0.32 kernels do not target sm_100/sm_120)
+#  - older than 8.0: PyTorch SDPA
+attention_flag() {
+  local cc=$1 major
+  case "$ATTENTION_BACKEND" in
+    sage) echo "--use-sage-attention"; return ;;
+    flash) echo "--use-flash-attention"; return ;;
+    xformers) echo ""; return ;;
+    pytorch) echo "--use-pytorch-cross-attention"; return ;;
+    auto) ;;
+    *) log "unknown ATTENTION_BACKEND=$ATTENTION_BACKEND (auto|sage|flash|xformers|pytorch); using auto" ;;
+  esac
+  if [[ -z "$cc" ]]; then
+    echo "--cpu"
+    return
+  fi
+  major=${cc%%.*}
+  if ((major >= 10)); then
+    if has_backend sageattention; then echo "--use-sage-attention"; else echo "--use-pytorch-cross-attention"; fi
+  elif ((major >= 8)); then
+    if has_backend sageattention; then
+      echo "--use-sage-attention"
+    elif has_backend flash_attn; then
+      echo "--use-flash-attention"
+    elif has_backend xformers; then
+      echo "" # ComfyUI uses xformers by default when it imports
+    else
+      echo "--use-pytorch-cross-attention"
+    fi
+  else
+    echo "--use-pytorch-cross-attention"
+  fi
+}
+
+# A config block for a MODELS_DIR that extra_model_paths.yaml does not already map.
+write_models_config() {
+  local dir=$1 out=$2 key
+  {
+    echo "steadydancer_models_dir:"
+    echo "  base_path: $dir"
+    for key in diffusion_models text_encoders clip_vision vae loras detection checkpoints; do
+      echo "  $key: $key"
+    done
+  } >"$out"
+}
+
+# With ENABLE_STEADYDANCER=true, fetch what the variant needs into MODELS_DIR (the downloader
+# skips files already present and verified). A failure is logged; ComfyUI still starts unless
+# STEADYDANCER_REQUIRE_MODELS=true.
+ensure_models() {
+  local dir=$1 jobs=${DOWNLOAD_JOBS:-4}
+  [[ "$ENABLE_STEADYDANCER" == true ]] || return 0
+  local script="$STEADYDANCER_HOME/docker/download_models.sh"
+  if [[ ! -x "$script" ]]; then
+    log "ENABLE_STEADYDANCER=true but $script is missing"
+    [[ "${STEADYDANCER_REQUIRE_MODELS:-false}" == true ]] && return 1
+    return 0
+  fi
+  mkdir -p "$dir"
+  log "checking SteadyDancer models ($STEADYDANCER_VARIANT) in $dir"
+  if ! "$script" --variant "$STEADYDANCER_VARIANT" --dest "$dir" --jobs "$jobs"; then
+    log "model download failed (variant $STEADYDANCER_VARIANT, dest $dir)"
+    [[ "${STEADYDANCER_REQUIRE_MODELS:-false}" == true ]] && return 1
+  fi
+  return 0
+}
+
+# Builds the ComfyUI command line into the array COMFY_CMD.
+comfyui_command() {
+  local listen=$1 models_dir=$2 cc flag
+  cc=$(gpu_compute_capability)
+  flag=$(attention_flag "$cc")
+  log "GPU compute capability: ${cc:-none}; attention flag: ${flag:-(default: xformers)}"
+  COMFY_CMD=("$PYTHON" "$COMFYUI_DIR/main.py" --listen "$listen" --port "$COMFYUI_PORT")
+  if [[ -n "$flag" && " $COMFYUI_ARGS " != *" --cpu "* ]]; then COMFY_CMD+=("$flag"); fi
+  case "$models_dir" in
+    /runpod-volume/models | /workspace/models | "$COMFYUI_DIR/models") ;;
+    *)
+      write_models_config "$models_dir" /tmp/steadydancer-models-dir.yaml
+      COMFY_CMD+=(--extra-model-paths-config /tmp/steadydancer-models-dir.yaml)
+      ;;
+  esac
+  if [[ -n "$COMFYUI_ARGS" ]]; then
+    local extra
+    read -r -a extra <<<"$COMFYUI_ARGS"
+    COMFY_CMD+=("${extra[@]}")
+  fi
+}
+
+CHILD_PID=""
+forward_signal() {
+  local sig=$1
+  if [[ -n "$CHILD_PID" ]] && kill -0 "$CHILD_PID" 2>/dev/null; then
+    log "received SIG$sig: forwarding to ComfyUI (pid $CHILD_PID)"
+    kill -"$sig" "$CHILD_PID" 2>/dev/null || true
+  fi
+}
+
+# Runs a command in the background, forwards TERM/INT/HUP to it, returns its exit status.
+run_forwarding() {
+  "$@" &
+  CHILD_PID=$!
+  trap 'forward_signal TERM' TERM
+  trap 'forward_signal INT' INT
+  trap 'forward_signal HUP' HUP
+  local status=0
+  while true; do
+    wait "$CHILD_PID" && status=0 || status=$?
+    # wait returns >128 when a trapped signal interrupted it; the child may still run.
+    if kill -0 "$CHILD_PID" 2>/dev/null; then continue; fi
+    break
+  done
+  return "$status"
+}
+
+# pod: ComfyUI's UI on 0.0.0.0:$COMFYUI_PORT, models on /workspace when it exists.
+run_pod() {
+  local models_dir
+  models_dir=$(resolve_models_dir)
+  log "mode pod; MODELS_DIR=$models_dir"
+  ensure_models "$models_dir"
+  comfyui_command "$COMFYUI_LISTEN" "$models_dir"
+  log "starting: ${COMFY_CMD[*]}"
+  cd "$COMFYUI_DIR"
+  run_forwarding "${COMFY_CMD[@]}"
+}
+
+main() {
+  if (($# > 0)); then
+    exec "$@"
+  fi
+  case "$STEADYDANCER_MODE" in
+    pod) run_pod ;;
+    *)
+      log "unknown STEADYDANCER_MODE=$STEADYDANCER_MODE (known: pod)"
+      return 2
+      ;;
+  esac
+}
+
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+  main "$@"
+fi

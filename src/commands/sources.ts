@@ -1,0 +1,81 @@
+import { emit, type Context } from '../util/context.js';
+import { ActionableError } from '../util/errors.js';
+import { loadLock, lockPath } from '../docker/lock.js';
+import { fetchSource, listSources, pickSources, verifySource, type FetchResult, type SourceStatus } from '../docker/sources.js';
+import { sourcesDir } from '../util/paths.js';
+
+interface SourcesOpts {
+  from?: string;
+  force?: boolean;
+  lock?: string;
+  requireAll?: boolean;
+}
+
+function lockOf(opts: SourcesOpts) {
+  return loadLock(opts.lock ?? lockPath());
+}
+
+const short = (c: string) => c.slice(0, 12);
+
+export async function fetchCmd(opts: SourcesOpts, ctx: Context, names: string[]): Promise<number> {
+  const lock = lockOf(opts);
+  const picked = pickSources(lock, names.flat());
+  const results: FetchResult[] = [];
+  for (const s of picked) {
+    const r = await fetchSource(s, { from: opts.from, env: ctx.env, logger: ctx.logger, force: opts.force });
+    if (r.action === 'failed') ctx.logger.error(`${s.name}@${short(s.commit)}: ${r.error}`);
+    results.push(r);
+  }
+  const failed = results.filter((r) => r.action === 'failed');
+  emit(ctx, { ok: failed.length === 0, cache: sourcesDir(ctx.env), results }, (x) =>
+    [
+      ...x.results.map((r) => `${r.action === 'failed' ? 'FAIL' : 'ok  '} ${r.name}@${short(r.commit)} ${r.action}${r.from ? ` from ${r.from}` : ''}${r.error ? `: ${r.error}` : ''}`),
+      `cache: ${x.cache}`,
+    ].join('\n'),
+  );
+  if (failed.length) {
+    throw new ActionableError(`${failed.length} source(s) not fetched: ${failed.map((f) => f.name).join(', ')}`, {
+      code: 'E_SOURCES_FETCH',
+      hint: 'seed from a local clone or mirror folder with --from PATH (e.g. --from /work/.mirror), or check network access to the repo',
+    });
+  }
+  return 0;
+}
+
+function statusLine(s: SourceStatus): string {
+  const notes: string[] = [];
+  if (s.head) notes.push(`HEAD ${short(s.head)}`);
+  if (s.missingFiles.length) notes.push(`${s.missingFiles.length} tracked file(s) absent`);
+  if (s.modifiedFiles.length) notes.push(`${s.modifiedFiles.length} modified`);
+  return `${s.status.padEnd(12)} ${s.kind.padEnd(9)} ${s.name}@${short(s.commit)}${notes.length ? ` (${notes.join(', ')})` : ''}`;
+}
+
+export async function listCmd(opts: SourcesOpts, ctx: Context): Promise<number> {
+  const rows = await listSources(lockOf(opts), ctx.env);
+  emit(ctx, { cache: sourcesDir(ctx.env), sources: rows }, (x) => [...x.sources.map(statusLine), `cache: ${x.cache}`].join('\n'));
+  return 0;
+}
+
+export async function verifyCmd(opts: SourcesOpts, ctx: Context, names: string[]): Promise<number> {
+  const lock = lockOf(opts);
+  const rows = await Promise.all(pickSources(lock, names.flat()).map((s) => verifySource(s, ctx.env)));
+  const bad = rows.filter((r) => r.status === 'not-git' || r.status === 'wrong-commit' || r.modifiedFiles.length > 0);
+  const absent = rows.filter((r) => r.status === 'absent');
+  const ok = bad.length === 0 && (!opts.requireAll || absent.length === 0);
+  emit(ctx, { ok, cache: sourcesDir(ctx.env), sources: rows }, (x) => [...x.sources.map(statusLine), `cache: ${x.cache}`].join('\n'));
+  if (bad.length) {
+    throw new ActionableError(`${bad.length} cached source(s) fail verification: ${bad.map((b) => `${b.name} (${b.status}${b.modifiedFiles.length ? ', modified files' : ''})`).join(', ')}`, {
+      code: 'E_SOURCES_VERIFY',
+      hint: 'refetch them: steadydancer sources fetch --force NAME',
+    });
+  }
+  if (!ok) {
+    throw new ActionableError(`${absent.length} source(s) not in the cache: ${absent.map((a) => a.name).join(', ')}`, {
+      code: 'E_SOURCES_ABSENT',
+      hint: 'steadydancer sources fetch (or --from PATH to seed from local mirrors)',
+    });
+  }
+  return 0;
+}
+
+export default listCmd;

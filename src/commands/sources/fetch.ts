@@ -1,0 +1,1 @@
+export { fetchCmd as default } from '../sources.js';

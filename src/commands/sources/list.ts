@@ -1,0 +1,1 @@
+export { listCmd as default } from '../sources.js';

@@ -1,0 +1,1 @@
+export { verifyCmd as default } from '../sources.js';

@@ -1,0 +1,161 @@
+/**
+ * The real docker/Dockerfile built on a real Docker engine by `steadydancer build`'s runner, on
+ * the stand-in base (Debian bookworm, Python 3.11, torch from PyPI = the CUDA 12.8 build).
+ * The build is forced to fail at the flash-attn step (FLASH_ATTN_REQUIRED=true; GitHub, where
+ * the wheels live, is unreachable here) so that the runner's rebuild without flash-attn runs.
+ * Then the image itself is exercised: ComfyUI in CPU mode, its HTTP API, signal forwarding.
+ */
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { createServer } from 'node:net';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { needs } from '../helpers/skips.js';
+import { cachedSource, COMFYUI_COMMIT, seedHint } from '../helpers/sources.js';
+import { buildTestImage, ensureEngine, TEST_IMAGE } from '../helpers/docker.js';
+import { runBuild, type BuildReport } from '../../src/docker/build.js';
+import { inspectImage } from '../../src/docker/engine.js';
+import { memoryLogger } from '../../src/util/logger.js';
+import { join } from 'node:path';
+
+const comfy = cachedSource('ComfyUI', COMFYUI_COMMIT);
+const { engine, reason } = comfy ? await ensureEngine() : { engine: undefined, reason: undefined };
+const skip = needs('image build on a real Docker engine', !comfy ? seedHint('ComfyUI', COMFYUI_COMMIT) : reason);
+
+const docker = (...args: string[]) => execFileSync(engine!.bin, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const p = (s.address() as { port: number }).port;
+      s.close(() => resolve(p));
+    });
+    s.on('error', reject);
+  });
+}
+
+async function waitFor(url: string, ms: number): Promise<Response> {
+  const end = Date.now() + ms;
+  let last: unknown;
+  while (Date.now() < end) {
+    try {
+      const r = await fetch(url);
+      if (r.ok) return r;
+      last = r.status;
+    } catch (e) {
+      last = e;
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  throw new Error(`${url} did not answer within ${ms} ms (${String(last)})`);
+}
+
+describe.skipIf(skip)('docker/Dockerfile built by steadydancer build on a real engine', () => {
+  let report: BuildReport;
+
+  beforeAll(async () => {
+    const r = await buildTestImage({ rebuild: true, buildArgs: { FLASH_ATTN_REQUIRED: 'true' } });
+    if (!r) throw new Error('no build report');
+    report = r;
+    if (!report.ok) throw new Error(`build failed: ${report.error} (log ${report.log})`);
+  }, 3_000_000);
+
+  it('recognised the forced flash-attn failure and rebuilt once with ENABLE_FLASH_ATTN=false', () => {
+    expect(report.attempts).toHaveLength(2);
+    expect(report.attempts[0]!.ok).toBe(false);
+    expect(report.attempts[0]!.failure?.kind).toBe('flash-attn');
+    expect(report.attempts[0]!.failure?.message).toMatch(/^STEADYDANCER_FLASH_ATTN_FAILED: no usable flash-attn/);
+    expect(report.attempts[1]!.buildArgs.ENABLE_FLASH_ATTN).toBe('false');
+    expect(report.attempts[1]!.ok).toBe(true);
+    expect(report.fallbacks).toHaveLength(1);
+    expect(report.fallbacks[0]).toMatch(/rebuilding once with ENABLE_FLASH_ATTN=false/);
+  });
+
+  it('names the omitted node pack (no snapshot of WanVideoWrapper here) in the report and the labels', () => {
+    const omitted = report.packs.omitted.map((o) => o.name);
+    if (!cachedSource('ComfyUI-WanVideoWrapper', '81f4a97b4b3518c8fda34c81c17ba182174ee65a')) expect(omitted).toContain('ComfyUI-WanVideoWrapper');
+    expect(report.image!.labels['org.steadydancer.packs-omitted']).toBe(omitted.join(',') || 'none');
+  });
+
+  it('labels carry torch, CUDA, ComfyUI, each pack commit and the attention backends', () => {
+    const l = report.image!.labels;
+    expect(l['org.steadydancer.torch']).toBe('2.8.0');
+    expect(l['org.steadydancer.cuda']).toBe('12.8');
+    expect(l['org.steadydancer.comfyui']).toBe(COMFYUI_COMMIT);
+    for (const p of report.packs.selected) expect(l[`org.steadydancer.pack.${p}`]).toMatch(/^[0-9a-f]{40}$/);
+    expect(l['org.steadydancer.flash-attn']).toBe('false');
+    expect(l['org.steadydancer.attention']).toBe('sdpa,xformers');
+    expect(report.withinBudget).toBe(true);
+    expect(report.image!.sizeGb).toBeGreaterThan(3);
+  });
+
+  it('verified inside the image: torch is the CUDA 12.8 build, every pack loads in ComfyUI, the toolkit runs', () => {
+    const v = report.verification!;
+    expect(v.problems).toEqual([]);
+    const info = v.imageInfo as { torch: string; cuda: string; attention: Record<string, unknown>; flashAttnStatus: string };
+    expect(info.torch).toMatch(/^2\.8\.0/);
+    expect(info.cuda).toBe('12.8');
+    expect(info.attention.flash_attn).toBeNull();
+    expect(info.flashAttnStatus).toBe('disabled');
+    expect(v.comfyui.importFailed).toEqual([]);
+    for (const p of report.packs.selected) expect(v.comfyui.packs.find((x) => x.name === p)?.loaded).toBe(true);
+    expect(v.toolkit.ok).toBe(true);
+  });
+
+  it('Node.js >= 20 and the toolkit CLI are in the image', () => {
+    const v = docker('run', '--rm', '--network', 'host', TEST_IMAGE, 'node', '--version');
+    expect(Number(/^v(\d+)\./.exec(v)?.[1])).toBeGreaterThanOrEqual(20);
+    expect(docker('run', '--rm', '--network', 'host', TEST_IMAGE, 'node', '/opt/steadydancer/bin/steadydancer.js', '--help')).toMatch(/sources/);
+  });
+
+  it("ComfyUI starts in CPU mode, answers /system_stats and /object_info with every pack's nodes, and stops on SIGTERM", async () => {
+    const port = await freePort();
+    const name = `sd-it-${process.pid}`;
+    docker('run', '-d', '--name', name, '--network', 'host', '-e', `COMFYUI_PORT=${port}`, '-e', 'COMFYUI_LISTEN=127.0.0.1', TEST_IMAGE);
+    try {
+      const stats = (await (await waitFor(`http://127.0.0.1:${port}/system_stats`, 240_000)).json()) as { devices: Array<{ type: string }> };
+      expect(stats.devices[0]?.type).toBe('cpu');
+      const info = (await (await waitFor(`http://127.0.0.1:${port}/object_info`, 60_000)).json()) as Record<string, { python_module?: string }>;
+      const modules = new Set(Object.values(info).map((n) => n.python_module ?? ''));
+      for (const p of report.packs.selected) expect(modules.has(`custom_nodes.${p}`), `nodes of ${p} in /object_info`).toBe(true);
+      expect(info.VHS_LoadVideo).toBeDefined();
+      const t0 = Date.now();
+      docker('stop', '-t', '30', name);
+      expect(Date.now() - t0).toBeLessThan(30_000); // exited on the forwarded SIGTERM, not the kill
+      const l = spawnSync(engine!.bin, ['logs', name], { encoding: 'utf8' });
+      const logs = `${l.stdout}${l.stderr}`; // the container's stderr comes back on docker's stderr
+      expect(logs).toMatch(/attention flag: --cpu/);
+      expect(logs).toMatch(/received SIGTERM: forwarding to ComfyUI/);
+    } finally {
+      spawn(engine!.bin, ['rm', '-f', name], { stdio: 'ignore' });
+    }
+  }, 400_000);
+});
+
+describe.skipIf(skip)('the disk watch stops a real build', () => {
+  it('a Docker root reported 96 % full stops the build cleanly: E_DISK_FULL, no image, the log says why', async () => {
+    const logger = memoryLogger('info');
+    const tag = 'steadydancer:diskstop';
+    const r = await runBuild({
+      root: process.cwd(),
+      tag,
+      engineBin: engine!.bin,
+      standin: true,
+      packs: 'cached',
+      noCache: true,
+      verify: false,
+      logPath: join(process.cwd(), '.test-results', 'build-diskstop.log'),
+      env: process.env,
+      logger,
+      disk: { intervalMs: 200, sample: async (p) => ({ path: p, totalBytes: 100e9, availBytes: 4e9, usedFraction: 0.96 }) },
+    });
+    expect(r.ok).toBe(false);
+    expect(r.errorCode).toBe('E_DISK_FULL');
+    expect(r.error).toBe(`disk at ${engine!.rootDir} is 96.0 % used (4.0 GB free), over the 95.0 % stop line: build stopped`);
+    expect(r.hint).toMatch(/builder prune/);
+    expect(r.disk.stopped).toBe(true);
+    expect(r.attempts).toHaveLength(1);
+    expect(r.attempts[0]!.failure?.kind).toBe('disk-full');
+    expect(await inspectImage(engine!, tag)).toBeUndefined();
+    expect(logger.lines.some((l) => l.includes('over the 95.0 % stop line'))).toBe(true);
+  }, 120_000);
+});

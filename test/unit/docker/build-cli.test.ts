@@ -1,0 +1,46 @@
+import { describe, expect, it } from 'vitest';
+import { runCli } from '../../../src/cli.js';
+
+function capture() {
+  const out: string[] = [];
+  const err: string[] = [];
+  const errStream = { write: (s: string) => (err.push(s), true), isTTY: false } as unknown as NodeJS.WritableStream;
+  return { out, err, io: { out: (s: string) => void out.push(s), err: errStream, env: { PATH: process.env.PATH } } };
+}
+
+describe('steadydancer build: bad input is refused before any engine work', () => {
+  it('--size-budget-gb must be a positive number', async () => {
+    const c = capture();
+    expect(await runCli(['build', '--size-budget-gb', 'lots'], c.io)).toBe(2);
+    expect(c.err.join('')).toContain('--size-budget-gb must be a positive number (got "lots")');
+  });
+  it('--variant must be fp8, fp16 or gguf-<quant>', async () => {
+    const c = capture();
+    expect(await runCli(['build', '--variant', 'fp4'], c.io)).toBe(2);
+    expect(c.err.join('')).toContain('--variant must be fp8, fp16 or gguf-<quant> (got "fp4")');
+  });
+  it('--build-arg must be K=V and never a secret', async () => {
+    const c = capture();
+    expect(await runCli(['build', '--build-arg', 'oops'], c.io)).toBe(2);
+    expect(c.err.join('')).toContain('--build-arg "oops" is not K=V');
+    const d = capture();
+    expect(await runCli(['build', '--build-arg', 'HF_TOKEN=hf_secretvalue', '--json'], d.io)).toBe(2);
+    const j = JSON.parse(d.out.join('')) as { ok: boolean; error: { code: string; message: string } };
+    expect(j.error.code).toBe('E_SECRET_ARG');
+    expect(d.out.join('') + d.err.join('')).not.toContain('hf_secretvalue');
+  });
+  it('an unknown pack is a usage error listing the lock names', async () => {
+    const c = capture();
+    expect(await runCli(['build', '--packs', 'Nope', '--engine', '/nonexistent/docker'], c.io)).toBe(2);
+    expect(c.err.join('')).toContain('error: unknown node pack(s): Nope');
+    expect(c.err.join('')).toMatch(/hint: choose from: all, none, ComfyUI-WanVideoWrapper/);
+  });
+  it('no engine behind --engine: a clear error with the ensure-docker hint, no stack', async () => {
+    const c = capture();
+    expect(await runCli(['build', '--engine', '/nonexistent/docker'], c.io)).toBe(1);
+    const text = c.err.join('');
+    expect(text).toMatch(/error: no Docker engine answers through \/nonexistent\/docker/);
+    expect(text).toMatch(/hint: start one with `scripts\/ensure-docker.sh`/);
+    expect(text).not.toMatch(/\n\s+at /);
+  });
+});

@@ -1,0 +1,60 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { composeBuildArgs, packLabels, parseBuildArgs, parseComfyImports, STANDIN_ARGS, type BuildOptions } from '../../../src/docker/build.js';
+import { loadLock, lockPath, selectPacks } from '../../../src/docker/lock.js';
+import { ActionableError } from '../../../src/util/errors.js';
+import { memoryLogger } from '../../../src/util/logger.js';
+
+const lock = loadLock(lockPath(process.cwd()));
+const opts = (o: Partial<BuildOptions>): BuildOptions => ({ root: '.', tag: 't', engineBin: 'docker', logPath: 'x.log', env: {}, logger: memoryLogger(), ...o });
+
+describe('build flags → build args', () => {
+  it('parses K=V, keeps "=" inside values, later flags win', () => {
+    expect(parseBuildArgs(['A=1', 'URL=http://x/?a=b', 'A=2'])).toEqual({ A: '2', URL: 'http://x/?a=b' });
+  });
+  it('rejects malformed pairs and secret-looking names', () => {
+    expect(() => parseBuildArgs(['NOEQUALS'])).toThrow('--build-arg "NOEQUALS" is not K=V');
+    try {
+      parseBuildArgs(['HF_TOKEN=hf_abc']);
+      throw new Error('no error');
+    } catch (e) {
+      expect(e).toBeInstanceOf(ActionableError);
+      expect((e as ActionableError).code).toBe('E_SECRET_ARG');
+      expect((e as ActionableError).message).not.toContain('hf_abc');
+    }
+  });
+  it('stand-in, variant, bake and packs become build args; user args override', () => {
+    const sel = selectPacks(lock, 'ComfyUI-KJNodes,ComfyUI-VideoHelperSuite').selected;
+    const a = composeBuildArgs(opts({ standin: true, variant: 'fp16', bake: true, buildArgs: { PYTHON_VERSION: '3.12' } }), sel, lock);
+    expect(a).toMatchObject({ ...STANDIN_ARGS, PYTHON_VERSION: '3.12', STEADYDANCER_VARIANT: 'fp16', BAKE_STEADYDANCER: 'true', NODE_PACKS: 'ComfyUI-KJNodes,ComfyUI-VideoHelperSuite', COMFYUI_REF: lock.comfyui.commit });
+    expect(composeBuildArgs(opts({}), lock.nodes, lock).NODE_PACKS).toBe('all');
+    expect(composeBuildArgs(opts({}), [], lock).NODE_PACKS).toBe('none');
+  });
+  it('labels carry each pack commit and the omitted packs', () => {
+    const { selected, omitted } = selectPacks(lock, 'ComfyUI-KJNodes');
+    const l = packLabels(lock, selected, omitted.map((o) => ({ name: o.name, commit: o.commit, reason: 'x' })));
+    expect(l['org.steadydancer.pack.ComfyUI-KJNodes']).toBe('3f20054214fec9f9234fd3841ae6f1e4287948f6');
+    expect(l['org.steadydancer.packs-omitted']).toBe('ComfyUI-WanVideoWrapper,ComfyUI-VideoHelperSuite,ComfyUI-WanAnimatePreprocess,comfyui_controlnet_aux');
+    expect(l['org.steadydancer.comfyui']).toBe(lock.comfyui.commit);
+  });
+});
+
+describe('ComfyUI --quick-test-for-ci output (recorded in the built image)', () => {
+  const out = readFileSync(join(process.cwd(), 'test/fixtures/build/quick-test-ok.log'), 'utf8');
+  const packs = ['ComfyUI-KJNodes', 'ComfyUI-VideoHelperSuite', 'ComfyUI-WanAnimatePreprocess', 'comfyui_controlnet_aux'];
+  it('every pack loaded; KJNodes feature groups that need a newer ComfyUI are noted', () => {
+    const r = parseComfyImports(out, packs);
+    expect(r.ok).toBe(true);
+    expect(r.importFailed).toEqual([]);
+    expect(r.packs.every((p) => p.loaded)).toBe(true);
+    expect(r.auxFailures.some((a) => a.startsWith('KJNodes MiniMax nodes: No module named'))).toBe(true);
+  });
+  it('an IMPORT FAILED line and a pack that never appears both fail', () => {
+    const broken = out.replace(/^( +[\d.]+ seconds): (\/opt\/ComfyUI\/custom_nodes\/ComfyUI-KJNodes)$/m, '$1 (IMPORT FAILED): $2');
+    const r = parseComfyImports(broken, [...packs, 'ComfyUI-WanVideoWrapper']);
+    expect(r.ok).toBe(false);
+    expect(r.importFailed).toEqual(['ComfyUI-KJNodes']);
+    expect(r.packs.find((p) => p.name === 'ComfyUI-WanVideoWrapper')?.loaded).toBe(false);
+  });
+});

@@ -1,0 +1,136 @@
+/**
+ * docker/start.sh's decisions, run by bash itself: the script is sourced (main does not run)
+ * and its functions are called with a fake nvidia-smi on PATH and a recorded image.json.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+const START = join(process.cwd(), 'docker', 'start.sh');
+
+function sandbox(opts: { cc?: string; attention?: Record<string, unknown> }) {
+  const dir = mkdtempSync(join(tmpdir(), 'sd-start-'));
+  const bin = join(dir, 'bin');
+  mkdirSync(bin);
+  if (opts.cc !== undefined) {
+    writeFileSync(join(bin, 'nvidia-smi'), `#!/bin/sh\necho "${opts.cc}"\n`);
+    chmodSync(join(bin, 'nvidia-smi'), 0o755);
+  }
+  const home = join(dir, 'home');
+  mkdirSync(home);
+  if (opts.attention) writeFileSync(join(home, 'image.json'), JSON.stringify({ attention: opts.attention }));
+  return { dir, bin, home };
+}
+
+function call(fn: string, s: ReturnType<typeof sandbox>, env: Record<string, string> = {}): string {
+  return execFileSync('bash', ['-c', `source "${START}"; ${fn}`], {
+    encoding: 'utf8',
+    env: { PATH: `${s.bin}:/usr/bin:/bin`, STEADYDANCER_HOME: s.home, PYTHON: 'python3', HOME: s.dir, ...env },
+  }).trim();
+}
+
+const ALL = { sdpa: true, xformers: '0.0.32', flash_attn: '2.8.3', sageattention: '2.2.0' };
+const XF = { sdpa: true, xformers: '0.0.32', flash_attn: null, sageattention: null };
+
+describe('start.sh attention choice by GPU', () => {
+  it('reads the compute capability from nvidia-smi', () => {
+    expect(call('gpu_compute_capability', sandbox({ cc: '9.0' }))).toBe('9.0');
+  });
+  it('no GPU (no nvidia-smi, torch sees none): --cpu', () => {
+    const s = sandbox({ attention: XF });
+    expect(call('gpu_compute_capability', s)).toBe('');
+    expect(call('attention_flag ""', s)).toBe('--cpu');
+  });
+  it('Hopper/Ada/Ampere prefer SageAttention, then flash-attn, then xformers (no flag), then SDPA', () => {
+    expect(call('attention_flag 9.0', sandbox({ attention: ALL }))).toBe('--use-sage-attention');
+    expect(call('attention_flag 8.9', sandbox({ attention: { ...ALL, sageattention: null } }))).toBe('--use-flash-attention');
+    expect(call('attention_flag 8.0', sandbox({ attention: XF }))).toBe('');
+    expect(call('attention_flag 8.6', sandbox({ attention: { sdpa: true } }))).toBe('--use-pytorch-cross-attention');
+  });
+  it('Blackwell: SageAttention when built, else SDPA (never flash-attn 2 / xformers)', () => {
+    expect(call('attention_flag 12.0', sandbox({ attention: ALL }))).toBe('--use-sage-attention');
+    expect(call('attention_flag 10.0', sandbox({ attention: { ...ALL, sageattention: null } }))).toBe('--use-pytorch-cross-attention');
+  });
+  it('older GPUs get SDPA; ATTENTION_BACKEND overrides', () => {
+    expect(call('attention_flag 7.5', sandbox({ attention: ALL }))).toBe('--use-pytorch-cross-attention');
+    expect(call('attention_flag 9.0', sandbox({ attention: ALL }), { ATTENTION_BACKEND: 'pytorch' })).toBe('--use-pytorch-cross-attention');
+    expect(call('attention_flag ""', sandbox({ attention: ALL }), { ATTENTION_BACKEND: 'flash' })).toBe('--use-flash-attention');
+  });
+});
+
+describe('start.sh models dir and command line', () => {
+  it('MODELS_DIR: explicit value wins, else the image folder when no volume exists', () => {
+    const s = sandbox({});
+    expect(call('resolve_models_dir', s, { MODELS_DIR: '/data/m' })).toBe('/data/m');
+    // /runpod-volume and /workspace do not exist on this test machine
+    expect(call('resolve_models_dir', s, { COMFYUI_DIR: '/opt/ComfyUI' })).toBe('/opt/ComfyUI/models');
+  });
+  it('builds the ComfyUI command: port, --cpu without GPU, a config block for a custom MODELS_DIR, COMFYUI_ARGS split', () => {
+    const s = sandbox({ attention: XF });
+    const out = call('comfyui_command 127.0.0.1 /data/models; printf "%s\\n" "${COMFY_CMD[@]}"; cat /tmp/steadydancer-models-dir.yaml', s, {
+      COMFYUI_DIR: '/opt/ComfyUI',
+      COMFYUI_PORT: '9999',
+      COMFYUI_ARGS: '--preview-method auto --verbose',
+    });
+    const lines = out.split('\n');
+    expect(lines.slice(0, 11)).toEqual([
+      'python3',
+      '/opt/ComfyUI/main.py',
+      '--listen',
+      '127.0.0.1',
+      '--port',
+      '9999',
+      '--cpu',
+      '--extra-model-paths-config',
+      '/tmp/steadydancer-models-dir.yaml',
+      '--preview-method',
+      'auto',
+    ]);
+    expect(out).toContain('  base_path: /data/models');
+    expect(out).toContain('  detection: detection');
+  });
+  it('ENABLE_STEADYDANCER=true runs download_models.sh with --variant, --dest and --jobs', () => {
+    const s = sandbox({});
+    mkdirSync(join(s.home, 'docker'));
+    const script = join(s.home, 'docker', 'download_models.sh');
+    writeFileSync(script, `#!/bin/sh\necho "$@" > "${s.dir}/args"\n`);
+    chmodSync(script, 0o755);
+    call(`ensure_models "${s.dir}/models"`, s, { ENABLE_STEADYDANCER: 'true', STEADYDANCER_VARIANT: 'fp16' });
+    expect(readFileSync(join(s.dir, 'args'), 'utf8').trim()).toBe(`--variant fp16 --dest ${s.dir}/models --jobs 4`);
+    // a failing download is logged and tolerated unless STEADYDANCER_REQUIRE_MODELS=true
+    writeFileSync(script, '#!/bin/sh\nexit 3\n');
+    expect(() => call(`ensure_models "${s.dir}/m2"`, s, { ENABLE_STEADYDANCER: 'true' })).not.toThrow();
+    expect(() => call(`ensure_models "${s.dir}/m3"`, s, { ENABLE_STEADYDANCER: 'true', STEADYDANCER_REQUIRE_MODELS: 'true' })).toThrow();
+  });
+  it('rejects an unknown mode with exit 2', () => {
+    const s = sandbox({});
+    let code = 0;
+    try {
+      execFileSync('bash', [START], { env: { PATH: '/usr/bin:/bin', STEADYDANCER_MODE: 'bogus', STEADYDANCER_HOME: s.home }, stdio: 'pipe' });
+    } catch (e) {
+      code = (e as { status: number }).status;
+    }
+    expect(code).toBe(2);
+  });
+});
+
+describe('start.sh signal forwarding', () => {
+  it('forwards SIGTERM to the child and exits with the child status', async () => {
+    const s = sandbox({});
+    const child = spawn('bash', ['-c', `source "${START}"; run_forwarding bash -c 'trap "echo got-term; exit 7" TERM; while true; do sleep 0.1; done'`], {
+      env: { PATH: '/usr/bin:/bin', STEADYDANCER_HOME: s.home },
+    });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => (out += String(d)));
+    child.stderr.on('data', (d) => (err += String(d)));
+    await new Promise((r) => setTimeout(r, 700));
+    child.kill('SIGTERM');
+    const code = await new Promise<number | null>((r) => child.on('exit', r));
+    expect(code).toBe(7);
+    expect(out).toContain('got-term');
+    expect(err).toMatch(/received SIGTERM: forwarding to ComfyUI/);
+  });
+});
