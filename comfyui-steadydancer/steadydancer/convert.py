@@ -23,6 +23,7 @@ SteadyDancer is recognised by ``condition_embedding_align.cross_attn.in_proj_bia
 import json
 import logging
 import os
+import re
 import struct
 from pathlib import Path
 
@@ -81,6 +82,10 @@ def read_checkpoint(path):
             raise CheckpointError(f"{path}: directory without a *.safetensors.index.json or a single .safetensors file")
     if not p.exists():
         raise CheckpointError(f"{p}: no such file")
+    shard = re.fullmatch(r"(.+)-\d{5}-of-\d{5}\.safetensors", p.name)
+    if shard and (p.parent / f"{shard.group(1)}.safetensors.index.json").is_file():
+        # ComfyUI's file lists show the shards: any one of them stands for the whole checkpoint
+        p = p.parent / f"{shard.group(1)}.safetensors.index.json"
     if p.name.endswith(".index.json"):
         weight_map = json.loads(p.read_text()).get("weight_map")
         if not isinstance(weight_map, dict):

@@ -113,3 +113,16 @@ def test_loader_node_reads_diffusion_models_folder(comfy, sd_mod, weights, tmp_p
     (patcher,) = node().load(p.name, "default")
     _model_is_comfy(patcher)
     assert patcher.model.diffusion_model.blocks[0].self_attn.k.weight.dtype == torch.float8_e4m3fn
+
+
+def test_one_shard_of_official_layout_loads_the_whole_checkpoint(comfy, sd_mod, weights, tmp_path):
+    """ComfyUI lists the shards of diffusion_models/<dir>/: picking any one loads all of them."""
+    import folder_paths
+    d = sd_mod.layouts.write_layout(weights, "official", tmp_path / "SteadyDancer-14B")
+    folder_paths.add_model_folder_path("diffusion_models", str(tmp_path))
+    name = "SteadyDancer-14B/diffusion_pytorch_model-00002-of-00002.safetensors"
+    assert name in folder_paths.get_filename_list("diffusion_models")
+    (patcher,) = comfy.NODE_CLASS_MAPPINGS["SteadyDancerModelLoader"]().load(name, "default")
+    assert patcher.steadydancer_layout == "official"
+    assert torch.equal(patcher.model.diffusion_model.blocks[1].ffn[2].weight, weights["blocks.1.ffn.2.weight"])
+    assert d.is_dir()
