@@ -23,6 +23,7 @@ SteadyDancer is recognised by ``condition_embedding_align.cross_attn.in_proj_bia
 import json
 import logging
 import os
+import re
 import struct
 from pathlib import Path
 
@@ -81,6 +82,10 @@ def read_checkpoint(path):
             raise CheckpointError(f"{path}: directory without a *.safetensors.index.json or a single .safetensors file")
     if not p.exists():
         raise CheckpointError(f"{p}: no such file")
+    shard = re.fullmatch(r"(.+)-\d{5}-of-\d{5}\.safetensors", p.name)
+    if shard and (p.parent / f"{shard.group(1)}.safetensors.index.json").is_file():
+        # ComfyUI's file lists show the shards: any one of them stands for the whole checkpoint
+        p = p.parent / f"{shard.group(1)}.safetensors.index.json"
     if p.name.endswith(".index.json"):
         weight_map = json.loads(p.read_text()).get("weight_map")
         if not isinstance(weight_map, dict):
@@ -151,13 +156,13 @@ def config_from_state_dict(sd):
 
 
 def expected_keys(config):
-    """Parameter names of our model for this config (built on the meta device: no memory)."""
+    """Parameter names → shapes, and Linear layer names, of our model for this config (built on the meta device: no memory)."""
     import comfy.ops
     from .model import SteadyDancerWanModel
     with torch.device("meta"):
         m = SteadyDancerWanModel(operations=comfy.ops.disable_weight_init, device="meta", **config)
     linear = {n for n, mod in m.named_modules() if isinstance(mod, torch.nn.Linear)}
-    return set(m.state_dict().keys()), linear
+    return {k: tuple(v.shape) for k, v in m.state_dict().items()}, linear
 
 
 def quantize_fp8(w):

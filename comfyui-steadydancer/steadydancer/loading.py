@@ -27,14 +27,17 @@ def load_state_dict_model(sd, weight_dtype="default", layout=None):
     params = comfy.utils.calculate_parameters(sd)
     model_config = SteadyDancerConfig(config)
     model_config.scaled_fp8 = scaled
-    if scaled is not None:
-        model_config.optimizations["fp8"] = True
+    # fp8 matmuls only when asked ("_fast", like ComfyUI's --fast fp8_matrix_mult): ComfyUI's fp8
+    # path clamps activations to ±448 when the file has no input scales. Otherwise fp8 weights
+    # stay fp8 in memory and are upcast per layer to the compute dtype.
     if weight_dtype == "fp8_e4m3fn_fast":
         model_config.optimizations["fp8"] = True
     load_device = mm.get_torch_device()
     offload_device = mm.unet_offload_device()
     supported = list(model_config.supported_inference_dtypes)
     forced = WEIGHT_DTYPES[weight_dtype]
+    if scaled is not None and forced in (torch.float8_e4m3fn, torch.float8_e5m2):
+        forced = None  # already scaled fp8: the weights stay as stored
     if forced is None:
         file_dtype = None if scaled is not None else comfy.utils.weight_dtype(sd)
         unet_dtype = mm.unet_dtype(model_params=params, supported_dtypes=supported, weight_dtype=file_dtype)

@@ -45,6 +45,18 @@ class SteadyDancerWanModel(WanModel):
             m for _ in range(3) for m in (FactorConv3d(in_dim_c, in_dim_c, operations=ops, **kw), torch.nn.SiLU())])
         self.condition_embedding_align = PoseNoiseAlign(in_dim_c, noise_dim, align_hidden, align_heads,
                                                         operations=ops, **kw)
+        self._keep_scaled_fp8_biases(dtype)
+
+    def _keep_scaled_fp8_biases(self, dtype):
+        """ComfyUI's scaled-fp8 Linear allocates its bias in fp8 too, rounding the file's
+        high-precision bias (up to 1/16 relative error). Biases are tiny: keep them in the
+        compute dtype; ``cast_bias_weight`` casts them per call as before."""
+        fp8 = (torch.float8_e4m3fn, torch.float8_e5m2)
+        keep = dtype if dtype is not None and dtype not in fp8 else torch.bfloat16
+        for mod in self.modules():
+            b = getattr(mod, "bias", None)
+            if hasattr(mod, "scale_weight") and isinstance(b, torch.nn.Parameter) and b.dtype in fp8:
+                mod.bias = torch.nn.Parameter(torch.empty(b.shape, dtype=keep, device=b.device), requires_grad=False)
 
     # --- pose path ---------------------------------------------------------------------------
     def pose_features(self, pose, noise, strength=(1.0, 1.0)):
