@@ -459,6 +459,14 @@ describe('models check', () => {
     expect(r.exitCode).toBe(0);
   });
 
+  it('HF_HUB_OFFLINE: every row says offline, nothing is asked, exit 3', async () => {
+    const r = await checkModels({ manifest: testManifest(), variant: 'fp8', hub: hubConfig({ HF_ENDPOINT: hub.hubUrl, HF_HUB_OFFLINE: 'true' }) });
+    expect(r.rows.every((x) => x.status === 'offline')).toBe(true);
+    expect(r.rows[0]!.message).toContain('HF_HUB_OFFLINE is set');
+    expect(r.exitCode).toBe(3);
+    expect(hub.log).toHaveLength(0);
+  });
+
   it('size in the manifest differs from the Hub: mismatch', async () => {
     const m = testManifest((d) => (d.files['sd-fp8'].size = 5));
     const r = await checkModels({ manifest: m, variant: 'fp8', hub: hubConfig({ HF_ENDPOINT: hub.hubUrl }) });
