@@ -170,7 +170,14 @@ export async function downloadModels(opts: DownloadOptions): Promise<DownloadSum
   };
   const metaCache = new Map<string, RemoteMetadata>();
   const meta = async (f: ManifestFile) => {
-    const m = metaCache.get(f.id) ?? (await fetchMetadata(hub, f, { dispatcher: agent, signal: opts.signal }));
+    const m =
+      metaCache.get(f.id) ??
+      (await pRetry(() => fetchMetadata(hub, f, { dispatcher: agent, signal: opts.signal }), {
+        retries: Math.min(2, opts.retries ?? 5),
+        minTimeout: opts.retryMinTimeoutMs ?? 1000,
+        signal: opts.signal,
+        shouldRetry: ({ error }) => error instanceof HubError && error.retryable,
+      }));
     metaCache.set(f.id, m);
     return m;
   };

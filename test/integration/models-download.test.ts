@@ -278,6 +278,15 @@ describe('models download', () => {
     expect(hub.requests('cdn').filter((r) => r.url.includes('sd_fp8')).map((r) => r.status)).toEqual([503, 503, 200]);
   });
 
+  it('a Hub answering 503 to HEAD is retried too', async () => {
+    let n = 0;
+    const real = (hub as any).onHub.bind(hub);
+    (hub as any).onHub = (req: any, res: any) => (n++ === 0 ? (res.writeHead(503), res.end()) : real(req, res));
+    const s = await downloadModels(opts({ presets: [] }));
+    expect(s.ok).toBe(true);
+    expect(n).toBeGreaterThan(2);
+  });
+
   it('retries run out: a clear error, nothing under the final name', async () => {
     hub.files.get(fp8Key)!.status5xx = { status: 502, times: 99 };
     const s = await downloadModels(opts({ presets: [], retries: 2 }));

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -135,5 +135,6 @@ describe('manifest validation errors name the JSON path', () => {
     expect(errorOf(() => loadManifest(join(dir, 'missing.json'))).message).toContain('ENOENT');
     writeFileSync(join(dir, 'bad.json'), '{ nope');
     expect(errorOf(() => loadManifest(join(dir, 'bad.json'))).message).toContain('is not valid JSON');
+    rmSync(dir, { recursive: true, force: true });
   });
 });
