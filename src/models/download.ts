@@ -17,6 +17,7 @@ import type { Logger } from '../util/logger.js';
 import { createAgent, fetchMetadata, HubError, networkError, requestHeaders, statusError, type HubConfig, type RemoteMetadata } from './hub.js';
 import { fallbackChain, getVariant, variantFiles, type Manifest, type ManifestFile } from './manifest.js';
 import { formatBytes, silentProgress, type ProgressSink } from './progress.js';
+import { dropSegments, fetchSegmented, RangeUnsupported, segmentsDone, segmentsPath } from './segmented.js';
 import { VerifiedCache } from './verified-cache.js';
 
 export interface DownloadOptions {
@@ -40,6 +41,10 @@ export interface DownloadOptions {
   checkOnly?: boolean;
   /** Space to leave free on DEST beyond the download (default 256 MiB). */
   reserveBytes?: number;
+  /** Connections per large file (parallel byte ranges); default 1. */
+  connections?: number;
+  /** Files at least this large use several connections (default 256 MiB). */
+  segmentMinBytes?: number;
 }
 
 export type FileStatus = 'downloaded' | 'present' | 'present-unverified' | 'absent' | 'failed';
@@ -299,7 +304,8 @@ export async function downloadModels(opts: DownloadOptions): Promise<DownloadSum
     let need = 0;
     let already = 0;
     for (const p of todo) {
-      const part = (await sizeOf(join(dest, relTarget(p.file)) + '.part')) ?? 0;
+      const partPath = join(dest, relTarget(p.file)) + '.part';
+      const part = (await segmentsDone(partPath)) ?? (await sizeOf(partPath)) ?? 0;
       const size = p.result.size ?? 0;
       need += Math.max(0, size - part);
       already += Math.min(part, size);
@@ -365,6 +371,10 @@ interface OneOptions {
   retryMinTimeoutMs?: number;
   /** Re-resolve the file (a CDN link that expired answers 403). */
   refresh: () => Promise<RemoteMetadata>;
+  /** Connections per large file (byte ranges in parallel). Default 1. */
+  connections?: number;
+  /** Files at least this large use `connections` ranges (default 256 MiB). */
+  segmentMinBytes?: number;
 }
 
 /** Download one file to `<target>.part`, verify, rename. */
@@ -486,8 +496,30 @@ export async function downloadOne(o: OneOptions): Promise<{ size: number; sha256
   };
 
   const initialOffset = (await sizeOf(part)) ?? 0;
+  // Several connections for a large file, unless a one-connection .part is already under way.
+  let segmented =
+    (o.connections ?? 1) > 1 &&
+    expectedSize !== null &&
+    expectedSize >= (o.segmentMinBytes ?? 256 * 1024 * 1024) &&
+    (initialOffset === 0 || (await sizeOf(segmentsPath(part))) !== null);
   for (let pass = 0; ; pass++) {
-    await pRetry(attempt, {
+    if (segmented) {
+      try {
+        downloaded += await fetchSegmented({
+          file, part, url, size: expectedSize!, etag: o.meta.etag, connections: o.connections!, hub, agent: o.agent, progress: o.progress, logger,
+          signal: o.signal, retries: o.retries ?? 5, retryMinTimeoutMs: o.retryMinTimeoutMs ?? 1000,
+        });
+        await dropSegments(part);
+        begun = true;
+      } catch (err) {
+        if (!(err instanceof RangeUnsupported)) throw err;
+        logger.info(`${rel}: ${err.message}: downloading over one connection`);
+        await dropSegments(part);
+        await restart();
+        segmented = false;
+      }
+    }
+    if (!segmented) await pRetry(attempt, {
       retries: o.retries ?? 5,
       minTimeout: o.retryMinTimeoutMs ?? 1000,
       maxTimeout: 30_000,

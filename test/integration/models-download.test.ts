@@ -435,6 +435,64 @@ describe('models download', () => {
   });
 });
 
+describe('several connections per file (byte ranges)', () => {
+  const seg = (extra: Partial<DownloadOptions> & { env?: NodeJS.ProcessEnv } = {}) => opts({ presets: [], connections: 3, segmentMinBytes: MB, ...extra });
+  const fp8Gets = () => hub.requests('cdn').filter((r) => r.url.includes('sd_fp8'));
+
+  it('fetches three ranges on three connections; the bytes are identical and the sha256 checked', async () => {
+    const s = await downloadModels(seg());
+    expect(s.ok).toBe(true);
+    expect(onDisk('diffusion_models/sd_fp8.safetensors').equals(data.fp8)).toBe(true);
+    const ranges = fp8Gets().map((r) => r.range).sort();
+    const third = Math.ceil(data.fp8.length / 3);
+    expect(ranges).toEqual([`bytes=0-${third - 1}`, `bytes=${third}-${2 * third - 1}`, `bytes=${2 * third}-${data.fp8.length - 1}`].sort());
+    expect(fp8Gets().every((r) => r.status === 206 && r.authorization === undefined)).toBe(true);
+    expect(leftovers().filter((f) => f.includes('.part'))).toEqual([]);
+    // the VAE (2 MiB) is above segmentMinBytes too; both small and large paths end verified
+    expect(JSON.parse(readFileSync(join(dest, VERIFIED_FILE), 'utf8')).files['diffusion_models/sd_fp8.safetensors'].sha256).toBe(sha256(data.fp8));
+  });
+
+  it('a range whose connection drops is resumed inside that range', async () => {
+    hub.files.get(fp8Key)!.dropAfterBytes = { bytes: 300_000, times: 1 };
+    const o = seg();
+    const s = await downloadModels(o);
+    expect(s.ok).toBe(true);
+    expect(onDisk('diffusion_models/sd_fp8.safetensors').equals(data.fp8)).toBe(true);
+    expect(fp8Gets()).toHaveLength(4);
+    expect(o.logger.lines.some((l) => /sd_fp8.safetensors bytes \d+-\d+: network error/.test(l))).toBe(true);
+  });
+
+  it('a server that ignores Range: falls back to one connection', async () => {
+    hub.files.get(fp8Key)!.ignoreRange = true;
+    const o = seg();
+    const s = await downloadModels(o);
+    expect(s.ok).toBe(true);
+    expect(onDisk('diffusion_models/sd_fp8.safetensors').equals(data.fp8)).toBe(true);
+    expect(o.logger.lines.some((l) => l.includes('answered 200 to a Range request: downloading over one connection'))).toBe(true);
+  });
+
+  it('a wrong body over ranges: sha256 error, nothing under the final name, no .part or range record left', async () => {
+    hub.files.get(fp8Key)!.corruptWith = randomBytes(data.fp8.length);
+    const s = await downloadModels(seg());
+    expect(s.files[0]!.error!.code).toBe('E_CHECKSUM');
+    expect(leftovers().filter((f) => f.includes('sd_fp8'))).toEqual([]);
+  });
+
+  it('an interrupted ranged download resumes from its range record', async () => {
+    // Every range drops after 500 kB and there are no retries: a .part with its range record stays.
+    hub.files.get(fp8Key)!.dropAfterBytes = { bytes: 500_000, times: 3 };
+    const first = await downloadModels(seg({ retries: 0 }));
+    expect(first.ok).toBe(false);
+    expect(leftovers()).toContain('diffusion_models/sd_fp8.safetensors.part.segments.json');
+    hub.log.length = 0;
+    const second = await downloadModels(seg());
+    expect(second.ok).toBe(true);
+    expect(onDisk('diffusion_models/sd_fp8.safetensors').equals(data.fp8)).toBe(true);
+    expect(fp8Gets().every((r) => Number(/bytes=(\d+)-/.exec(r.range!)![1]) % Math.ceil(data.fp8.length / 3) === 500_000)).toBe(true);
+    expect(second.files[0]!.downloadedBytes).toBe(data.fp8.length - 3 * 500_000);
+  });
+});
+
 describe('models check', () => {
   it('a row per file: ok with size and sha256', async () => {
     const r = await checkModels({ manifest: testManifest(), variant: 'fp8', hub: hubConfig({ HF_ENDPOINT: hub.hubUrl }) });
