@@ -6,7 +6,8 @@
  * Makes FILES files of MB MiB each (random data, disk-backed), serves them from a Hub
  * stand-in (HEAD resolve → 302 to a CDN port, like the real Hub) written here, and times:
  *   1. curl on one file (the CDN URL, -o file) — the yardstick
- *   2. our downloader on that one file (jobs 1): HEAD + GET + sha256 + atomic rename
+ *   2. our downloader on that one file, 1 connection and 4 connections (byte ranges):
+ *      HEAD + GET(s) + sha256 + atomic rename
  *   3. curl on all files in parallel (curl -Z)
  *   4. our downloader on all files (jobs = FILES)
  * Both run as processes under /usr/bin/time (wall and CPU seconds). Median of RUNS; destination files are deleted between runs and everything at the end.
@@ -147,19 +148,20 @@ async function main() {
     if (r.exitCode !== 0 || !m) throw new Error(`${cmd} failed (${r.exitCode}): ${r.stderr.slice(-2000)}\n${r.stdout.slice(-2000)}`);
     return { wall: Number(m[1]), cpu: Number(m[2]) + Number(m[3]) };
   };
-  const ours = (manifest: string, jobs: number) => [cli, 'models', 'download', '--manifest', manifest, '--variant', 'v', '--dest', dest, '--jobs', String(jobs), '--no-presets', '-q'];
+  const ours = (manifest: string, jobs: number, connections: number) => [cli, 'models', 'download', '--manifest', manifest, '--variant', 'v', '--dest', dest, '--jobs', String(jobs), '--connections', String(connections), '--no-presets', '-q'];
   const curlN = () => {
     const args = ['-sS', '-f', '-Z', '--parallel-max', String(FILES)];
     files.forEach((f, i) => args.push('-o', join(dest, `f${i}`), `${cdnUrl}/cdn/${f.name}`));
     return args;
   };
-  const results: Record<string, { wall: number; cpu: number }[]> = { curl1: [], ours1: [], curlN: [], oursN: [] };
+  const results: Record<string, { wall: number; cpu: number }[]> = { curl1: [], ours1: [], ours1c4: [], curlN: [], oursN: [] };
   for (let r = 0; r < RUNS; r++) {
     // interleaved, so that load from other processes on this machine hits both alike
     results.curl1!.push(await timed('curl', ['-sS', '-f', '-o', join(dest, 'f0'), `${cdnUrl}/cdn/${files[0]!.name}`]));
-    results.ours1!.push(await timed(process.execPath, ours(join(base, 'one.json'), 1)));
+    results.ours1!.push(await timed(process.execPath, ours(join(base, 'one.json'), 1, 1)));
+    results.ours1c4!.push(await timed(process.execPath, ours(join(base, 'one.json'), 1, 4)));
     results.curlN!.push(await timed('curl', curlN()));
-    results.oursN!.push(await timed(process.execPath, ours(join(base, 'all.json'), FILES)));
+    results.oursN!.push(await timed(process.execPath, ours(join(base, 'all.json'), FILES, 1)));
     console.error(`run ${r + 1}: ` + Object.entries(results).map(([k, v]) => `${k} ${v[r]!.wall.toFixed(2)}s (cpu ${v[r]!.cpu.toFixed(2)}s)`).join(', ') + ` · load ${loadavg()[0]!.toFixed(1)}`);
   }
   clean();
@@ -175,12 +177,14 @@ async function main() {
   console.log(`| run | bytes | wall seconds per run | median wall s | MiB/s | median CPU s (user+sys) | GiB per CPU-second |`);
   console.log('| --- | --- | --- | --- | --- | --- | --- |');
   console.log(row('curl, 1 file', size0, results.curl1!));
-  console.log(row('steadydancer models download, 1 file (--jobs 1, sha256 verified)', size0, results.ours1!));
+  console.log(row('steadydancer models download, 1 file, 1 connection (sha256 verified)', size0, results.ours1!));
+  console.log(row('steadydancer models download, 1 file, 4 connections (default; sha256 verified)', size0, results.ours1c4!));
   console.log(row(`curl -Z, ${FILES} files in parallel`, totalAll, results.curlN!));
-  console.log(row(`steadydancer models download, ${FILES} files (--jobs ${FILES}, sha256 verified)`, totalAll, results.oursN!));
+  console.log(row(`steadydancer models download, ${FILES} files (--jobs ${FILES}, 1 connection each, sha256 verified)`, totalAll, results.oursN!));
   const r1 = rate(size0, med(results.ours1!, 'wall')) / rate(size0, med(results.curl1!, 'wall'));
+  const r4 = rate(size0, med(results.ours1c4!, 'wall')) / rate(size0, med(results.curl1!, 'wall'));
   const rN = rate(totalAll, med(results.oursN!, 'wall')) / rate(totalAll, med(results.curlN!, 'wall'));
-  console.log(`\nthroughput ratio, one file (ours / curl): ${r1.toFixed(3)}; ${FILES} files (ours / curl -Z): ${rN.toFixed(3)}`);
+  console.log(`\nthroughput ratio (ours / curl): one file, 1 connection ${r1.toFixed(3)}; one file, 4 connections ${r4.toFixed(3)}; ${FILES} files (ours / curl -Z) ${rN.toFixed(3)}`);
 }
 
 if (process.argv.includes('--serve')) await serveChild();
