@@ -6,7 +6,7 @@
  * file back), since ranges arrive out of order. A server that does not answer 206 makes us fall
  * back to one connection (RangeUnsupported).
  */
-import { open, readFile, rename, unlink, writeFile } from 'node:fs/promises';
+import { open, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import pRetry from 'p-retry';
 import { request, type Agent, type Dispatcher } from 'undici';
 import { z } from 'zod';
@@ -61,6 +61,8 @@ export interface SegmentedOptions {
 export async function fetchSegmented(o: SegmentedOptions): Promise<number> {
   const statePath = segmentsPath(o.part);
   let state = await loadState(statePath, o.size, o.etag);
+  // A record without its preallocated .part (deleted by hand) is worthless.
+  if (state && (await stat(o.part).then((st) => st.size, () => -1)) !== o.size) state = null;
   let fh;
   if (state) {
     fh = await open(o.part, 'r+');
