@@ -178,7 +178,7 @@ async function main() {
   console.log('| --- | --- | --- | --- | --- | --- | --- |');
   console.log(row('curl, 1 file', size0, results.curl1!));
   console.log(row('steadydancer models download, 1 file, 1 connection (sha256 verified)', size0, results.ours1!));
-  console.log(row('steadydancer models download, 1 file, 4 connections (default; sha256 verified)', size0, results.ours1c4!));
+  console.log(row('steadydancer models download, 1 file, --connections 4 (sha256 verified)', size0, results.ours1c4!));
   console.log(row(`curl -Z, ${FILES} files in parallel`, totalAll, results.curlN!));
   console.log(row(`steadydancer models download, ${FILES} files (--jobs ${FILES}, 1 connection each, sha256 verified)`, totalAll, results.oursN!));
   const r1 = rate(size0, med(results.ours1!, 'wall')) / rate(size0, med(results.curl1!, 'wall'));
