@@ -12,6 +12,7 @@ import { pipeline } from 'node:stream/promises';
 import pLimit from 'p-limit';
 import pRetry from 'p-retry';
 import { request, type Agent, type Dispatcher } from 'undici';
+import { ActionableError } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
 import { createAgent, fetchMetadata, HubError, networkError, requestHeaders, statusError, type HubConfig, type RemoteMetadata } from './hub.js';
 import { fallbackChain, getVariant, variantFiles, type Manifest, type ManifestFile } from './manifest.js';
@@ -350,6 +351,11 @@ export async function downloadModels(opts: DownloadOptions): Promise<DownloadSum
     summary.downloadedBytes = plans.reduce((s, p) => s + p.result.downloadedBytes, 0);
     summary.ok = plans.every((p) => p.result.status === 'present' || p.result.status === 'downloaded' || p.result.status === 'present-unverified');
     return summary;
+  } catch (err) {
+    if (opts.signal?.aborted) {
+      throw new ActionableError(`interrupted: partial downloads are kept as .part files in ${dest} and resume on the next run`, { code: 'E_INTERRUPTED', exitCode: 130, cause: err });
+    }
+    throw err;
   } finally {
     summary.seconds = (Date.now() - t0) / 1000;
     await agent.close();
