@@ -6,25 +6,22 @@
  * Makes FILES files of MB MiB each (random data, disk-backed), serves them from a Hub
  * stand-in (HEAD resolve → 302 to a CDN port, like the real Hub) written here, and times:
  *   1. curl on one file (the CDN URL, -o file) — the yardstick
- *   2. our downloader on that one file (jobs 1): HEAD + GET + sha256 + atomic rename
+ *   2. our downloader on that one file, 1 connection and 4 connections (byte ranges):
+ *      HEAD + GET(s) + sha256 + atomic rename
  *   3. curl on all files in parallel (curl -Z)
  *   4. our downloader on all files (jobs = FILES)
- * Median of RUNS; destination files are deleted between runs and everything at the end.
+ * Both run as processes under /usr/bin/time (wall and CPU seconds). Median of RUNS; destination files are deleted between runs and everything at the end.
  * Prints a markdown table for bench/models-download.md.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream, mkdirSync, rmSync, statSync } from 'node:fs';
+import { createReadStream, createWriteStream, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { cpus, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
 import { execa } from 'execa';
-import { downloadModels } from '../src/models/download.js';
-import { hubConfig } from '../src/models/hub.js';
 import { parseManifest } from '../src/models/manifest.js';
-import { silentProgress } from '../src/models/progress.js';
-import { memoryLogger } from '../src/util/logger.js';
 
 const arg = (name: string, def: string) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -135,59 +132,59 @@ async function main() {
   const { one, all } = manifestFor(files);
   const dest = join(base, 'dest');
   const clean = () => rmSync(dest, { recursive: true, force: true });
-  const cfg = hubConfig({ HF_ENDPOINT: hubUrl, HOME: base });
   const totalAll = files.reduce((s, f) => s + f.size, 0);
   const size0 = files[0]!.size;
 
-  const timeIt = async (fn: () => Promise<void>) => {
+  const cli = join(new URL('..', import.meta.url).pathname, 'bin', 'steadydancer.js');
+  writeFileSync(join(base, 'one.json'), JSON.stringify(one));
+  writeFileSync(join(base, 'all.json'), JSON.stringify(all));
+  const env = { PATH: process.env.PATH!, HOME: base, HF_ENDPOINT: hubUrl };
+  /** Run a command under /usr/bin/time: wall and CPU (user+sys) seconds of the process. */
+  const timed = async (cmd: string, args: string[]) => {
     clean();
     mkdirSync(dest, { recursive: true });
-    const t = process.hrtime.bigint();
-    await fn();
-    return Number(process.hrtime.bigint() - t) / 1e9;
+    const r = await execa('/usr/bin/time', ['-f', 'TIME %e %U %S', cmd, ...args], { env, extendEnv: false, reject: false });
+    const m = /TIME ([\d.]+) ([\d.]+) ([\d.]+)/.exec(r.stderr);
+    if (r.exitCode !== 0 || !m) throw new Error(`${cmd} failed (${r.exitCode}): ${r.stderr.slice(-2000)}\n${r.stdout.slice(-2000)}`);
+    return { wall: Number(m[1]), cpu: Number(m[2]) + Number(m[3]) };
   };
-  const results: Record<string, number[]> = { curl1: [], ours1: [], curlN: [], oursN: [] };
+  const ours = (manifest: string, jobs: number, connections: number) => [cli, 'models', 'download', '--manifest', manifest, '--variant', 'v', '--dest', dest, '--jobs', String(jobs), '--connections', String(connections), '--no-presets', '-q'];
+  const curlN = () => {
+    const args = ['-sS', '-f', '-Z', '--parallel-max', String(FILES)];
+    files.forEach((f, i) => args.push('-o', join(dest, `f${i}`), `${cdnUrl}/cdn/${f.name}`));
+    return args;
+  };
+  const results: Record<string, { wall: number; cpu: number }[]> = { curl1: [], ours1: [], ours1c4: [], curlN: [], oursN: [] };
   for (let r = 0; r < RUNS; r++) {
-    results.curl1!.push(await timeIt(async () => void (await execa('curl', ['-sS', '-f', '-o', join(dest, 'f0'), `${cdnUrl}/cdn/${files[0]!.name}`]))));
-    results.ours1!.push(
-      await timeIt(async () => {
-        const s = await downloadModels({ manifest: one, variant: 'v', dest, hub: cfg, logger: memoryLogger('warn'), jobs: 1, progress: silentProgress, presets: [] });
-        if (!s.ok) throw new Error(JSON.stringify(s.files));
-      }),
-    );
-    results.curlN!.push(
-      await timeIt(async () => {
-        const args = ['-sS', '-f', '-Z', '--parallel-max', String(FILES)];
-        files.forEach((f, i) => args.push('-o', join(dest, `f${i}`), `${cdnUrl}/cdn/${f.name}`));
-        await execa('curl', args);
-      }),
-    );
-    results.oursN!.push(
-      await timeIt(async () => {
-        const s = await downloadModels({ manifest: all, variant: 'v', dest, hub: cfg, logger: memoryLogger('warn'), jobs: FILES, progress: silentProgress, presets: [] });
-        if (!s.ok) throw new Error(JSON.stringify(s.files));
-      }),
-    );
-    console.error(`run ${r + 1}: ` + Object.entries(results).map(([k, v]) => `${k} ${v[r]!.toFixed(2)}s`).join(', '));
+    // interleaved, so that load from other processes on this machine hits both alike
+    results.curl1!.push(await timed('curl', ['-sS', '-f', '-o', join(dest, 'f0'), `${cdnUrl}/cdn/${files[0]!.name}`]));
+    results.ours1!.push(await timed(process.execPath, ours(join(base, 'one.json'), 1, 1)));
+    results.ours1c4!.push(await timed(process.execPath, ours(join(base, 'one.json'), 1, 4)));
+    results.curlN!.push(await timed('curl', curlN()));
+    results.oursN!.push(await timed(process.execPath, ours(join(base, 'all.json'), FILES, 1)));
+    console.error(`run ${r + 1}: ` + Object.entries(results).map(([k, v]) => `${k} ${v[r]!.wall.toFixed(2)}s (cpu ${v[r]!.cpu.toFixed(2)}s)`).join(', ') + ` · load ${loadavg()[0]!.toFixed(1)}`);
   }
   clean();
   child.kill();
   await child.catch(() => undefined);
   rmSync(base, { recursive: true, force: true });
 
-  const rate = (bytes: number, s: number) => bytes / MB / s;
-  const c1 = rate(size0, median(results.curl1!));
-  const o1 = rate(size0, median(results.ours1!));
-  const cN = rate(totalAll, median(results.curlN!));
-  const oN = rate(totalAll, median(results.oursN!));
-  const row = (what: string, bytes: number, xs: number[]) => `| ${what} | ${(bytes / MB).toFixed(0)} MiB | ${xs.map((x) => x.toFixed(2)).join(' / ')} | ${median(xs).toFixed(2)} | ${rate(bytes, median(xs)).toFixed(0)} |`;
-  console.log(`| run | bytes | seconds (${RUNS} runs) | median s | MiB/s |`);
-  console.log('| --- | --- | --- | --- | --- |');
+  const rate = (bytes: number, sec: number) => bytes / MB / sec;
+  const med = (xs: { wall: number; cpu: number }[], k: 'wall' | 'cpu') => median(xs.map((x) => x[k]));
+  const row = (what: string, bytes: number, xs: { wall: number; cpu: number }[]) =>
+    `| ${what} | ${(bytes / MB).toFixed(0)} MiB | ${xs.map((x) => x.wall.toFixed(2)).join(' / ')} | ${med(xs, 'wall').toFixed(2)} | ${rate(bytes, med(xs, 'wall')).toFixed(0)} | ${med(xs, 'cpu').toFixed(2)} | ${(bytes / MB / 1024 / med(xs, 'cpu')).toFixed(2)} |`;
+  console.log(`${FILES} × ${MIB} MiB, ${RUNS} runs interleaved, ${cpus().length} CPUs, load average at the end ${loadavg().map((x) => x.toFixed(1)).join(' ')}\n`);
+  console.log(`| run | bytes | wall seconds per run | median wall s | MiB/s | median CPU s (user+sys) | GiB per CPU-second |`);
+  console.log('| --- | --- | --- | --- | --- | --- | --- |');
   console.log(row('curl, 1 file', size0, results.curl1!));
-  console.log(row('steadydancer models download, 1 file (jobs 1, sha256 verified)', size0, results.ours1!));
+  console.log(row('steadydancer models download, 1 file, 1 connection (sha256 verified)', size0, results.ours1!));
+  console.log(row('steadydancer models download, 1 file, --connections 4 (sha256 verified)', size0, results.ours1c4!));
   console.log(row(`curl -Z, ${FILES} files in parallel`, totalAll, results.curlN!));
-  console.log(row(`steadydancer models download, ${FILES} files (jobs ${FILES}, sha256 verified)`, totalAll, results.oursN!));
-  console.log(`\nratio one file (ours / curl): ${(o1 / c1).toFixed(3)}; ratio ${FILES} files (ours / curl -Z): ${(oN / cN).toFixed(3)}`);
+  console.log(row(`steadydancer models download, ${FILES} files (--jobs ${FILES}, 1 connection each, sha256 verified)`, totalAll, results.oursN!));
+  const r1 = rate(size0, med(results.ours1!, 'wall')) / rate(size0, med(results.curl1!, 'wall'));
+  const r4 = rate(size0, med(results.ours1c4!, 'wall')) / rate(size0, med(results.curl1!, 'wall'));
+  const rN = rate(totalAll, med(results.oursN!, 'wall')) / rate(totalAll, med(results.curlN!, 'wall'));
+  console.log(`\nthroughput ratio (ours / curl): one file, 1 connection ${r1.toFixed(3)}; one file, 4 connections ${r4.toFixed(3)}; ${FILES} files (ours / curl -Z) ${rN.toFixed(3)}`);
 }
 
 if (process.argv.includes('--serve')) await serveChild();

@@ -152,6 +152,7 @@ export const commands: CommandSpec[] = [
           ['--variant <name>', 'fp8 (default), fp16, gguf-… (env STEADYDANCER_VARIANT)'],
           ['--dest <dir>', 'models directory (env MODELS_DIR)'],
           ['--jobs <n>', 'files downloaded in parallel (default 4)'],
+          ['--connections <n>', 'connections (byte ranges) per file of 256 MiB or more (default 1)'],
           ['--check', 'no download: report whether DIR already has every file'],
           ['--no-fallback', 'do not fall back from fp8 to fp16'],
           ['--no-presets', 'leave out the presets\' files (the fast LoRA)'],

@@ -11,6 +11,7 @@ export interface ModelsDownloadOptions {
   variant?: string;
   dest?: string;
   jobs?: string;
+  connections?: string;
   check?: boolean;
   fallback?: boolean;
   presets?: boolean;
@@ -59,6 +60,7 @@ export default async function modelsDownload(opts: ModelsDownloadOptions, ctx: C
     hub,
     logger: ctx.logger,
     jobs: parsePositiveInt('--jobs', opts.jobs, 4),
+    connections: parsePositiveInt('--connections', opts.connections, 1),
     retries: opts.retries === undefined ? 5 : Number.isInteger(Number(opts.retries)) && Number(opts.retries) >= 0 ? Number(opts.retries) : (() => { throw new UsageError(`--retries must be a whole number, got "${opts.retries}"`); })(),
     progress,
     signal: ctx.signal,

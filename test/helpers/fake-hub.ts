@@ -142,16 +142,18 @@ export class FakeHub {
     }
     const body = f.corruptWith ?? f.data;
     let start = 0;
+    let end = body.length - 1;
     let status = 200;
-    const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
+    const range = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '');
     if (range && !f.ignoreRange) {
       start = Number(range[1]);
-      if (start >= body.length || (f.unsatisfiableRange && f.unsatisfiableRange.times-- > 0)) return send(416, { 'content-range': `bytes */${body.length}` });
+      if (range[2]) end = Math.min(end, Number(range[2]));
+      if (start >= body.length || start > end || (f.unsatisfiableRange && f.unsatisfiableRange.times-- > 0)) return send(416, { 'content-range': `bytes */${body.length}` });
       status = 206;
     }
-    const slice = body.subarray(start);
+    const slice = body.subarray(start, end + 1);
     const headers: Record<string, string | number> = { 'content-length': slice.length, 'content-type': 'application/octet-stream', 'accept-ranges': 'bytes' };
-    if (status === 206) headers['content-range'] = `bytes ${start}-${body.length - 1}/${body.length}`;
+    if (status === 206) headers['content-range'] = `bytes ${start}-${end}/${body.length}`;
     this.record('cdn', req, status);
     res.writeHead(status, headers);
     if (f.dropAfterBytes && f.dropAfterBytes.times > 0) {

@@ -15,6 +15,7 @@ import { fetchMetadata, hubConfig, HubError } from '../../src/models/hub.js';
 import { parseManifest, type Manifest } from '../../src/models/manifest.js';
 import { plainProgress } from '../../src/models/progress.js';
 import { VERIFIED_FILE } from '../../src/models/verified-cache.js';
+import { ActionableError } from '../../src/util/errors.js';
 import { memoryLogger } from '../../src/util/logger.js';
 import { COMMIT, deadPort, FakeHub, sha256 } from '../helpers/fake-hub.js';
 
@@ -278,6 +279,15 @@ describe('models download', () => {
     expect(hub.requests('cdn').filter((r) => r.url.includes('sd_fp8')).map((r) => r.status)).toEqual([503, 503, 200]);
   });
 
+  it('a Hub answering 503 to HEAD is retried too', async () => {
+    let n = 0;
+    const real = (hub as any).onHub.bind(hub);
+    (hub as any).onHub = (req: any, res: any) => (n++ === 0 ? (res.writeHead(503), res.end()) : real(req, res));
+    const s = await downloadModels(opts({ presets: [] }));
+    expect(s.ok).toBe(true);
+    expect(n).toBeGreaterThan(2);
+  });
+
   it('retries run out: a clear error, nothing under the final name', async () => {
     hub.files.get(fp8Key)!.status5xx = { status: 502, times: 99 };
     const s = await downloadModels(opts({ presets: [], retries: 2 }));
@@ -302,6 +312,25 @@ describe('models download', () => {
     expect(onDisk('diffusion_models/sd_fp8.safetensors').equals(data.fp8)).toBe(true);
     expect(o.logger.lines.some((l) => l.includes('body stalled (read timeout)'))).toBe(true);
     expect(hub.requests('cdn').filter((r) => r.url.includes('sd_fp8'))[1]!.range).toBe('bytes=700000-');
+  });
+
+  it('interrupted (SIGINT/SIGTERM abort): a clear error, exit 130, the .part kept for the next run', async () => {
+    hub.files.get(fp8Key)!.stallAfterBytes = { bytes: 700_000, times: 1 };
+    const ac = new AbortController();
+    const o = opts({ presets: [], signal: ac.signal });
+    const run = downloadModels(o).catch((e: unknown) => e);
+    while (!existsSync(join(dest, 'diffusion_models/sd_fp8.safetensors.part'))) await new Promise((r) => setTimeout(r, 20));
+    while (readFileSync(join(dest, 'diffusion_models/sd_fp8.safetensors.part')).length < 700_000) await new Promise((r) => setTimeout(r, 20));
+    ac.abort(new Error('received SIGINT'));
+    const err = (await run) as ActionableError;
+    expect(err).toBeInstanceOf(ActionableError);
+    expect(err.exitCode).toBe(130);
+    expect(err.message).toContain('interrupted: partial downloads are kept as .part files');
+    expect(readFileSync(join(dest, 'diffusion_models/sd_fp8.safetensors.part')).equals(data.fp8.subarray(0, 700_000))).toBe(true);
+    expect(existsSync(join(dest, 'diffusion_models/sd_fp8.safetensors'))).toBe(false);
+    const again = await downloadModels(opts({ presets: [] }));
+    expect(again.ok).toBe(true);
+    expect(hub.requests('cdn').filter((r) => r.url.includes('sd_fp8')).pop()!.range).toBe('bytes=700000-');
   });
 
   it('a body whose sha256 is wrong: clear error, nothing under the final name, no .part left', async () => {
@@ -426,6 +455,68 @@ describe('models download', () => {
   });
 });
 
+describe('several connections per file (byte ranges)', () => {
+  const seg = (extra: Partial<DownloadOptions> & { env?: NodeJS.ProcessEnv } = {}) => opts({ presets: [], connections: 3, segmentMinBytes: MB, ...extra });
+  const fp8Gets = () => hub.requests('cdn').filter((r) => r.url.includes('sd_fp8'));
+
+  it('fetches three ranges on three connections; the bytes are identical and the sha256 checked', async () => {
+    const s = await downloadModels(seg());
+    expect(s.ok).toBe(true);
+    expect(onDisk('diffusion_models/sd_fp8.safetensors').equals(data.fp8)).toBe(true);
+    const ranges = fp8Gets().map((r) => r.range).sort();
+    const third = Math.ceil(data.fp8.length / 3);
+    expect(ranges).toEqual([`bytes=0-${third - 1}`, `bytes=${third}-${2 * third - 1}`, `bytes=${2 * third}-${data.fp8.length - 1}`].sort());
+    expect(fp8Gets().every((r) => r.status === 206 && r.authorization === undefined)).toBe(true);
+    expect(leftovers().filter((f) => f.includes('.part'))).toEqual([]);
+    // the VAE (2 MiB) is above segmentMinBytes too; both small and large paths end verified
+    expect(JSON.parse(readFileSync(join(dest, VERIFIED_FILE), 'utf8')).files['diffusion_models/sd_fp8.safetensors'].sha256).toBe(sha256(data.fp8));
+  });
+
+  it('a range whose connection drops is resumed inside that range', async () => {
+    hub.files.get(fp8Key)!.dropAfterBytes = { bytes: 300_000, times: 1 };
+    const o = seg();
+    const s = await downloadModels(o);
+    expect(s.ok).toBe(true);
+    expect(onDisk('diffusion_models/sd_fp8.safetensors').equals(data.fp8)).toBe(true);
+    expect(fp8Gets()).toHaveLength(4);
+    expect(o.logger.lines.some((l) => /sd_fp8.safetensors bytes \d+-\d+: network error/.test(l))).toBe(true);
+  });
+
+  it('a server that ignores Range: falls back to one connection', async () => {
+    hub.files.get(fp8Key)!.ignoreRange = true;
+    const o = seg();
+    const s = await downloadModels(o);
+    expect(s.ok).toBe(true);
+    expect(onDisk('diffusion_models/sd_fp8.safetensors').equals(data.fp8)).toBe(true);
+    expect(o.logger.lines.some((l) => l.includes('answered 200 to a Range request: downloading over one connection'))).toBe(true);
+  });
+
+  it('a wrong body over ranges: sha256 error, nothing under the final name, no .part or range record left', async () => {
+    hub.files.get(fp8Key)!.corruptWith = randomBytes(data.fp8.length);
+    const s = await downloadModels(seg());
+    expect(s.files[0]!.error!.code).toBe('E_CHECKSUM');
+    expect(leftovers().filter((f) => f.includes('sd_fp8'))).toEqual([]);
+  });
+
+  it('an interrupted ranged download resumes from its range record', async () => {
+    // Every range drops after 500 kB and there are no retries: a .part with its range record stays.
+    hub.files.get(fp8Key)!.dropAfterBytes = { bytes: 500_000, times: 3 };
+    const first = await downloadModels(seg({ retries: 0 }));
+    expect(first.ok).toBe(false);
+    expect(leftovers()).toContain('diffusion_models/sd_fp8.safetensors.part.segments.json');
+    // (the first range to fail stops the others, so each range holds up to 500 kB)
+    const record = JSON.parse(readFileSync(join(dest, 'diffusion_models/sd_fp8.safetensors.part.segments.json'), 'utf8')) as { segments: { start: number; end: number; done: number }[] };
+    const done = record.segments.reduce((s, g) => s + g.done, 0);
+    expect(done).toBeGreaterThan(0);
+    hub.log.length = 0;
+    const second = await downloadModels(seg());
+    expect(second.ok).toBe(true);
+    expect(onDisk('diffusion_models/sd_fp8.safetensors').equals(data.fp8)).toBe(true);
+    expect(fp8Gets().map((r) => r.range).sort()).toEqual(record.segments.filter((g) => g.start + g.done <= g.end).map((g) => `bytes=${g.start + g.done}-${g.end}`).sort());
+    expect(second.files[0]!.downloadedBytes).toBe(data.fp8.length - done);
+  });
+});
+
 describe('models check', () => {
   it('a row per file: ok with size and sha256', async () => {
     const r = await checkModels({ manifest: testManifest(), variant: 'fp8', hub: hubConfig({ HF_ENDPOINT: hub.hubUrl }) });
@@ -457,6 +548,14 @@ describe('models check', () => {
     const r = await checkModels({ manifest: testManifest(), variant: 'fp8', hub: hubConfig({ HF_ENDPOINT: hub.hubUrl }) });
     expect(r.chosenVariant).toBe('fp16');
     expect(r.exitCode).toBe(0);
+  });
+
+  it('HF_HUB_OFFLINE: every row says offline, nothing is asked, exit 3', async () => {
+    const r = await checkModels({ manifest: testManifest(), variant: 'fp8', hub: hubConfig({ HF_ENDPOINT: hub.hubUrl, HF_HUB_OFFLINE: 'true' }) });
+    expect(r.rows.every((x) => x.status === 'offline')).toBe(true);
+    expect(r.rows[0]!.message).toContain('HF_HUB_OFFLINE is set');
+    expect(r.exitCode).toBe(3);
+    expect(hub.log).toHaveLength(0);
   });
 
   it('size in the manifest differs from the Hub: mismatch', async () => {

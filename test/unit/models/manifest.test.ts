@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -36,10 +36,12 @@ describe('docker/models.json', () => {
     expect(m.fallbackOrder).toEqual(['fp8', 'fp16']);
   });
 
-  it('fp8 needs the scaled SteadyDancer file, the shared encoders, pose models and the fast LoRA', () => {
+  it('fp8 needs the scaled SteadyDancer file, the shared encoders, the DWPose models and the fast LoRA', () => {
     const ids = variantFiles(m, 'fp8').map((f) => f.id);
     expect(ids[0]).toBe('steadydancer-fp8');
     expect(ids).toEqual(expect.arrayContaining(['umt5-xxl-fp8-scaled', 'wan21-vae', 'clip-vision-h', 'dwpose-yolox-l', 'dwpose-ll-ucoco-384', 'lightx2v-i2v-480p-rank64']));
+    expect(ids).not.toContain('vitpose-l-wholebody');
+    expect(variantFiles(m, 'fp8', { includeOptional: true }).map((f) => f.id)).toContain('vitpose-l-wholebody');
     expect(ids).not.toContain('steadydancer-fp16');
     expect(new Set(ids).size).toBe(ids.length);
     expect(variantFiles(m, 'fp8', { presets: [] }).map((f) => f.id)).not.toContain('lightx2v-i2v-480p-rank64');
@@ -65,7 +67,7 @@ describe('docker/models.json', () => {
     const names = workflowModelNames(m);
     expect(names.has('Wan21_SteadyDancer_fp8_e4m3fn_scaled_KJ.safetensors')).toBe(true);
     expect(names.has('vae/wan_2.1_vae.safetensors')).toBe(true);
-    expect(findFileByName(m, 'detection\\yolov10m.onnx')?.id).toBe('yolov10m');
+    expect(findFileByName(m, 'detection\\yolox_l.onnx')?.id).toBe('dwpose-yolox-l');
     expect(findFileByName(m, 'nope.safetensors')).toBeUndefined();
   });
 
@@ -135,5 +137,6 @@ describe('manifest validation errors name the JSON path', () => {
     expect(errorOf(() => loadManifest(join(dir, 'missing.json'))).message).toContain('ENOENT');
     writeFileSync(join(dir, 'bad.json'), '{ nope');
     expect(errorOf(() => loadManifest(join(dir, 'bad.json'))).message).toContain('is not valid JSON');
+    rmSync(dir, { recursive: true, force: true });
   });
 });
