@@ -12,7 +12,12 @@ NODE_DISPLAY_NAME_MAPPINGS = {}
 
 _log = logging.getLogger("steadydancer")
 
-for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+# pytest imports this file as a plain module named "__init__" (the folder name has a hyphen, so
+# it is not a package to pytest) to look for package fixtures: there is no __path__ then and
+# nothing to register.
+_pkg_path = globals().get("__path__") if __package__ else None
+
+for _info in sorted(pkgutil.iter_modules(_pkg_path), key=lambda m: m.name) if _pkg_path else []:
     if not _info.name.startswith("nodes_"):
         continue
     _mod = importlib.import_module(f"{__name__}.{_info.name}")

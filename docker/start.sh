@@ -14,7 +14,16 @@ COMFYUI_LISTEN=${COMFYUI_LISTEN:-0.0.0.0}
 COMFYUI_ARGS=${COMFYUI_ARGS:-}
 ENABLE_STEADYDANCER=${ENABLE_STEADYDANCER:-false}
 STEADYDANCER_VARIANT=${STEADYDANCER_VARIANT:-fp8}
-STEADYDANCER_MODE=${STEADYDANCER_MODE:-pod}
+# pod | serverless | api. RunPod sets RUNPOD_WEBHOOK_GET_JOB only on serverless workers, so
+# that is the default there; everywhere else the default is pod.
+if [[ -n "${RUNPOD_WEBHOOK_GET_JOB:-}" ]]; then
+  STEADYDANCER_MODE=${STEADYDANCER_MODE:-serverless}
+else
+  STEADYDANCER_MODE=${STEADYDANCER_MODE:-pod}
+fi
+API_PORT=${API_PORT:-8000}
+API_HOST=${API_HOST:-0.0.0.0}
+NODE=${NODE:-node}
 # auto | sage | flash | xformers | pytorch
 ATTENTION_BACKEND=${ATTENTION_BACKEND:-auto}
 PYTHON=${PYTHON:-python}
@@ -184,16 +193,69 @@ run_forwarding() {
   return "$status"
 }
 
-# pod: ComfyUI's UI on 0.0.0.0:$COMFYUI_PORT, models on /workspace when it exists.
+# SSH for pods: with PUBLIC_KEY set (RunPod's convention), authorize it for root and start sshd.
+# No key, no sshd: the image never runs an SSH server nobody can log in to.
+SSHD=${SSHD:-/usr/sbin/sshd}
+SSH_DIR=${SSH_DIR:-/root/.ssh}
+start_sshd() {
+  [[ -n "${PUBLIC_KEY:-}" ]] || return 0
+  if [[ ! -x "$SSHD" ]]; then
+    log "PUBLIC_KEY is set but this image has no sshd ($SSHD; openssh-server); SSH is not started"
+    return 0
+  fi
+  mkdir -p "$SSH_DIR" /run/sshd 2>/dev/null || mkdir -p "$SSH_DIR"
+  chmod 700 "$SSH_DIR"
+  printf '%s\n' "$PUBLIC_KEY" >>"$SSH_DIR/authorized_keys"
+  chmod 600 "$SSH_DIR/authorized_keys"
+  ssh-keygen -A >/dev/null 2>&1 || true
+  if "$SSHD" -o PasswordAuthentication=no -o PermitRootLogin=prohibit-password; then
+    log "sshd started (key authentication only)"
+  else
+    log "sshd failed to start"
+  fi
+}
+
+# pod: ComfyUI's UI on 0.0.0.0:$COMFYUI_PORT, SSH when PUBLIC_KEY is set, models on /workspace
+# when it exists.
 run_pod() {
   local models_dir
   models_dir=$(resolve_models_dir)
   log "mode pod; MODELS_DIR=$models_dir"
+  start_sshd
   ensure_models "$models_dir"
   comfyui_command "$COMFYUI_LISTEN" "$models_dir"
   log "starting: ${COMFY_CMD[*]}"
   cd "$COMFYUI_DIR"
   run_forwarding "${COMFY_CMD[@]}"
+}
+
+# serverless: ComfyUI bound to 127.0.0.1 only (nothing outside the worker can reach it), models
+# on the network volume (/runpod-volume/models), and the worker in front of it. The worker
+# supervises ComfyUI (it starts the command after "--", restarts it when it dies and fails the
+# job in flight with a clear error), so the worker is the one process this script waits on.
+run_serverless() {
+  local models_dir
+  models_dir=$(resolve_models_dir)
+  log "mode serverless; MODELS_DIR=$models_dir"
+  ensure_models "$models_dir"
+  comfyui_command 127.0.0.1 "$models_dir"
+  log "starting the worker in front of: ${COMFY_CMD[*]}"
+  cd "$COMFYUI_DIR"
+  run_forwarding "$NODE" "$STEADYDANCER_HOME/bin/steadydancer.js" worker \
+    --comfy-url "http://127.0.0.1:$COMFYUI_PORT" -- "${COMFY_CMD[@]}"
+}
+
+# api: the local API with RunPod's routes on $API_HOST:$API_PORT (docker compose, local tests),
+# ComfyUI's UI still on $COMFYUI_LISTEN:$COMFYUI_PORT, supervised by the API server.
+run_api() {
+  local models_dir
+  models_dir=$(resolve_models_dir)
+  log "mode api; MODELS_DIR=$models_dir; API on $API_HOST:$API_PORT"
+  ensure_models "$models_dir"
+  comfyui_command "$COMFYUI_LISTEN" "$models_dir"
+  cd "$COMFYUI_DIR"
+  run_forwarding "$NODE" "$STEADYDANCER_HOME/bin/steadydancer.js" serve \
+    --host "$API_HOST" --port "$API_PORT" --comfy-url "http://127.0.0.1:$COMFYUI_PORT" -- "${COMFY_CMD[@]}"
 }
 
 main() {
@@ -202,8 +264,10 @@ main() {
   fi
   case "$STEADYDANCER_MODE" in
     pod) run_pod ;;
+    serverless) run_serverless ;;
+    api) run_api ;;
     *)
-      log "unknown STEADYDANCER_MODE=$STEADYDANCER_MODE (known: pod)"
+      log "unknown STEADYDANCER_MODE=$STEADYDANCER_MODE (known: pod, serverless, api)"
       return 2
       ;;
   esac

@@ -16,6 +16,68 @@ export const commands: CommandSpec[] = [
   // up, down, smoke, run, generate, worker, serve.
   { name: 'version', summary: 'print the toolkit version', load: () => import('./commands/version.js') },
   {
+    name: 'generate',
+    summary: 'submit a dance job (reference image + driving video) to the local API or a RunPod endpoint and write the mp4',
+    options: [
+      ['--image <file|url>', 'reference image of the person (PNG, JPEG or WebP; a path or an https URL)'],
+      ['--video <file|url>', 'driving dance video (a path or an https URL)'],
+      ['--endpoint <local|id|url>', 'local (the local API), a RunPod endpoint id, or a base URL', 'local'],
+      ['--out <file>', 'where to write the mp4', 'steadydancer.mp4'],
+      ['--params <json>', 'workflow parameters as a JSON object (width, height, frames, fps, steps, cfg, seed, variant, prompt, pose…)'],
+      ['--set <key=value...>', 'one workflow parameter (repeatable), e.g. --set frames=33'],
+      ['--seed <n>', 'seed (default: random; the one used is reported)'],
+      ['--poll-ms <ms>', 'status polling interval', '1000'],
+    ],
+    load: () => import('./commands/generate.js'),
+  },
+  {
+    name: 'worker',
+    summary: 'the RunPod serverless worker (the image entry in serverless mode): takes jobs, runs them in ComfyUI',
+    args: ['[comfy...]'],
+    options: [
+      ['--comfy-url <url>', 'ComfyUI base URL', 'http://127.0.0.1:8188'],
+      ['--ready-timeout <s>', 'longest wait for ComfyUI to be ready (start and after a crash)', '600'],
+      ['--work-dir <dir>', 'scratch folder for job inputs'],
+    ],
+    load: () => import('./commands/worker.js'),
+  },
+  {
+    name: 'serve',
+    summary: "the local API with RunPod's routes (/run, /runsync, /status, /stream, /cancel, /health)",
+    args: ['[comfy...]'],
+    options: [
+      ['--host <addr>', 'address to listen on', '127.0.0.1'],
+      ['--port <n>', 'port to listen on', '8000'],
+      ['--comfy-url <url>', 'ComfyUI base URL', 'http://127.0.0.1:8188'],
+      ['--ready-timeout <s>', 'longest wait for ComfyUI to be ready before each job', '600'],
+      ['--work-dir <dir>', 'scratch folder for job inputs'],
+    ],
+    load: () => import('./commands/serve.js'),
+  },
+  {
+    name: 'doctor',
+    summary: 'phase 1: host preflight (GPU, driver/CUDA, Docker, BuildKit, Compose, disk, base image)',
+    options: [
+      ['--models-dir <dir>', 'where models go (default: $MODELS_DIR, /runpod-volume/models, /workspace/models, ./models)'],
+      ['--variant <name>', 'model variant to size the models disk for (default: $STEADYDANCER_VARIANT or fp8)'],
+      ['--models-size-gb <n>', "the variant's total size in GB (default: from docker/models.json)"],
+      ['--base-image <image>', 'base image to look for (default: BASE_IMAGE in docker/Dockerfile)'],
+      ['--min-docker-free-gb <n>', 'free space wanted at the Docker root', '20'],
+      ['--record <file>', "write every probe's command output to FILE (a test fixture of this host)"],
+    ],
+    load: () => import('./commands/doctor.js'),
+  },
+  {
+    name: 'lint',
+    summary: 'phase 2: static checks of the Dockerfile, compose, node lock, scripts and workflows',
+    args: ['[dir]'],
+    options: [
+      ['--no-external', 'skip checks that run other programs (docker compose config, shellcheck)'],
+      ['--rule <ids>', 'only these rule ids (comma list)'],
+    ],
+    load: () => import('./commands/lint.js'),
+  },
+  {
     name: 'sources',
     summary: 'pinned upstream sources in the content-addressed cache (fetch | list | verify)',
     subcommands: [

@@ -46,3 +46,11 @@ def official_source():
     if p is None:
         pytest.skip(_seed_hint("SteadyDancer", OFFICIAL_COMMIT))
     return p
+
+
+@pytest.fixture(scope="session")
+def comfy(comfyui_source):
+    """ComfyUI core importable (from the cache) and our pack loaded as ``comfyui_steadydancer``."""
+    from comfy_env import load_pack, setup_comfy
+    setup_comfy(comfyui_source)
+    return load_pack()

@@ -39,7 +39,7 @@ describe('docker/models.json', () => {
   it('fp8 needs the scaled SteadyDancer file, the shared encoders, pose models and the fast LoRA', () => {
     const ids = variantFiles(m, 'fp8').map((f) => f.id);
     expect(ids[0]).toBe('steadydancer-fp8');
-    expect(ids).toEqual(expect.arrayContaining(['umt5-xxl-fp8-scaled', 'wan21-vae', 'clip-vision-h', 'yolov10m', 'vitpose-l-wholebody', 'lightx2v-i2v-480p-rank64']));
+    expect(ids).toEqual(expect.arrayContaining(['umt5-xxl-fp8-scaled', 'wan21-vae', 'clip-vision-h', 'dwpose-yolox-l', 'dwpose-ll-ucoco-384', 'lightx2v-i2v-480p-rank64']));
     expect(ids).not.toContain('steadydancer-fp16');
     expect(new Set(ids).size).toBe(ids.length);
     expect(variantFiles(m, 'fp8', { presets: [] }).map((f) => f.id)).not.toContain('lightx2v-i2v-480p-rank64');

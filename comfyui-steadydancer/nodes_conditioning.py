@@ -1,0 +1,169 @@
+"""SteadyDancerConditioning: everything the SteadyDancer model consumes, packed into CONDITIONING.
+
+CONTRACT (the guider ``SteadyDancerGuider`` and the workflows rely on it)
+=========================================================================
+Inputs: ``positive`` / ``negative`` text CONDITIONING, ``vae``, ``clip_vision_ref``
+(CLIP_VISION_OUTPUT of the reference image), ``clip_vision_pose`` (CLIP_VISION_OUTPUT of the
+first *positive* pose frame), ``reference_image`` (IMAGE, 1 frame), ``pose_frames`` (IMAGE,
+>= ``length`` frames), ``negative_pose_frames`` (IMAGE, >= ``length`` frames), ``width``,
+``height`` (multiples of 16), ``length`` (4n+1 frames), ``pose_strength_spatial``,
+``pose_strength_temporal`` (1.0 = official), ``pose_start_percent`` / ``pose_end_percent``
+(0.0 / 1.0 = official: pose active at every step).
+
+Outputs (in this order): ``positive``, ``negative``, ``negative_pose`` (CONDITIONING) and
+``latent`` (LATENT).
+
+* ``positive``      = positive text  + positive pose latents   (official ``arg_c``)
+* ``negative``      = negative text  + positive pose latents   (official ``arg_null_context``)
+* ``negative_pose`` = positive text  + NEGATIVE pose latents   (official ``arg_null_condition``)
+* ``latent``        = ``{"samples": zeros[1, 16, T, H, W]}``
+
+with ``T = (length - 1) // 4 + 1``, ``H = height // 8``, ``W = width // 8``. Every entry of all
+three CONDITIONING lists carries these keys (tensors on the intermediate device, float32, *raw*
+VAE latents: the model's ``extra_conds`` applies ``process_latent_in``):
+
+==================================  =====================================  =====================
+key                                 value                                  model kwarg
+==================================  =====================================  =====================
+``concat_latent_image``             [1, 16, T, H, W] VAE latent of the     ``c_concat`` (ComfyUI
+                                    reference image followed by grey         core, with the mask:
+                                    (0 in [-1,1]) frames — official ``y``    [B, 20, T, H, W])
+``concat_mask``                     [1, 1, T, H, W]: 0 on latent frame 0,  (inside ``c_concat``)
+                                    1 elsewhere (ComfyUI convention)
+``clip_vision_output``              CLIP_VISION_OUTPUT of the reference    ``clip_fea``
+                                    image (penultimate_hidden_states         [B, 257, 1280]
+                                    [1, 257, 1280]) — official clip_fea_x
+``steadydancer_clip_pose``          CLIP_VISION_OUTPUT of the first pose   ``sd_clip_pose``
+                                    frame — official ``clip_fea_c``          [B, 257, 1280]
+``steadydancer_ref_latent``         [1, 16, 1, H, W] VAE latent of the     ``sd_ref``
+                                    reference image (official ``ref_x`` is   [B, 16, 1, H, W]
+                                    built from it in the model)
+``steadydancer_pose_ref_latent``    [1, 16, 1, H, W] VAE latent of the     ``sd_pose_ref``
+                                    first pose frame (official ``ref_c``)    [B, 16, 1, H, W]
+``steadydancer_pose_latent``        [1, 16, T, H, W] VAE latent of the     ``sd_pose``
+                                    pose frames (positive pose in            [B, 16, T, H, W]
+                                    ``positive``/``negative``, negative
+                                    pose in ``negative_pose``) — official
+                                    ``condition`` / ``condition_null``
+``steadydancer_pose_strength``      (spatial: float, temporal: float)      ``sd_pose_strength``
+``steadydancer_pose_percent``       (start: float, end: float)             ``sd_pose_t_range``
+                                                                             (model timesteps)
+==================================  =====================================  =====================
+
+The guider only chooses which of the three lists it evaluates; it never edits these keys.
+Pose frames are resized to width×height with bicubic interpolation and no crop (the official
+generate resizes every pose frame to the reference size, then to (h, w) with bicubic).
+"""
+import torch
+
+import comfy.model_management
+import comfy.utils
+import node_helpers
+
+KEY_CLIP_POSE = "steadydancer_clip_pose"
+KEY_REF = "steadydancer_ref_latent"
+KEY_POSE_REF = "steadydancer_pose_ref_latent"
+KEY_POSE = "steadydancer_pose_latent"
+KEY_STRENGTH = "steadydancer_pose_strength"
+KEY_PERCENT = "steadydancer_pose_percent"
+
+
+def _resize(images: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    """IMAGE [N, h, w, C] in [0, 1] → [N, height, width, 3], bicubic, no crop (as official)."""
+    out = comfy.utils.common_upscale(images[..., :3].movedim(-1, 1), width, height, "bicubic", "disabled")
+    return out.movedim(1, -1).clamp(0.0, 1.0)
+
+
+def _check_frames(name: str, frames: torch.Tensor, length: int) -> torch.Tensor:
+    if frames.ndim != 4:
+        raise ValueError(f"SteadyDancerConditioning: {name} must be an IMAGE batch [N, H, W, C], got shape {tuple(frames.shape)}")
+    if frames.shape[0] < length:
+        raise ValueError(
+            f"SteadyDancerConditioning: {name} has {frames.shape[0]} frames but length={length} needs at least "
+            f"{length}; lower length or give more pose frames")
+    return frames[:length]
+
+
+def build_conditioning(positive, negative, vae, clip_vision_ref, clip_vision_pose, reference_image,
+                       pose_frames, negative_pose_frames, width, height, length,
+                       pose_strength_spatial=1.0, pose_strength_temporal=1.0,
+                       pose_start_percent=0.0, pose_end_percent=1.0):
+    if width % 16 or height % 16 or width < 16 or height < 16:
+        raise ValueError(f"SteadyDancerConditioning: width and height must be positive multiples of 16, got {width}x{height}")
+    if length < 1 or (length - 1) % 4:
+        raise ValueError(f"SteadyDancerConditioning: length must be 4n+1 frames (e.g. 29, 33, 81), got {length}")
+    if not 0.0 <= pose_start_percent <= pose_end_percent <= 1.0:
+        raise ValueError("SteadyDancerConditioning: need 0 <= pose_start_percent <= pose_end_percent <= 1")
+    if reference_image.ndim != 4 or reference_image.shape[0] < 1:
+        raise ValueError("SteadyDancerConditioning: reference_image must be an IMAGE with at least one frame")
+    pose = _check_frames("pose_frames", pose_frames, length)
+    neg_pose = _check_frames("negative_pose_frames", negative_pose_frames, length)
+
+    ref = _resize(reference_image[:1], width, height)
+    pose = _resize(pose, width, height)
+    neg_pose = _resize(neg_pose, width, height)
+
+    # official y: reference image then zeros (grey 0.5 in [0, 1]) for the remaining frames
+    first = torch.full((length, height, width, 3), 0.5, dtype=ref.dtype, device=ref.device)
+    first[:1] = ref
+    concat_latent = vae.encode(first)
+    t_lat = concat_latent.shape[2]
+    mask = torch.ones((1, 1, t_lat, concat_latent.shape[-2], concat_latent.shape[-1]),
+                      dtype=concat_latent.dtype, device=concat_latent.device)
+    mask[:, :, :1] = 0.0
+
+    ref_latent = vae.encode(ref)
+    pose_ref_latent = vae.encode(pose[:1])
+    pose_latent = vae.encode(pose)
+    neg_pose_latent = vae.encode(neg_pose)
+
+    shared = {
+        "concat_latent_image": concat_latent,
+        "concat_mask": mask,
+        "clip_vision_output": clip_vision_ref,
+        KEY_CLIP_POSE: clip_vision_pose,
+        KEY_REF: ref_latent,
+        KEY_POSE_REF: pose_ref_latent,
+        KEY_STRENGTH: (float(pose_strength_spatial), float(pose_strength_temporal)),
+        KEY_PERCENT: (float(pose_start_percent), float(pose_end_percent)),
+    }
+    pos = node_helpers.conditioning_set_values(positive, {**shared, KEY_POSE: pose_latent})
+    neg = node_helpers.conditioning_set_values(negative, {**shared, KEY_POSE: pose_latent})
+    neg_p = node_helpers.conditioning_set_values(positive, {**shared, KEY_POSE: neg_pose_latent})
+    latent = torch.zeros([1, 16, t_lat, height // 8, width // 8],
+                         device=comfy.model_management.intermediate_device())
+    return pos, neg, neg_p, {"samples": latent}
+
+
+class SteadyDancerConditioning:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "positive": ("CONDITIONING",),
+            "negative": ("CONDITIONING",),
+            "vae": ("VAE",),
+            "clip_vision_ref": ("CLIP_VISION_OUTPUT", {"tooltip": "CLIP vision of the reference image"}),
+            "clip_vision_pose": ("CLIP_VISION_OUTPUT", {"tooltip": "CLIP vision of the first pose frame"}),
+            "reference_image": ("IMAGE",),
+            "pose_frames": ("IMAGE",),
+            "negative_pose_frames": ("IMAGE",),
+            "width": ("INT", {"default": 512, "min": 16, "max": 4096, "step": 16}),
+            "height": ("INT", {"default": 512, "min": 16, "max": 4096, "step": 16}),
+            "length": ("INT", {"default": 33, "min": 1, "max": 1025, "step": 4}),
+            "pose_strength_spatial": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 10.0, "step": 0.01}),
+            "pose_strength_temporal": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 10.0, "step": 0.01}),
+            "pose_start_percent": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01}),
+            "pose_end_percent": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01}),
+        }}
+
+    RETURN_TYPES = ("CONDITIONING", "CONDITIONING", "CONDITIONING", "LATENT")
+    RETURN_NAMES = ("positive", "negative", "negative_pose", "latent")
+    FUNCTION = "encode"
+    CATEGORY = "SteadyDancer"
+
+    def encode(self, **kw):
+        return build_conditioning(**kw)
+
+
+NODE_CLASS_MAPPINGS = {"SteadyDancerConditioning": SteadyDancerConditioning}
+NODE_DISPLAY_NAME_MAPPINGS = {"SteadyDancerConditioning": "SteadyDancer Conditioning"}

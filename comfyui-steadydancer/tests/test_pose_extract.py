@@ -1,0 +1,130 @@
+"""Pose extraction end to end on CPU through rtmlib + onnxruntime with tiny random ONNX models that
+have the real signatures (tests/onnx_fixtures.py): shapes, frame counts, the detection and the
+no-detection paths, the OpenPose mapping, the nodes, and the missing-model error. Not accuracy."""
+import numpy as np
+import pytest
+import torch
+
+from pack_loader import pack_module
+
+onnx = pytest.importorskip("onnx", reason="the onnx package builds the tiny test models (requirements-dev.txt)")
+pytest.importorskip("rtmlib", reason="rtmlib runs DWPose (requirements-nodeps.txt, installed with --no-deps)")
+import onnx_fixtures  # noqa: E402
+
+pe = pack_module("pose_extract")
+pa = pack_module("pose_align")
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    d = tmp_path_factory.mktemp("detection")
+    onnx_fixtures.build_yolox(d / "yolox_l.onnx", person_bias=8.0)
+    onnx_fixtures.build_dwpose(d / "dw-ll_ucoco_384.onnx")
+    onnx_fixtures.build_yolox(d / "yolox_nobody.onnx", person_bias=-8.0)
+    return d
+
+
+def frames(n, h=72, w=96, seed=0):
+    return np.random.RandomState(seed).randint(0, 256, (n, h, w, 3), dtype=np.uint8)
+
+
+def test_detect_frames_shapes_and_counts(models):
+    est = pe.DWPoseEstimator(models / "yolox_l.onnx", models / "dw-ll_ucoco_384.onnx", device="auto")
+    assert est.device == "cpu"   # no CUDA provider on this machine
+    assert est.detector.session.get_providers() == ["CPUExecutionProvider"]
+    seen = []
+    seq = est.detect_frames(frames(3), progress=lambda d, n: seen.append((d, n)))
+    assert len(seq) == 3 and (seq.width, seq.height) == (96, 72)
+    assert seen == [(1, 3), (2, 3), (3, 3)]
+    for p in seq.frames:
+        assert p.body.shape == (18, 2) and p.hands.shape == (2, 21, 2) and p.face.shape == (68, 2)
+        # the tiny pose model scores every keypoint ~0.9: all visible, neck included
+        assert p.body_valid.all() and p.hands_valid.all() and p.face_valid.all()
+        assert np.isfinite(p.body).all()
+    # float IMAGE batches (ComfyUI) are accepted too
+    seq2 = est.detect_frames(frames(2).astype(np.float32) / 255.0)
+    assert len(seq2) == 2
+
+
+def test_no_person_uses_whole_frame(models):
+    est = pe.DWPoseEstimator(models / "yolox_nobody.onnx", models / "dw-ll_ucoco_384.onnx", device="cpu")
+    img = pe.resize_for_detection(frames(1)[0])
+    boxes, classes = est.detector(img)
+    assert len(np.asarray(boxes)) == 0
+    p = est.detect(frames(1)[0])
+    # the pose equals the pose model run on the whole (resized) frame as its box
+    k, s = est.pose(img, bboxes=[[0, 0, img.shape[1], img.shape[0]]])
+    whole = pe.keypoints_to_pose(k[0], s[0], img.shape[1], img.shape[0])
+    np.testing.assert_allclose(p.body, whole.body)
+    # while with a person box the crop differs
+    est2 = pe.DWPoseEstimator(models / "yolox_l.onnx", models / "dw-ll_ucoco_384.onnx", device="cpu")
+    assert not np.allclose(est2.detect(frames(1)[0]).body, p.body)
+
+
+def test_resize_for_detection_matches_official_rule():
+    """Short side to 1024, both sides rounded to multiples of 64: 72x96 -> k = 1024/72,
+    96*k = 1365.3 -> 1344 (21*64), 72*k = 1024."""
+    out = pe.resize_for_detection(np.zeros((72, 96, 3), np.uint8))
+    assert out.shape == (1024, 1344, 3)
+
+
+def test_openpose_mapping_and_thresholds():
+    """COCO-WholeBody -> OpenPose-18: point i of COCO placed at x = i; neck = shoulders' midpoint."""
+    k = np.stack([np.arange(133, dtype=float), np.full(133, 5.0)], axis=1)
+    s = np.full(133, 0.9)
+    s[16] = 0.35      # R ankle exactly at the threshold: body needs > 0.35
+    s[100] = 0.35     # a left-hand point at the threshold: hands keep >= 0.35
+    s[6] = 0.29       # right shoulder below 0.3: no neck
+    p = pe.keypoints_to_pose(k, s, 200, 10)
+    expected_x = [0, 5.5, 6, 8, 10, 5, 7, 9, 12, 14, 16, 11, 13, 15, 2, 1, 4, 3]
+    np.testing.assert_allclose(p.body[:, 0] * 200, expected_x)
+    assert not p.body_valid[1]                         # neck: a shoulder scored below 0.3
+    assert not p.body_valid[2]                         # R shoulder = COCO 6, scored 0.29
+    assert not p.body_valid[10]                        # R ankle = COCO 16, scored exactly 0.35
+    assert p.body_valid[[0, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15, 16, 17]].all()
+    assert p.hands[0, 0, 0] == pytest.approx(91 / 200) and p.hands[1, 0, 0] == pytest.approx(112 / 200)
+    assert p.hands_valid[0, 100 - 91]
+    assert p.face[0, 0] == pytest.approx(23 / 200) and p.face.shape == (68, 2)
+    assert p.body[0, 1] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="133"):
+        pe.keypoints_to_pose(np.zeros((17, 2)), np.zeros(17), 10, 10)
+
+
+def test_missing_model_names_file_and_command(tmp_path, models):
+    with pytest.raises(pe.MissingModelError, match=r"yolox_l\.onnx.*steadydancer models download"):
+        pe.DWPoseEstimator(tmp_path / "yolox_l.onnx", models / "dw-ll_ucoco_384.onnx")
+    with pytest.raises(pe.MissingModelError, match=r"dw-ll_ucoco_384\.onnx"):
+        pe.DWPoseEstimator(models / "yolox_l.onnx", None)
+    est = pe.DWPoseEstimator(models / "yolox_l.onnx", models / "dw-ll_ucoco_384.onnx")
+    with pytest.raises(ValueError, match="RGB uint8"):
+        est.detect(np.zeros((8, 8), np.uint8))
+    with pytest.raises(ValueError, match="non-empty"):
+        est.detect_frames(np.zeros((0, 8, 8, 3), np.uint8))
+
+
+def test_nodes_end_to_end(models, comfyui_source, monkeypatch):
+    """Loader -> PosePrep through ComfyUI's folder_paths: 1 reference + 6 driving frames,
+    frame_count 5 -> 5 positive and 5 negative pose images at 64x48; then the single-step nodes."""
+    import folder_paths
+    folder_paths.add_model_folder_path("detection", str(models))
+    nodes = pack_module("nodes_pose")
+    est = nodes.SteadyDancerPoseModelLoader.execute("yolox_l.onnx", "dw-ll_ucoco_384.onnx", "cpu").result[0]
+    ref = torch.from_numpy(frames(1, 80, 60, seed=5).astype(np.float32) / 255)
+    drv = torch.from_numpy(frames(6, 72, 96, seed=6).astype(np.float32) / 255)
+    pos, neg, poses = nodes.SteadyDancerPosePrep.execute(est, ref, drv, 64, 48, 5, True, 3).result
+    assert pos.shape == (5, 48, 64, 3) and neg.shape == (5, 48, 64, 3)
+    assert pos.dtype == torch.float32 and 0 <= float(pos.min()) and float(pos.max()) <= 1
+    assert float(pos.sum()) > 0 and not torch.equal(pos, neg)
+    assert len(poses) == 5 and (poses.width, poses.height) == (60, 80)
+    with pytest.raises(ValueError, match="reference_image must be an IMAGE batch"):
+        nodes.SteadyDancerPosePrep.execute(est, ref[0], drv, 64, 48, 5, True, 3)
+    with pytest.raises(ValueError, match="fewer than the 9"):
+        nodes.SteadyDancerPosePrep.execute(est, ref, drv, 64, 48, 9, True, 3)
+    det = nodes.SteadyDancerPoseDetect.execute(est, drv).result[0]
+    refp = nodes.SteadyDancerPoseDetect.execute(est, ref).result[0]
+    al = nodes.SteadyDancerPoseAlign.execute(refp, det, 0).result[0]
+    ng = nodes.SteadyDancerPoseAugment.execute(al, 3, 0.7, 1.3, 0.6, 1.4).result[0]
+    img = nodes.SteadyDancerPoseRender.execute(ng, 64, 48, 2).result[0]
+    assert img.shape == (6, 48, 64, 3)
+    with pytest.raises(pe.MissingModelError, match="steadydancer models download"):
+        nodes.SteadyDancerPoseModelLoader.execute("missing.onnx", "dw-ll_ucoco_384.onnx", "cpu")

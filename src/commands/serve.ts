@@ -1,0 +1,48 @@
+/**
+ * `steadydancer serve [--host H] [--port N] [--comfy-url URL] [-- <ComfyUI command>]`: the local
+ * API with RunPod's routes, on the worker's job runner. STEADYDANCER_API_KEY, when set, is
+ * required as `Authorization: Bearer <key>`.
+ */
+import { createApi, listen } from '../runpod/api.js';
+import { JobQueue } from '../runpod/jobs.js';
+import { createService } from '../runpod/service.js';
+import type { Context } from '../util/context.js';
+import { UsageError } from '../util/errors.js';
+import { seconds } from './worker.js';
+
+export interface ServeOpts {
+  host?: string;
+  port?: string;
+  comfyUrl?: string;
+  readyTimeout?: string;
+  workDir?: string;
+}
+
+export default async function serveCommand(opts: ServeOpts, ctx: Context, args: unknown[]): Promise<number> {
+  const comfyCommand = (args.flat() as string[]).filter((a) => typeof a === 'string');
+  const port = Number(opts.port ?? 8000);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port ${opts.port}: expected 0–65535`);
+  const readyTimeoutMs = seconds('--ready-timeout', opts.readyTimeout, 600);
+  const service = await createService({ comfyUrl: opts.comfyUrl ?? 'http://127.0.0.1:8188', comfyCommand, readyTimeoutMs, workDir: opts.workDir, env: ctx.env, logger: ctx.logger });
+  const queue = new JobQueue({
+    handler: service.handler,
+    logger: ctx.logger,
+    timeoutMs: ctx.env.JOB_TIMEOUT_MS ? Number(ctx.env.JOB_TIMEOUT_MS) : undefined,
+    beforeJob: (signal) => service.ready(AbortSignal.any([signal, ctx.signal])),
+    runningAbort: service.crashSignal,
+  });
+  const server = createApi({ queue, apiKey: ctx.env.STEADYDANCER_API_KEY || undefined, validate: service.validate });
+  const { url } = await listen(server, port, opts.host ?? '127.0.0.1');
+  ctx.logger.info('local API on %s (ComfyUI at %s)', url, opts.comfyUrl);
+  if (ctx.json) ctx.out(JSON.stringify({ url }));
+  await new Promise<void>((resolve) => {
+    if (ctx.signal.aborted) return resolve();
+    ctx.signal.addEventListener('abort', () => resolve(), { once: true });
+  });
+  ctx.logger.info('shutting down');
+  await queue.close();
+  server.closeAllConnections();
+  await new Promise<void>((r) => server.close(() => r()));
+  await service.stop();
+  return 0;
+}

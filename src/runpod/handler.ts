@@ -1,0 +1,107 @@
+/**
+ * The dance job handler used by the worker and the local API: validate the input, fetch and
+ * check the media, hand them to ComfyUI, fill the shared workflow template, follow progress
+ * (step n/N), fetch the mp4 and build the result (base64 or S3).
+ *
+ * ComfyUI access goes through `ComfyPort`, a narrow view of the pipeline's ComfyUI client
+ * (src/comfy/client.ts) — see comfy-port.ts; the workflow is filled by the pipeline's one filler.
+ */
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { JobContext, JobHandler } from './jobs.js';
+import { DEFAULT_LIMITS, InputError, prepareMedia, type FetchPolicy, type MediaLimits, type PreparedMedia } from './media.js';
+import { buildOutput, RUN_LIMIT_BYTES, RUNSYNC_LIMIT_BYTES, type S3Config } from './output.js';
+import { splitJobInput } from './schema.js';
+
+/** What the handler needs from ComfyUI. */
+export interface ComfyPort {
+  /** Upload a local file into ComfyUI's input folder; returns the name to use in the workflow. */
+  upload(path: string, name: string, signal: AbortSignal): Promise<string>;
+  /**
+   * Queue an API-format workflow and wait for it; reports sampler progress; returns the bytes of
+   * the video it saved. Must reject when ComfyUI goes away, and stop (interrupt) on abort.
+   */
+  run(workflow: Record<string, unknown>, opts: { signal: AbortSignal; onProgress: (p: { value: number; max: number; node?: string }) => void; onNode?: (node: string, classType?: string) => void }): Promise<Buffer>;
+}
+
+/** Resolved parameters: whatever the pipeline's resolver returns, with the seed it drew. */
+export interface SeededParams {
+  seed: number;
+}
+
+export interface DanceHandlerDeps<P extends SeededParams> {
+  comfy: ComfyPort;
+  /**
+   * Validates and resolves the workflow parameters (the pipeline's resolveParams: defaults,
+   * frames rule, seed draw). Errors carrying `issues: [{path, message}]` name the field.
+   */
+  resolve: (raw: Record<string, unknown>) => P;
+  /** Fills the API workflow template (the pipeline's fillWorkflow). */
+  fill: (params: P, inputs: { image: string; video: string }) => Record<string, unknown>;
+  workDir: string;
+  limits?: MediaLimits;
+  fetchPolicy?: Omit<FetchPolicy, 'signal'>;
+  s3?: S3Config;
+  /** Checks the parameters against the inputs and the model (e.g. sizes); throws InputError. */
+  check?: (params: P, media: PreparedMedia) => void;
+}
+
+function resolveOrInputError<P>(resolve: (raw: Record<string, unknown>) => P, raw: Record<string, unknown>): P {
+  try {
+    return resolve(raw);
+  } catch (err) {
+    const issue = (err as { issues?: Array<{ path?: unknown; message?: string }> }).issues?.[0];
+    if (issue) {
+      const path = Array.isArray(issue.path) ? issue.path.join('.') : String(issue.path ?? 'input');
+      throw new InputError(path || 'input', issue.message ?? String(err));
+    }
+    throw err;
+  }
+}
+
+export function createDanceHandler<P extends SeededParams>(deps: DanceHandlerDeps<P>): JobHandler {
+  return async (raw: unknown, ctx: JobContext) => {
+    const t0 = Date.now();
+    const timings: Record<string, number> = {};
+    const { media: src, params: rawParams } = splitJobInput(raw);
+    const { image, video } = src;
+    const params = resolveOrInputError(deps.resolve, rawParams);
+    const dir = join(deps.workDir, ctx.id.replace(/[^A-Za-z0-9_.-]/g, '_'));
+    await mkdir(dir, { recursive: true });
+    try {
+      ctx.progress({ stage: 'inputs', message: 'fetching and checking the image and video' });
+      const media = await prepareMedia({ image, video }, dir, deps.limits ?? DEFAULT_LIMITS, { ...deps.fetchPolicy, signal: ctx.signal });
+      deps.check?.(params, media);
+      timings.inputs_ms = Date.now() - t0;
+
+      const t1 = Date.now();
+      const tag = ctx.id.replace(/[^A-Za-z0-9_-]/g, '').slice(0, 40);
+      const [imgName, vidName] = await Promise.all([
+        deps.comfy.upload(media.imagePath, `sd-${tag}-${media.imagePath.split('/').pop()}`, ctx.signal),
+        deps.comfy.upload(media.videoPath, `sd-${tag}-${media.videoPath.split('/').pop()}`, ctx.signal),
+      ]);
+      timings.upload_inputs_ms = Date.now() - t1;
+
+      const workflow = deps.fill(params, { image: imgName, video: vidName });
+      const t2 = Date.now();
+      ctx.progress({ stage: 'queued', message: 'queued in ComfyUI' });
+      const mp4 = await deps.comfy.run(workflow, {
+        signal: ctx.signal,
+        onNode: (node, classType) => ctx.progress({ stage: 'running', message: `running ${classType ?? 'node'} (${node})` }),
+        onProgress: ({ value, max }) =>
+          ctx.progress({ stage: 'sampling', step: value, total: max, percent: Math.round((100 * value) / Math.max(1, max)), message: `step ${value}/${max}` }),
+      });
+      timings.inference_ms = Date.now() - t2;
+      ctx.progress({ stage: 'output', message: `video ready (${mp4.length} bytes)` });
+      const out = await buildOutput(
+        mp4,
+        { seed: params.seed, timings },
+        { jobId: ctx.id, limitBytes: ctx.delivery === 'runsync' ? RUNSYNC_LIMIT_BYTES : RUN_LIMIT_BYTES, s3: deps.s3 },
+      );
+      out.timings.total_ms = Date.now() - t0;
+      return out;
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  };
+}

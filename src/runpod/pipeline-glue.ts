@@ -1,0 +1,69 @@
+/**
+ * The dance handler's view of the pipeline's pieces: the ComfyUI client (src/comfy/client.ts),
+ * the parameter resolver (src/comfy/params.ts), the one workflow filler (src/comfy/workflow.ts)
+ * and the output finder (src/comfy/outputs.ts). Nothing here talks to ComfyUI by itself.
+ */
+import { readFile } from 'node:fs/promises';
+import { ComfyClient } from '../comfy/client.js';
+import { findVideo, outputFiles } from '../comfy/outputs.js';
+import { resolveParams, type ResolvedParams } from '../comfy/params.js';
+import { fillWorkflow, findByTitle, loadTemplate, MARK, templatePath, type ApiWorkflow } from '../comfy/workflow.js';
+import type { ComfyPort } from './handler.js';
+import { InputError, type PreparedMedia } from './media.js';
+import { inputProblem } from './schema.js';
+
+export interface Glue {
+  comfy: ComfyPort;
+  resolve: (raw: Record<string, unknown>) => ResolvedParams;
+  fill: (p: ResolvedParams, inputs: { image: string; video: string }) => Record<string, unknown>;
+  check: (p: ResolvedParams, media: PreparedMedia) => void;
+  validate: (input: unknown) => string | undefined;
+}
+
+/** Port of the pipeline's ComfyClient to what the handler needs. */
+export function comfyPort(client: ComfyClient): ComfyPort {
+  return {
+    async upload(path, name, signal) {
+      const r = await client.upload({ data: await readFile(path), name }, { signal });
+      return r.subfolder ? `${r.subfolder}/${r.name}` : r.name;
+    },
+    async run(workflow, { signal, onProgress, onNode }) {
+      const wf = workflow as ApiWorkflow;
+      const r = await client.run(wf, {
+        signal,
+        onEvent: (ev) => {
+          if (ev.type === 'progress') onProgress({ value: ev.value, max: ev.max, node: ev.node });
+          else if (ev.type === 'executing' && ev.node) onNode?.(ev.node, wf[ev.node]?.class_type);
+        },
+      });
+      let prefer: string | undefined;
+      try {
+        prefer = findByTitle(wf, MARK.saveVideo)[0];
+      } catch {
+        prefer = undefined;
+      }
+      const video = findVideo(r.outputs, { preferNode: prefer });
+      if (!video) {
+        const seen = outputFiles(r.outputs).map((f) => f.filename);
+        throw new Error(`ComfyUI finished (prompt ${r.promptId}) but saved no video${seen.length ? ` (outputs: ${seen.join(', ')})` : ''}`);
+      }
+      return client.view(video, signal);
+    },
+  };
+}
+
+export async function danceGlue(opts: { comfyUrl: string; env: NodeJS.ProcessEnv }): Promise<Glue> {
+  const client = new ComfyClient({ url: opts.comfyUrl, requestTimeoutMs: 300_000 });
+  const template = loadTemplate(opts.env.STEADYDANCER_WORKFLOW || templatePath());
+  const resolve = (raw: Record<string, unknown>) => resolveParams(raw);
+  return {
+    comfy: comfyPort(client),
+    resolve,
+    fill: (p, inputs) => fillWorkflow(template, p, { ...inputs, outputPrefix: 'steadydancer/job' }),
+    check: (p, media) => {
+      if (p.frames > media.video.frames)
+        throw new InputError('frames', `${p.frames} frames asked for, but the driving video has only ${media.video.frames}; ask for at most ${media.video.frames} or send a longer clip`);
+    },
+    validate: (input) => inputProblem(input, resolve),
+  };
+}

@@ -1,0 +1,54 @@
+/**
+ * The dance job's input: `image` and `video` (an http(s) URL, a data URI or bare base64) plus
+ * the workflow parameters. The parameters' schema is the pipeline's one (DanceParams in
+ * src/comfy/params.ts) — the same rules for smoke, generate and the worker — so this file only
+ * adds the media fields and turns zod's issues into errors that name the field.
+ */
+import { z } from 'zod';
+import { InputError } from './media.js';
+
+export const MediaField = z
+  .string({ error: 'is required: an https URL, a data URI or base64' })
+  .min(1, { error: 'is empty' })
+  .max(300 * 1024 * 1024, { error: 'is too large to be sent inline; pass an https URL' });
+
+export const MediaInput = z.object({ image: MediaField, video: MediaField });
+
+/** The first zod issue as "field.path: message". */
+export function describeIssue(err: z.ZodError): { field: string; message: string } {
+  const issue = err.issues[0]!;
+  const field = issue.path.length ? issue.path.map(String).join('.') : 'input';
+  let message = issue.message;
+  if (issue.code === 'unrecognized_keys') message = `unknown field(s): ${issue.keys.join(', ')}`;
+  return { field, message };
+}
+
+/**
+ * Split a job's input into the media fields (checked here) and the workflow parameters (left
+ * to the pipeline's resolver, which rejects unknown fields so that a typo — "step" for "steps" —
+ * is an error, not a silent default).
+ */
+export function splitJobInput(raw: unknown): { media: z.infer<typeof MediaInput>; params: Record<string, unknown> } {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new InputError('input', 'must be a JSON object with "image", "video" and the workflow parameters');
+  const { image, video, ...params } = raw as Record<string, unknown>;
+  const r = MediaInput.safeParse({ image, video });
+  if (!r.success) {
+    const { field, message } = describeIssue(r.error);
+    throw new InputError(field, message);
+  }
+  return { media: r.data, params };
+}
+
+/** For the local API: the error text for a 400, or undefined when the input parses. */
+export function inputProblem(raw: unknown, resolve: (params: Record<string, unknown>) => unknown): string | undefined {
+  try {
+    const { params } = splitJobInput(raw);
+    resolve(params);
+    return undefined;
+  } catch (err) {
+    if (err instanceof InputError) return err.message;
+    const issue = (err as { issues?: Array<{ path?: unknown; message?: string }> }).issues?.[0];
+    if (issue) return `${Array.isArray(issue.path) ? issue.path.join('.') : String(issue.path ?? 'input')}: ${issue.message}`;
+    return err instanceof Error ? err.message : String(err);
+  }
+}

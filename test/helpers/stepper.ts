@@ -1,0 +1,18 @@
+import type { JobHandler } from '../../src/runpod/jobs.js';
+
+/** Steps `input.steps` times, reporting step n/N; honours the abort signal. */
+export const stepper: JobHandler = async (input, ctx) => {
+  const { steps = 3, delayMs = 10, fail, refresh } = input as { steps?: number; delayMs?: number; fail?: string; refresh?: boolean };
+  for (let i = 1; i <= steps; i++) {
+    if (ctx.signal.aborted) throw ctx.signal.reason as Error;
+    await new Promise<void>((resolve, reject) => {
+      const onAbort = () => (clearTimeout(t), reject(ctx.signal.reason as Error));
+      const t = setTimeout(() => (ctx.signal.removeEventListener('abort', onAbort), resolve()), delayMs);
+      ctx.signal.addEventListener('abort', onAbort, { once: true });
+    });
+    ctx.progress({ stage: 'sampling', step: i, total: steps, message: `step ${i}/${steps}` });
+  }
+  if (fail) throw Object.assign(new Error(fail), refresh ? { refreshWorker: true } : {});
+  return { done: steps };
+};
+

@@ -1,0 +1,155 @@
+/**
+ * The worker against a job server speaking RunPod's queue protocol (real HTTP on loopback).
+ * The handler here is a small test handler; the dance handler is covered in the e2e tests.
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { JobHandler } from '../../src/runpod/jobs.js';
+import { Worker, workerConfigFromEnv, withQuery } from '../../src/runpod/worker.js';
+import { memoryLogger } from '../../src/util/logger.js';
+import { JobServer } from '../helpers/job-server.js';
+import { stepper } from '../helpers/stepper.js';
+
+describe('RunPod queue protocol', () => {
+  let js: JobServer;
+  let ac: AbortController;
+  beforeEach(async () => {
+    js = new JobServer();
+    await js.start();
+    ac = new AbortController();
+  });
+  afterEach(async () => {
+    ac.abort();
+    await js.stop();
+  });
+
+  const start = (env: NodeJS.ProcessEnv = js.env(), handler: JobHandler = stepper) => {
+    const worker = new Worker(workerConfigFromEnv(env), { handler, logger: memoryLogger() });
+    const running = worker.run(ac.signal);
+    return { worker, running };
+  };
+
+  it('withQuery appends to URLs with and without a query', () => {
+    expect(withQuery('http://a/b', { x: '1' })).toBe('http://a/b?x=1');
+    expect(withQuery('http://a/b?g=2', { x: '1' })).toBe('http://a/b?g=2&x=1');
+  });
+
+  it('takes a job, posts progress and the output, with the id substitutions and the auth header', async () => {
+    js.queue.push({ id: 'job-1', input: { steps: 3 } });
+    start();
+    const final = await js.final('job-1');
+    expect(final).toEqual({ output: { done: 3 } });
+    // progress as IN_PROGRESS posts, step n/N
+    expect(js.progress('job-1').map((p) => (p.output as { message: string }).message)).toEqual(['step 1/3', 'step 2/3', 'step 3/3']);
+    const take = js.requests.find((r) => r.path === '/job-take/worker-abc')!;
+    expect(take.method).toBe('GET');
+    expect(take.query.get('gpu')).toBe('test');
+    expect(take.query.get('job_in_progress')).toBe('0');
+    expect(take.headers.authorization).toBe('test-ai-key-123');
+    const done = js.requests.filter((r) => r.path === '/job-done/worker-abc/job-1');
+    expect(done.length).toBe(4);
+    // the result is the last post, after every progress update
+    expect(JSON.parse(done.at(-1)!.body)).toEqual({ output: { done: 3 } });
+    for (const d of done) {
+      expect(d.method).toBe('POST');
+      expect(d.query.get('isStream')).toBe('false');
+      expect(d.headers.authorization).toBe('test-ai-key-123');
+    }
+  });
+
+  it('heartbeats every RUNPOD_PING_INTERVAL ms with the job ids in progress', async () => {
+    js.queue.push({ id: 'job-p', input: { steps: 8, delayMs: 100 } });
+    start();
+    await js.final('job-p');
+    const pings = js.requests.filter((r) => r.path === '/ping/worker-abc');
+    expect(pings.length).toBeGreaterThanOrEqual(3);
+    expect(pings.every((p) => p.headers.authorization === 'test-ai-key-123')).toBe(true);
+    expect(pings.some((p) => p.query.get('job_id') === 'job-p')).toBe(true);
+    expect(pings[0]!.query.get('gpu')).toBe('test');
+  });
+
+  it('runs one job at a time, in order, and says job_in_progress=0 between them', async () => {
+    js.queue.push({ id: 'a', input: { steps: 2 } }, { id: 'b', input: { steps: 2 } });
+    start();
+    await js.final('b');
+    const order = js.requests.filter((r) => r.path.startsWith('/job-done/')).map((r) => r.path.split('/').pop());
+    expect(order.indexOf('b')).toBeGreaterThan(order.lastIndexOf('a'));
+    const takes = js.requests.filter((r) => r.path.startsWith('/job-take/'));
+    expect(takes.every((t) => t.query.get('job_in_progress') === '0')).toBe(true);
+  });
+
+  it('a batch (list) answer is worked through one by one', async () => {
+    js.queue.push([
+      { id: 'x1', input: { steps: 1 } },
+      { id: 'x2', input: { steps: 1 } },
+    ]);
+    start();
+    expect(await js.final('x1')).toEqual({ output: { done: 1 } });
+    expect(await js.final('x2')).toEqual({ output: { done: 1 } });
+  });
+
+  it('backs off after a 429', async () => {
+    js.tooManyRequests = 1;
+    js.queue.push({ id: 'after-429', input: { steps: 1 } });
+    start();
+    await js.final('after-429');
+    const takes = js.requests.filter((r) => r.path.startsWith('/job-take/'));
+    expect(takes.length).toBeGreaterThanOrEqual(2);
+    // a 429 is not an error: the worker waits (WORKER_BACKOFF_MS) and asks again
+    expect(js.posts.get('after-429')?.at(-1)).toEqual({ output: { done: 1 } });
+  });
+
+  it('a handler error becomes {error}; refresh_worker adds stopPod and the worker ends', async () => {
+    js.queue.push({ id: 'bad', input: { steps: 1, fail: 'boom: the model fell over' } });
+    js.queue.push({ id: 'broken', input: { steps: 1, fail: 'CUDA is wedged', refresh: true } });
+    js.queue.push({ id: 'never', input: { steps: 1 } });
+    const { running } = start();
+    expect(await js.final('bad')).toEqual({ error: 'boom: the model fell over' });
+    expect(await js.final('broken')).toEqual({ error: 'CUDA is wedged', stopPod: true });
+    expect(await running).toBe('refresh');
+    expect(js.posts.get('never')).toBeUndefined();
+  });
+
+  it('REFRESH_WORKER=true sends stopPod after a successful job', async () => {
+    js.queue.push({ id: 'r1', input: { steps: 1 } });
+    const { running } = start(js.env({ REFRESH_WORKER: 'true' }));
+    expect(await js.final('r1')).toEqual({ output: { done: 1 }, stopPod: true });
+    expect(await running).toBe('refresh');
+  });
+
+  it('when ComfyUI can no longer be restarted, the job result carries stopPod', async () => {
+    js.queue.push({ id: 'last', input: { steps: 1, fail: 'ComfyUI exited during the job (killed by SIGKILL)' } });
+    const worker = new Worker(workerConfigFromEnv(js.env()), { handler: stepper, logger: memoryLogger(), mustRefresh: () => true });
+    const running = worker.run(ac.signal);
+    expect(await js.final('last')).toEqual({ error: 'ComfyUI exited during the job (killed by SIGKILL)', stopPod: true });
+    expect(await running).toBe('refresh');
+  });
+
+  it('JOB_TIMEOUT_MS ends a job that runs too long, then the next job runs', async () => {
+    js.queue.push({ id: 'slow', input: { steps: 100, delayMs: 50 } }, { id: 'next', input: { steps: 1 } });
+    start(js.env({ JOB_TIMEOUT_MS: '300' }));
+    expect(await js.final('slow')).toEqual({ error: 'the job ran past its time limit of 300 ms' });
+    expect(await js.final('next')).toEqual({ output: { done: 1 } });
+  });
+
+  it('a job named on the stop channel is cancelled', async () => {
+    js.queue.push({ id: 'stop-me', input: { steps: 200, delayMs: 20 } });
+    start();
+    // wait for the first progress, then signal the stop
+    for (let i = 0; i < 100 && js.progress('stop-me').length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    js.stops.push('stop-me');
+    expect(await js.final('stop-me')).toEqual({ error: 'the job was cancelled' });
+    expect(js.requests.some((r) => r.path === '/job-stop/worker-abc' && r.query.get('gpu') === 'test')).toBe(true);
+    expect(js.progress('stop-me').length).toBeLessThan(200);
+  });
+
+  it('a job without id or input is skipped, the worker goes on', async () => {
+    js.queue.push({ input: {} }, { id: 'fine', input: { steps: 1 } });
+    start();
+    expect(await js.final('fine')).toEqual({ output: { done: 1 } });
+  });
+
+  it('missing RunPod settings are named', () => {
+    expect(() => workerConfigFromEnv({})).toThrow(/RUNPOD_WEBHOOK_GET_JOB is not set/);
+    expect(() => workerConfigFromEnv({ RUNPOD_WEBHOOK_GET_JOB: 'http://x/$ID' })).toThrow(/RUNPOD_WEBHOOK_POST_OUTPUT is not set/);
+  });
+});
