@@ -14,11 +14,18 @@ const vj = join(dir, 'vitest.json');
 if (existsSync(vj)) {
   const r = JSON.parse(readFileSync(vj, 'utf8')) as {
     numPassedTests: number; numFailedTests: number; numPendingTests: number; numTodoTests: number;
-    numFailedTestSuites?: number;
+    testResults: { name: string; status: string; message?: string; assertionResults: { status: string }[] }[];
   };
   passed += r.numPassedTests;
-  failed += r.numFailedTests + (r.numFailedTestSuites ?? 0);
+  failed += r.numFailedTests;
   skipped += r.numPendingTests + r.numTodoTests;
+  // A test file that failed before any of its tests ran (import error, failing hook) counts once.
+  for (const f of r.testResults) {
+    if (f.status === 'failed' && !f.assertionResults.some((a) => a.status === 'failed')) {
+      failed += 1;
+      console.log(`test file failed outside its tests: ${f.name}: ${(f.message ?? '').split('\n')[0]}`);
+    }
+  }
 } else {
   failed += 1;
   console.log('vitest produced no results file');
