@@ -38,6 +38,7 @@ typecheck: node-deps
 
 test: node-deps venv
 	rm -rf $(RESULTS) && mkdir -p $(RESULTS)
+	scripts/ensure-chromium.sh
 	npx tsc -p tsconfig.json --noEmit
 	status=0; \
 	STEADYDANCER_PYTHON=$(abspath $(PY)) npx vitest run --reporter=default --reporter=json --outputFile.json=$(RESULTS)/vitest.json || status=$$?; \

@@ -16,6 +16,28 @@ export const commands: CommandSpec[] = [
   // up, down, smoke, run, generate, worker, serve.
   { name: 'version', summary: 'print the toolkit version', load: () => import('./commands/version.js') },
   {
+    name: 'smoke',
+    summary: 'a running ComfyUI makes a dance video: nodes, UI workflow in a browser, a 512×512 job, ffprobe',
+    options: [
+      ['--url <url>', 'ComfyUI URL (default http://127.0.0.1:$COMFYUI_PORT or 8188)'],
+      ['--out <dir>', 'where the mp4 and the screenshot go (default out/smoke)'],
+      ['--width <px>', 'default 512'],
+      ['--height <px>', 'default 512'],
+      ['--frames <n>', 'default 30 (rounded to 29: nearest 4n+1)'],
+      ['--steps <n>', 'default: the fast preset (4)'],
+      ['--seed <n>', 'default: random, reported'],
+      ['--no-browser', 'skip the browser check of the UI workflow'],
+    ],
+    load: () => import('./commands/smoke.js'),
+  },
+  {
+    name: 'up',
+    summary: 'docker compose up -d (docker/docker-compose.yml) and wait until ComfyUI answers',
+    options: [['--timeout <s>', 'seconds to wait for /system_stats (default 600)'], ['--cpu', 'no GPU reservation (CPU-only engines)']],
+    load: () => import('./commands/up.js'),
+  },
+  { name: 'down', summary: 'docker compose down', load: () => import('./commands/down.js') },
+  {
     name: 'models',
     summary: 'model files from docker/models.json: check on the Hub, download',
     subcommands: [
