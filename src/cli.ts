@@ -38,6 +38,16 @@ export const commands: CommandSpec[] = [
   },
   { name: 'down', summary: 'docker compose down', load: () => import('./commands/down.js') },
   {
+    name: 'run',
+    summary: 'the whole plan in waves (doctor, lint, models ‖ build, local build, local test) with a markdown + JSON report',
+    options: [
+      ['--variant <name>', 'fp8 (default) or fp16'],
+      ['--report <dir>', 'report folder (default reports/)'],
+      ['--skip <phase...>', 'leave phases out (doctor, lint, models, deps, build, test)'],
+    ],
+    load: () => import('./commands/run.js'),
+  },
+  {
     name: 'models',
     summary: 'model files from docker/models.json: check on the Hub, download',
     subcommands: [
