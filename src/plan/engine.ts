@@ -11,7 +11,10 @@ export interface PhaseOutcome {
 export interface Phase {
   id: string;
   title: string;
+  /** Phases that must PASS first (otherwise this one is skipped with the reason). */
   needs: string[];
+  /** Phases that only run earlier (ordering, any result). */
+  after?: string[];
   run: (signal: AbortSignal) => Promise<PhaseOutcome>;
 }
 export interface PhaseReport extends PhaseOutcome {
@@ -38,7 +41,8 @@ export function waves(phases: Phase[]): string[][] {
     if (!p) throw new Error(`plan: unknown phase "${id}"`);
     if (visiting.has(id)) throw new Error(`plan: dependency cycle through "${id}"`);
     visiting.add(id);
-    const v = p.needs.length ? Math.max(...p.needs.map(d)) + 1 : 0;
+    const deps = [...p.needs, ...(p.after ?? [])];
+    const v = deps.length ? Math.max(...deps.map(d)) + 1 : 0;
     visiting.delete(id);
     depth.set(id, v);
     return v;

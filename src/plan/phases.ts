@@ -54,14 +54,15 @@ export function planPhases(o: PlanOptions): Phase[] {
   };
   return [
     { id: 'doctor', title: '1 doctor (host preflight)', needs: [], run: viaCli('doctor', ['doctor'], () => 'host preflight passed') },
-    { id: 'lint', title: '2 lint (static checks)', needs: ['doctor'], run: viaCli('lint', ['lint'], () => 'no lint errors') },
+    { id: 'lint', title: '2 lint (static checks)', needs: [], after: ['doctor'], run: viaCli('lint', ['lint'], () => 'no lint errors') },
     {
       id: 'models',
       title: '3a models check (Hub)',
-      needs: ['lint'],
+      needs: [],
+      after: ['lint'],
       run: viaCli('models', ['models', 'check', '--variant', o.variant], (j) => `variant ${(j as { chosenVariant?: string })?.chosenVariant ?? o.variant} available`),
     },
-    { id: 'deps', title: '3b dependency build (image build)', needs: ['lint'], run: viaCli('build', ['build', '--variant', o.variant], () => 'image built') },
+    { id: 'deps', title: '3b dependency build (image build)', needs: [], after: ['lint'], run: viaCli('build', ['build', '--variant', o.variant], () => 'image built') },
     {
       id: 'build',
       title: '4 local build (image + models)',

@@ -34,6 +34,11 @@ describe('plan engine', () => {
     expect(r.phases[0]).toMatchObject({ status: 'fail', reason: 'a broke' });
     expect((await runPlan([ph('x', [], 'skip')])).ok).toBe(true);
   });
+  it('"after" orders without blocking: a failed doctor does not stop lint', async () => {
+    const r = await runPlan([ph('doctor', [], 'fail'), { ...ph('lint', [], 'pass'), after: ['doctor'] }]);
+    expect(r.waves).toEqual([['doctor'], ['lint']]);
+    expect(r.phases[1]!.status).toBe('pass');
+  });
   it('rejects cycles and unknown dependencies', () => {
     expect(() => waves([ph('a', ['b'], 'pass'), ph('b', ['a'], 'pass')])).toThrow(/cycle/);
     expect(() => waves([ph('a', ['zz'], 'pass')])).toThrow(/unknown phase "zz"/);
