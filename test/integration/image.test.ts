@@ -14,6 +14,7 @@ import { buildTestImage, ensureEngine, TEST_IMAGE } from '../helpers/docker.js';
 import { runBuild, type BuildReport } from '../../src/docker/build.js';
 import { inspectImage } from '../../src/docker/engine.js';
 import { memoryLogger } from '../../src/util/logger.js';
+import { loadTemplate, nodeTypes } from '../../src/comfy/workflow.js';
 import { join } from 'node:path';
 
 const comfy = cachedSource('ComfyUI', COMFYUI_COMMIT);
@@ -127,6 +128,11 @@ describe.skipIf(skip)('docker/Dockerfile built by steadydancer build on a real e
       const modules = new Set(Object.values(info).map((n) => n.python_module ?? ''));
       for (const p of report.packs.selected) expect(modules.has(`custom_nodes.${p}`), `nodes of ${p} in /object_info`).toBe(true);
       expect(info.VHS_LoadVideo).toBeDefined();
+      // the project's own node pack: every node type the dance workflow uses is there
+      const ours = nodeTypes(loadTemplate()).filter((t) => t.startsWith('SteadyDancer'));
+      expect(ours.length).toBeGreaterThan(0);
+      for (const t of ours) expect(info[t], `${t} in /object_info`).toBeDefined();
+      for (const t of nodeTypes(loadTemplate())) expect(info[t], `${t} (dance workflow) in /object_info`).toBeDefined();
       const t0 = Date.now();
       docker('stop', '-t', '30', name);
       expect(Date.now() - t0).toBeLessThan(30_000); // exited on the forwarded SIGTERM, not the kill
