@@ -62,11 +62,11 @@ describe('plan engine', () => {
     ]);
     expect(r.ok).toBe(false);
     const by = Object.fromEntries(r.phases.map((p) => [p.id, p]));
-    expect(by.build.status).toBe('skip');
-    expect(by.build.reason).toBe('prerequisite deps-build failed: pip could not resolve torch');
-    expect(by['local-test'].status).toBe('skip');
-    expect(by['local-test'].reason).toMatch(/^prerequisite build was skipped: prerequisite deps-build failed/);
-    expect(by.other.status).toBe('pass');
+    expect(by.build!.status).toBe('skip');
+    expect(by.build!.reason).toBe('prerequisite deps-build failed: pip could not resolve torch');
+    expect(by['local-test']!.status).toBe('skip');
+    expect(by['local-test']!.reason).toMatch(/^prerequisite build was skipped: prerequisite deps-build failed/);
+    expect(by.other!.status).toBe('pass');
     expect(log).not.toContain('start build');
   });
 

@@ -1,0 +1,1 @@
+export default async () => 0;
