@@ -57,8 +57,8 @@ test: node-deps venv tools
 lint: node-deps tools
 	$(CLI) lint
 
-run: node-deps venv
-	STEADYDANCER_PYTHON=$(abspath $(PY)) $(CLI) run
+run: node-deps venv tools
+	STEADYDANCER_PYTHON=$(abspath $(PY)) $(CLI) run $(RUN_ARGS)
 
 build: node-deps
 	$(CLI) build
