@@ -178,9 +178,11 @@ export function realPhases(o: RealPhaseOptions): PhaseDef[] {
         const python = o.env.STEADYDANCER_PYTHON ?? join(o.root, '.venv', 'bin', 'python');
         if (!existsSync(python)) return { status: 'skip', reason: `no image was built and there is no Python for a native ComfyUI (${python}; run make venv or set STEADYDANCER_PYTHON)` };
         const packs = [join(o.root, 'comfyui-steadydancer'), ...sources.filter((s) => s.kind === 'node' && s.status === 'ok').map((s) => s.path)];
-        const native = await startNativeComfy({ source: comfy.path, python, packs, args: ['--cpu'], readyTimeoutMs: 300_000, signal });
+        // MODELS_DIR (e.g. the CPU fixtures' tiny models) becomes the native ComfyUI's models folder.
+        const modelsDir = o.env.MODELS_DIR && existsSync(o.env.MODELS_DIR) ? o.env.MODELS_DIR : undefined;
+        const native = await startNativeComfy({ source: comfy.path, python, packs, modelsDir, args: ['--cpu'], readyTimeoutMs: 300_000, signal });
         try {
-          return smokeOutcome(`native ComfyUI --cpu from the source cache (${native.url}; build ${results.get('build')?.status ?? 'absent'})`, await runSmoke({ ...smokeOpts, url: native.url }));
+          return smokeOutcome(`native ComfyUI --cpu from the source cache (${native.url}; build ${results.get('build')?.status ?? 'absent'}; models ${modelsDir ?? 'none: set MODELS_DIR'})`, await runSmoke({ ...smokeOpts, url: native.url }));
         } finally {
           await native.stop();
         }
