@@ -190,23 +190,35 @@ export async function composeUp(o: UpOptions): Promise<UpResult> {
   }
   const id = await containerId(p);
   if (!id) throw new ActionableError(`compose up reported success but no ${SERVICE} container exists`, { code: 'E_COMPOSE_UP' });
+  const cid: string = id;
   const client = new ComfyClient({ url, requestTimeoutMs: 5_000 });
   const deadline = Date.now() + (o.timeoutMs ?? 300_000);
   let last = '';
+  // The client's request timeouts are AbortSignal.timeout timers, which do not keep Node alive:
+  // while docker-proxy holds a connection open with no answer, nothing else would, and Node
+  // would exit mid-wait (code 13). A plain interval keeps the process up until we are done.
+  const keepAlive = setInterval(() => undefined, 1_000);
+  try {
+    return await waitReady();
+  } finally {
+    clearInterval(keepAlive);
+  }
+  async function waitReady(): Promise<UpResult> {
   for (;;) {
     o.signal?.throwIfAborted();
-    const st = await containerState(p, id);
+    const st = await containerState(p, cid);
     if (st && (st.status === 'exited' || st.status === 'dead'))
-      throw new ActionableError(`the ${SERVICE} container exited (code ${st.exitCode}) before ComfyUI was ready; its last log lines:\n${await logsOf(p, id)}`, { code: 'E_CONTAINER_EXITED', hint: `full log: ${p.engine} logs ${id.slice(0, 12)}; stop it with: steadydancer down` });
+      throw new ActionableError(`the ${SERVICE} container exited (code ${st.exitCode}) before ComfyUI was ready; its last log lines:\n${await logsOf(p, cid)}`, { code: 'E_CONTAINER_EXITED', hint: `full log: ${p.engine} logs ${cid.slice(0, 12)}; stop it with: steadydancer down` });
     try {
       const s = await client.systemStats(o.signal);
-      return { ok: true, url, compose: p.compose, files: p.files, gpu: p.gpu, gpuReason: p.gpuReason, project: p.project, container: id.slice(0, 12), seconds: (Date.now() - t0) / 1000, system: s.system };
+      return { ok: true, url, compose: p.compose, files: p.files, gpu: p.gpu, gpuReason: p.gpuReason, project: p.project, container: cid.slice(0, 12), seconds: (Date.now() - t0) / 1000, system: s.system };
     } catch (err) {
       last = (err as Error).message;
     }
     if (Date.now() > deadline)
-      throw new ActionableError(`ComfyUI did not answer ${url}/system_stats within ${Math.round((o.timeoutMs ?? 300_000) / 1000)} s (last: ${last}); the container's last log lines:\n${await logsOf(p, id)}`, { code: 'E_NOT_READY', hint: 'wait longer with --timeout, or look at the log; stop it with: steadydancer down' });
+      throw new ActionableError(`ComfyUI did not answer ${url}/system_stats within ${Math.round((o.timeoutMs ?? 300_000) / 1000)} s (last: ${last}); the container's last log lines:\n${await logsOf(p, cid)}`, { code: 'E_NOT_READY', hint: 'wait longer with --timeout, or look at the log; stop it with: steadydancer down' });
     await new Promise((r) => setTimeout(r, o.intervalMs ?? 2_000));
+  }
   }
 }
 
