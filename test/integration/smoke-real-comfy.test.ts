@@ -94,6 +94,8 @@ describe.skipIf(skip)('smoke against a real ComfyUI', () => {
     expect(k.status).toBe('fail');
     expect(k.details!.missing).toEqual(['SteadyDancerNoSuchNode']);
     expect(k.reason).toMatch(/node types the page does not know: SteadyDancerNoSuchNode/);
+    // the frontend's own missing-nodes dialog is seen too
+    expect(k.details!.dialog).toMatch(/Some Nodes Are Missing/);
     expect(existsSync(join(dir, 'bad.png'))).toBe(true);
 
     const none = await runSmoke({ url: comfy.url, root: projectRoot(), uiWorkflow: join(dir, 'absent.json'), screenshot: join(dir, 'none.png'), generate: false, chromium });
