@@ -250,6 +250,8 @@ async function browserCheck(o: SmokeOptions): Promise<Omit<SmokeStep, 'id' | 'ti
       { timeout: 120_000 },
     );
     const title = await page.title();
+    await page.waitForTimeout(1_000);
+    await page.keyboard.press('Escape');
     if (!ui) {
       await page.screenshot({ path: screenshot });
       return { status: 'skip', reason: `ComfyUI's page loaded in Chromium (title "${title}", screenshot ${screenshot}), but the UI workflow was not checked: ${uiMissing}`, details: { screenshot, title, workflow: null } };
@@ -269,6 +271,12 @@ async function browserCheck(o: SmokeOptions): Promise<Omit<SmokeStep, 'id' | 'ti
       const text = visible.map((e) => e.innerText).join('\\n');
       return /missing/i.test(text) ? text.slice(0, 800) : '';
     })()`)) as string;
+    // A first-run frontend opens its template browser over the canvas; close what is not the
+    // missing-nodes dialog so that the screenshot shows the loaded graph.
+    if (!dialog) {
+      await page.keyboard.press('Escape');
+      await page.waitForTimeout(500);
+    }
     await page.screenshot({ path: screenshot });
     const expected = uiNodeTypes(ui);
     const details = { screenshot, title, workflow: uiPath, nodes: (ui as { nodes: unknown[] }).nodes.length, loadedNodes: r.loaded, types: expected, missing: r.unknownTypes, dialog: dialog || null, pageErrors: consoleErrors.slice(0, 5) };
