@@ -3,7 +3,7 @@
  * cache (without our node pack, so the dance workflow's SteadyDancer node types are absent), and
  * the browser check in Debian's Chromium driving ComfyUI's real frontend.
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,7 +11,7 @@ import { runCli } from '../../src/cli.js';
 import type { NativeComfy } from '../../src/comfy/native.js';
 import { loadTemplate, nodeTypes, templatePath } from '../../src/comfy/workflow.js';
 import { DEFAULT_CHROMIUM, runSmoke, uiNodeTypes, type SmokeResult } from '../../src/plan/smoke.js';
-import { projectRoot } from '../../src/util/paths.js';
+import { cacheDir, projectRoot } from '../../src/util/paths.js';
 import { comfySkipReason, startTestComfy } from '../helpers/comfy.js';
 import { needs } from '../helpers/skips.js';
 
@@ -114,4 +114,42 @@ describe.skipIf(skip)('smoke against a real ComfyUI', () => {
       ['mp4', 'skip', 'no video came back from the job'],
     ]);
   });
+});
+
+/**
+ * The tiny random-weight model set made by the CPU end-to-end fixtures (the `pipeline` work:
+ * ~/.cache/steadydancer/fixtures/tiny-<hash>/, complete when `.complete` exists). This suite only
+ * reuses it; when the e2e helper lands here, ensureTinyModels() can make it instead.
+ */
+function tinyModels(): { modelsDir: string; textCacheDir: string } | undefined {
+  const base = join(cacheDir(), 'fixtures');
+  if (!existsSync(base)) return undefined;
+  const d = readdirSync(base).filter((n) => /^tiny-[0-9a-f]+$/.test(n) && existsSync(join(base, n, '.complete'))).sort()[0];
+  return d ? { modelsDir: join(base, d, 'models'), textCacheDir: join(base, d, 'text_cache') } : undefined;
+}
+const tiny = tinyModels();
+const skipGen = skip || needs('smoke with a generated job (tiny models)', tiny ? undefined : `no tiny model set in ${join(cacheDir(), 'fixtures')} (made by the CPU end-to-end test's fixtures)`);
+
+describe.skipIf(skipGen)('smoke with a generated job on a real ComfyUI (tiny random weights)', () => {
+  let comfy: NativeComfy;
+  let dir: string;
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'sd-smoke-gen-'));
+    comfy = await startTestComfy({ modelsDir: tiny!.modelsDir, env: { STEADYDANCER_TEXT_CACHE: tiny!.textCacheDir }, readyTimeoutMs: 240_000 });
+  }, 300_000);
+  afterAll(async () => {
+    await comfy?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('uploads the samples, runs the filled workflow with progress, and checks the mp4 with ffprobe', async () => {
+    const out = join(dir, 'smoke.mp4');
+    const r = await runSmoke({ url: comfy.url, root: projectRoot(), browser: false, out, params: { width: 128, height: 128, frames: 8, steps: 2, seed: 3 } });
+    expect(r.steps.map((s) => [s.id, s.status])).toEqual([['ui', 'pass'], ['nodes', 'pass'], ['browser', 'skip'], ['upload', 'pass'], ['job', 'pass'], ['mp4', 'pass']]);
+    const job = step(r, 'job');
+    expect((job.details!.params as { frames: number }).frames).toBe(9); // 8 → 9 by the 4n+1 rule
+    expect(job.details!.progressEvents as number).toBeGreaterThanOrEqual(2); // at least the 2 sampling steps
+    expect(step(r, 'mp4').details).toMatchObject({ file: out, codec: 'h264', width: 128, height: 128, frames: 9 });
+    expect(existsSync(out)).toBe(true);
+  }, 600_000);
 });
