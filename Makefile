@@ -47,7 +47,6 @@ test: node-deps venv tools
 	scripts/ensure-docker.sh --base || echo "ensure-docker failed: image tests will skip"
 	# ffmpeg/ffprobe (media checks) and shellcheck when missing (root + apt-get); never fails
 	scripts/ensure-tools.sh
-	scripts/ensure-chromium.sh
 	npx tsc -p tsconfig.json --noEmit
 	status=0; \
 	STEADYDANCER_PYTHON=$(abspath $(PY)) npx vitest run --reporter=default --reporter=json --outputFile.json=$(RESULTS)/vitest.json || status=$$?; \
@@ -58,8 +57,8 @@ test: node-deps venv tools
 lint: node-deps tools
 	$(CLI) lint
 
-run: node-deps venv
-	STEADYDANCER_PYTHON=$(abspath $(PY)) $(CLI) run
+run: node-deps venv tools
+	STEADYDANCER_PYTHON=$(abspath $(PY)) $(CLI) run $(RUN_ARGS)
 
 build: node-deps
 	$(CLI) build

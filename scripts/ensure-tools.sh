@@ -2,11 +2,13 @@
 # Installs the host programs that `make test` and `steadydancer lint` use, when missing:
 #   - the Debian package `shellcheck`, for lint rule SH001;
 #   - `ffmpeg` (ffmpeg + ffprobe): job media validation and mp4 checks (serverless, smoke, e2e).
+#   - `chromium` (Debian's): the browser check of `steadydancer smoke` (Playwright drives it).
 # Idempotent: does nothing when they are present. Never fails the caller: when a tool cannot be
 # installed (no apt, no root), it says so and the tests that need it skip loudly.
 set -uo pipefail
 
 need=()
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
 { command -v ffprobe >/dev/null 2>&1 && command -v ffmpeg >/dev/null 2>&1; } || need+=(ffmpeg)
 [ "${#need[@]}" -eq 0 ] && exit 0

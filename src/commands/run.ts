@@ -1,19 +1,36 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { reportMarkdown, runPlan } from '../plan/engine.js';
-import { planPhases } from '../plan/phases.js';
 import { emit, type Context } from '../util/context.js';
+import { projectRoot } from '../util/paths.js';
+import { parseIdList, renderHuman, runPlan, writeReport, type PlanReport } from '../plan/engine.js';
+import { realPhases } from '../plan/phases.js';
 
-export default async function runCommand(opts: { variant?: string; report?: string; skip?: string[] }, ctx: Context): Promise<number> {
-  const skip = Object.fromEntries((opts.skip ?? []).map((s) => [s, `skipped with --skip ${s}`]));
-  const report = await runPlan(planPhases({ variant: opts.variant ?? ctx.env.STEADYDANCER_VARIANT ?? 'fp8', env: ctx.env, logger: ctx.logger, skip }), {
-    signal: ctx.signal,
-    onPhase: (p) => ctx.logger.info(`${p.status.toUpperCase().padEnd(4)} ${p.title}: ${p.reason}`),
+export interface RunCliOptions {
+  skip?: string;
+  only?: string;
+  out?: string;
+  variant?: string;
+  tag: string;
+  engine?: string;
+  generate?: boolean;
+  browser?: boolean;
+}
+
+export default async function run(opts: RunCliOptions, ctx: Context): Promise<number> {
+  const root = projectRoot();
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  const stem = opts.out ?? join(root, 'reports', `plan-${stamp}`);
+  const phases = realPhases({
+    root, env: ctx.env, logger: ctx.logger, variant: opts.variant, tag: opts.tag, engine: opts.engine,
+    reportDir: `${stem.replace(/\.(md|json)$/, '')}.d`, generate: opts.generate, browser: opts.browser,
   });
-  const dir = opts.report ?? join(ctx.cwd, 'reports');
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'run.json'), JSON.stringify(report, null, 2) + '\n');
-  writeFileSync(join(dir, 'run.md'), reportMarkdown(report));
-  emit(ctx, report, (r) => `${reportMarkdown(r)}\nreport: ${join(dir, 'run.md')} and run.json`);
+  const report = await runPlan(phases, {
+    skip: parseIdList(opts.skip),
+    only: parseIdList(opts.only),
+    signal: ctx.signal,
+    onPhaseStart: (p) => ctx.logger.info(`wave ${p.wave}: ${p.id} (${p.title})…`),
+    onPhaseEnd: (r) => ctx.logger.info(`${r.status.toUpperCase()} ${r.id}: ${r.reason}`),
+  });
+  const files = writeReport(report, stem, root);
+  emit(ctx, { ...report, files } as PlanReport & { files: typeof files }, (r) => `${renderHuman(r)}\nreport: ${r.files.markdown} and ${r.files.json}`);
   return report.ok ? 0 : 1;
 }

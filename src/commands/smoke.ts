@@ -1,22 +1,45 @@
-import { smoke } from '../comfy/smoke.js';
 import { emit, type Context } from '../util/context.js';
-import { UsageError } from '../util/errors.js';
+import { projectRoot } from '../util/paths.js';
+import { renderSmoke, runSmoke } from '../plan/smoke.js';
+import { collectParams } from './generate.js';
+import { secondsFlag } from './up.js';
 
-export default async function smokeCommand(opts: { url?: string; out?: string; frames?: string; width?: string; height?: string; steps?: string; seed?: string; browser?: boolean }, ctx: Context): Promise<number> {
-  const num = (v: string | undefined, flag: string) => {
-    if (v === undefined) return undefined;
-    const n = Number(v);
-    if (!Number.isFinite(n)) throw new UsageError(`${flag} must be a number, got "${v}"`);
-    return n;
-  };
-  const r = await smoke({
-    url: opts.url ?? ctx.env.COMFYUI_URL ?? `http://127.0.0.1:${ctx.env.COMFYUI_PORT ?? 8188}`,
-    outDir: opts.out ?? 'out/smoke',
-    params: { width: num(opts.width, '--width'), height: num(opts.height, '--height'), frames: num(opts.frames, '--frames'), steps: num(opts.steps, '--steps'), seed: num(opts.seed, '--seed') },
+export interface SmokeCliOptions {
+  url: string;
+  workflow?: string;
+  uiWorkflow?: string;
+  image?: string;
+  video?: string;
+  screenshot?: string;
+  out?: string;
+  chromium?: string;
+  browser?: boolean;
+  generate?: boolean;
+  params?: string;
+  set?: string[];
+  timeout?: string;
+}
+
+export default async function smoke(opts: SmokeCliOptions, ctx: Context): Promise<number> {
+  const params = collectParams({ params: opts.params, set: opts.set } as Parameters<typeof collectParams>[0]);
+  const r = await runSmoke({
+    url: opts.url.replace(/\/+$/, ''),
+    root: projectRoot(),
+    workflow: opts.workflow,
+    uiWorkflow: opts.uiWorkflow,
+    image: opts.image,
+    video: opts.video,
+    screenshot: opts.screenshot,
+    out: opts.out,
+    chromium: opts.chromium,
     browser: opts.browser,
+    generate: opts.generate,
+    params,
+    timeoutMs: secondsFlag('--timeout', opts.timeout, 1800) * 1000,
     logger: ctx.logger,
     signal: ctx.signal,
+    env: ctx.env,
   });
-  emit(ctx, r, (x) => [...x.checks.map((c) => `${c.status.toUpperCase().padEnd(4)} ${c.name}: ${c.detail}`), x.ok ? `smoke passed (seed ${x.seed})` : 'smoke FAILED'].join('\n'));
+  emit(ctx, r, renderSmoke);
   return r.ok ? 0 : 1;
 }

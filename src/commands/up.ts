@@ -1,11 +1,44 @@
-import { up } from '../comfy/compose.js';
 import { emit, type Context } from '../util/context.js';
 import { UsageError } from '../util/errors.js';
+import { projectRoot } from '../util/paths.js';
+import { composeUp } from '../docker/compose.js';
 
-export default async function upCommand(opts: { timeout?: string; cpu?: boolean }, ctx: Context): Promise<number> {
-  const t = Number(opts.timeout ?? 600);
-  if (!Number.isFinite(t) || t <= 0) throw new UsageError(`--timeout must be a positive number of seconds, got "${opts.timeout}"`);
-  const r = await up({ port: Number(ctx.env.COMFYUI_PORT ?? 8188), timeoutMs: t * 1000, cpu: Boolean(opts.cpu), logger: ctx.logger, signal: ctx.signal, env: ctx.env });
-  emit(ctx, r, (x) => `ComfyUI is up at ${x.url}`);
+export interface UpCliOptions {
+  cpu?: boolean;
+  gpu?: boolean;
+  timeout?: string;
+  file?: string;
+  engine?: string;
+  build?: boolean;
+}
+
+export function secondsFlag(flag: string, v: string | undefined, def: number): number {
+  if (v === undefined) return def;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw new UsageError(`${flag} must be a positive number of seconds, got "${v}"`);
+  return n;
+}
+
+export default async function up(opts: UpCliOptions, ctx: Context): Promise<number> {
+  if (opts.cpu && opts.gpu) throw new UsageError('--cpu and --gpu exclude each other');
+  const timeoutS = secondsFlag('--timeout', opts.timeout, 300);
+  ctx.logger.info('starting the steadydancer service (compose up -d) and waiting for ComfyUI…');
+  const r = await composeUp({
+    root: projectRoot(),
+    env: ctx.env,
+    cpu: opts.cpu ? true : opts.gpu ? false : undefined,
+    timeoutMs: timeoutS * 1000,
+    file: opts.file,
+    engine: opts.engine,
+    build: opts.build,
+    signal: ctx.signal,
+  });
+  emit(ctx, r, (x) =>
+    [
+      `ComfyUI is ready at ${x.url} (${x.seconds.toFixed(1)} s; container ${x.container}, project ${x.project})`,
+      `compose: ${x.compose.argv.join(' ')} ${x.compose.version} — ${x.gpuReason}`,
+      'next: steadydancer smoke   ·   stop: steadydancer down',
+    ].join('\n'),
+  );
   return 0;
 }

@@ -1,99 +1,194 @@
 /**
- * The plan engine: phases with dependencies, run in waves (every phase of a wave in parallel), one
- * report in markdown and JSON. A phase whose dependency did not pass is skipped with that reason.
+ * The plan runner's phase engine: phases with ids, hard prerequisites and waves. Waves run in
+ * order; the phases of one wave run in parallel. A phase whose prerequisite did not pass is
+ * skipped with that reason; a phase the user left out (--skip / --only) is skipped with that
+ * reason. Implementations are injected, so the engine is tested with fake phases.
  */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { ActionableError, UsageError } from '../util/errors.js';
+
 export type PhaseStatus = 'pass' | 'fail' | 'skip';
+
 export interface PhaseOutcome {
   status: PhaseStatus;
+  /** Why (always given; for a pass, a one-line summary). */
   reason: string;
   details?: unknown;
 }
-export interface Phase {
-  id: string;
-  title: string;
-  /** Phases that must PASS first (otherwise this one is skipped with the reason). */
-  needs: string[];
-  /** Phases that only run earlier (ordering, any result). */
-  after?: string[];
-  run: (signal: AbortSignal) => Promise<PhaseOutcome>;
+
+export interface PhaseContext {
+  /** Results of the phases that finished so far (earlier waves). */
+  results: ReadonlyMap<string, PhaseResult>;
+  signal: AbortSignal;
 }
-export interface PhaseReport extends PhaseOutcome {
+
+export interface PhaseDef {
   id: string;
   title: string;
   wave: number;
-  ms: number;
+  /** Hard prerequisites: when one of them did not pass, this phase is skipped with the reason. */
+  needs?: string[];
+  /**
+   * Prerequisites that only order the phase (it runs whatever they did, and may look at their
+   * results, e.g. local-test uses the container when build passed, native ComfyUI otherwise).
+   */
+  after?: string[];
+  run: (ctx: PhaseContext) => Promise<PhaseOutcome>;
 }
+
+export interface PhaseResult extends PhaseOutcome {
+  id: string;
+  title: string;
+  wave: number;
+  startedAt: string;
+  durationMs: number;
+}
+
 export interface PlanReport {
   ok: boolean;
   startedAt: string;
-  waves: string[][];
-  phases: PhaseReport[];
+  durationMs: number;
+  counts: Record<PhaseStatus, number>;
+  phases: PhaseResult[];
 }
 
-/** Waves by dependency depth; throws on an unknown dependency or a cycle. */
-export function waves(phases: Phase[]): string[][] {
-  const byId = new Map(phases.map((p) => [p.id, p]));
-  const depth = new Map<string, number>();
-  const visiting = new Set<string>();
-  const d = (id: string): number => {
-    if (depth.has(id)) return depth.get(id)!;
-    const p = byId.get(id);
-    if (!p) throw new Error(`plan: unknown phase "${id}"`);
-    if (visiting.has(id)) throw new Error(`plan: dependency cycle through "${id}"`);
-    visiting.add(id);
-    const deps = [...p.needs, ...(p.after ?? [])];
-    const v = deps.length ? Math.max(...deps.map(d)) + 1 : 0;
-    visiting.delete(id);
-    depth.set(id, v);
-    return v;
-  };
-  phases.forEach((p) => d(p.id));
-  const out: string[][] = [];
-  for (const p of phases) (out[depth.get(p.id)!] ??= []).push(p.id);
-  return out;
+export interface PlanOptions {
+  skip?: string[];
+  only?: string[];
+  signal?: AbortSignal;
+  onPhaseStart?: (p: PhaseDef) => void;
+  onPhaseEnd?: (r: PhaseResult) => void;
+  now?: () => number;
 }
 
-export async function runPlan(phases: Phase[], opts: { signal?: AbortSignal; onPhase?: (r: PhaseReport) => void } = {}): Promise<PlanReport> {
-  const w = waves(phases);
-  const byId = new Map(phases.map((p) => [p.id, p]));
-  const results = new Map<string, PhaseReport>();
-  const startedAt = new Date().toISOString();
-  const signal = opts.signal ?? new AbortController().signal;
-  for (const [i, wave] of w.entries()) {
-    await Promise.all(
-      wave.map(async (id) => {
-        const p = byId.get(id)!;
-        const t = Date.now();
-        const blocked = p.needs.filter((n) => results.get(n)?.status !== 'pass');
-        let o: PhaseOutcome;
-        if (blocked.length) o = { status: 'skip', reason: `needs ${blocked.map((b) => `${b} (${results.get(b)!.status})`).join(', ')}` };
-        else if (signal.aborted) o = { status: 'skip', reason: 'the run was interrupted' };
-        else
-          try {
-            o = await p.run(signal);
-          } catch (err) {
-            o = { status: 'fail', reason: (err as Error).message };
-          }
-        const r: PhaseReport = { id, title: p.title, wave: i + 1, ms: Date.now() - t, ...o };
-        results.set(id, r);
-        opts.onPhase?.(r);
-      }),
-    );
+/** Checks ids, prerequisites and waves (a prerequisite must be in an earlier wave). */
+export function validatePhases(phases: PhaseDef[]): void {
+  const byId = new Map<string, PhaseDef>();
+  for (const p of phases) {
+    if (!/^[a-z][a-z0-9-]*$/.test(p.id)) throw new ActionableError(`phase id "${p.id}" is not a lower-case word`, { code: 'E_PLAN' });
+    if (byId.has(p.id)) throw new ActionableError(`phase id "${p.id}" appears twice`, { code: 'E_PLAN' });
+    if (!Number.isInteger(p.wave) || p.wave < 1) throw new ActionableError(`phase "${p.id}" has wave ${p.wave}; waves are integers ≥ 1`, { code: 'E_PLAN' });
+    byId.set(p.id, p);
   }
-  const list = phases.map((p) => results.get(p.id)!);
-  return { ok: list.every((r) => r.status !== 'fail'), startedAt, waves: w, phases: list };
+  for (const p of phases) {
+    for (const dep of [...(p.needs ?? []), ...(p.after ?? [])]) {
+      const d = byId.get(dep);
+      if (!d) throw new ActionableError(`phase "${p.id}" needs "${dep}", which is not a phase`, { code: 'E_PLAN' });
+      if (d.wave >= p.wave) throw new ActionableError(`phase "${p.id}" (wave ${p.wave}) needs "${dep}" (wave ${d.wave}); a prerequisite must be in an earlier wave`, { code: 'E_PLAN' });
+    }
+  }
 }
 
-export function reportMarkdown(r: PlanReport): string {
-  const esc = (s: string) => s.replace(/\|/g, '\\|').replace(/\n/g, ' ');
+/** Validates --skip / --only ids against the phases (a typo is a usage error naming the known ids). */
+export function checkSelection(phases: PhaseDef[], ids: string[] | undefined, flag: string): void {
+  const known = new Set(phases.map((p) => p.id));
+  const bad = (ids ?? []).filter((i) => !known.has(i));
+  if (bad.length) throw new UsageError(`${flag}: unknown phase id${bad.length > 1 ? 's' : ''} ${bad.join(', ')} (known: ${[...known].join(', ')})`);
+}
+
+export function parseIdList(v: unknown): string[] | undefined {
+  if (v === undefined || v === null || v === false) return undefined;
+  const list = (Array.isArray(v) ? v : [v]).flatMap((x) => String(x).split(',')).map((s) => s.trim()).filter(Boolean);
+  return list;
+}
+
+export async function runPlan(phases: PhaseDef[], opts: PlanOptions = {}): Promise<PlanReport> {
+  validatePhases(phases);
+  checkSelection(phases, opts.skip, '--skip');
+  checkSelection(phases, opts.only, '--only');
+  const now = opts.now ?? Date.now;
+  const signal = opts.signal ?? new AbortController().signal;
+  const skipSet = new Set(opts.skip ?? []);
+  const onlySet = opts.only?.length ? new Set(opts.only) : undefined;
+  const results = new Map<string, PhaseResult>();
+  const t0 = now();
+  const waves = [...new Set(phases.map((p) => p.wave))].sort((a, b) => a - b);
+
+  const runOne = async (p: PhaseDef): Promise<PhaseResult> => {
+    const start = now();
+    const base = { id: p.id, title: p.title, wave: p.wave, startedAt: new Date(start).toISOString() };
+    const skipWith = (reason: string): PhaseResult => ({ ...base, status: 'skip', reason, durationMs: 0 });
+    if (skipSet.has(p.id)) return skipWith('left out with --skip');
+    if (onlySet && !onlySet.has(p.id)) return skipWith('not selected by --only');
+    if (signal.aborted) return skipWith('the run was interrupted');
+    for (const dep of p.needs ?? []) {
+      const r = results.get(dep)!;
+      if (r.status !== 'pass') {
+        const how = r.status === 'fail' ? 'failed' : 'was skipped';
+        return skipWith(`prerequisite ${dep} ${how}: ${r.reason}`);
+      }
+    }
+    opts.onPhaseStart?.(p);
+    let outcome: PhaseOutcome;
+    try {
+      outcome = await p.run({ results, signal });
+      if (!outcome || !['pass', 'fail', 'skip'].includes(outcome.status) || !outcome.reason)
+        outcome = { status: 'fail', reason: `phase implementation returned no status and reason (${JSON.stringify(outcome)})` };
+    } catch (err) {
+      const e = err as Error & { hint?: string };
+      outcome = { status: 'fail', reason: (e?.message ?? String(err)) + (e?.hint ? ` (hint: ${e.hint})` : '') };
+    }
+    return { ...base, ...outcome, durationMs: now() - start };
+  };
+
+  for (const w of waves) {
+    const inWave = phases.filter((p) => p.wave === w);
+    const done = await Promise.all(inWave.map(runOne));
+    for (const r of done) {
+      results.set(r.id, r);
+      opts.onPhaseEnd?.(r);
+    }
+  }
+  const ordered = phases.map((p) => results.get(p.id)!);
+  const counts = { pass: 0, fail: 0, skip: 0 } as Record<PhaseStatus, number>;
+  for (const r of ordered) counts[r.status]++;
+  return { ok: counts.fail === 0, startedAt: new Date(t0).toISOString(), durationMs: now() - t0, counts, phases: ordered };
+}
+
+const ICON: Record<PhaseStatus, string> = { pass: 'PASS', fail: 'FAIL', skip: 'SKIP' };
+
+function cell(s: string): string {
+  return s.replace(/\|/g, '\\|').replace(/\r?\n/g, ' ');
+}
+
+export function fmtMs(ms: number): string {
+  return ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(1)} s`;
+}
+
+export function renderMarkdown(r: PlanReport, title = 'steadydancer run'): string {
+  const lines = [
+    `# ${title}`,
+    '',
+    `Started ${r.startedAt}, took ${fmtMs(r.durationMs)}. Result: **${r.ok ? 'ok' : 'failed'}** — ${r.counts.pass} pass, ${r.counts.fail} fail, ${r.counts.skip} skip.`,
+    '',
+    '| wave | phase | status | time | reason |',
+    '|---|---|---|---|---|',
+    ...r.phases.map((p) => `| ${p.wave} | ${p.id} (${cell(p.title)}) | ${ICON[p.status]} | ${fmtMs(p.durationMs)} | ${cell(p.reason)} |`),
+    '',
+  ];
+  for (const p of r.phases) {
+    if (p.details === undefined) continue;
+    lines.push(`## ${p.id}`, '', '```json', JSON.stringify(p.details, null, 2), '```', '');
+  }
+  return lines.join('\n');
+}
+
+export function renderHuman(r: PlanReport): string {
+  const w = Math.max(...r.phases.map((p) => p.id.length));
   return [
-    `# steadydancer run — ${r.ok ? 'no failures' : 'FAILED'}`,
-    '',
-    `Started ${r.startedAt}. Waves: ${r.waves.map((w) => w.join(' + ')).join(' → ')}.`,
-    '',
-    '| wave | phase | result | time | reason |',
-    '| --- | --- | --- | --- | --- |',
-    ...r.phases.map((p) => `| ${p.wave} | ${p.title} | ${p.status.toUpperCase()} | ${(p.ms / 1000).toFixed(1)} s | ${esc(p.reason)} |`),
-    '',
+    ...r.phases.map((p) => `${ICON[p.status]}  w${p.wave} ${p.id.padEnd(w)}  ${fmtMs(p.durationMs).padStart(8)}  ${p.reason}`),
+    `${r.ok ? 'ok' : 'FAILED'}: ${r.counts.pass} pass, ${r.counts.fail} fail, ${r.counts.skip} skip`,
   ].join('\n');
+}
+
+/** Writes <out>.md and <out>.json (out without extension; default reports/plan-<timestamp>). */
+export function writeReport(r: PlanReport, out: string | undefined, root: string): { markdown: string; json: string } {
+  const stem = (out ?? join(root, 'reports', `plan-${r.startedAt.replace(/[:.]/g, '-')}`)).replace(/\.(md|json)$/, '');
+  mkdirSync(dirname(stem), { recursive: true });
+  const markdown = `${stem}.md`;
+  const json = `${stem}.json`;
+  writeFileSync(markdown, renderMarkdown(r));
+  writeFileSync(json, JSON.stringify(r, null, 2) + '\n');
+  return { markdown, json };
 }

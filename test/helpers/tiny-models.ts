@@ -45,6 +45,12 @@ export function ensureTinyModels(prompts: string[] = E2E_PROMPTS): TinyModels {
     { stdio: ['ignore', 'inherit', 'inherit'], timeout: 900_000 },
   );
   execFileSync('touch', [join(tmp, '.complete')]);
+  // Test files run in parallel workers: when another one finished the same set meanwhile, keep
+  // theirs (it may be in use by a running ComfyUI) and drop ours.
+  if (existsSync(join(dir, '.complete'))) {
+    rmSync(tmp, { recursive: true, force: true });
+    return out;
+  }
   rmSync(dir, { recursive: true, force: true });
   renameSync(tmp, dir);
   return out;

@@ -1,0 +1,300 @@
+/**
+ * `steadydancer smoke`: checks a running ComfyUI the way a user meets it — the UI answers, every
+ * node type of the workflow is installed, the UI-format workflow loads in a real browser with no
+ * missing nodes, inputs upload, a short job runs (progress over the WebSocket), and the mp4 it
+ * saves is what was asked for (ffprobe). Each step is a row: pass / fail / skip with the reason.
+ */
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { basename, dirname, resolve } from 'node:path';
+import { ComfyClient } from '../comfy/client.js';
+import { resolveParams, type ResolvedParams } from '../comfy/params.js';
+import { fillWorkflow, findByTitle, loadTemplate, MARK, nodeTypes, templatePath, type ApiWorkflow } from '../comfy/workflow.js';
+import { findVideo, outputFiles } from '../comfy/outputs.js';
+import { checkVideo, DEFAULT_LIMITS } from '../runpod/media.js';
+import type { Logger } from '../util/logger.js';
+
+export type StepStatus = 'pass' | 'fail' | 'skip';
+export interface SmokeStep {
+  id: 'ui' | 'nodes' | 'browser' | 'upload' | 'job' | 'mp4';
+  title: string;
+  status: StepStatus;
+  reason: string;
+  durationMs: number;
+  details?: Record<string, unknown>;
+}
+export interface SmokeResult {
+  ok: boolean;
+  url: string;
+  steps: SmokeStep[];
+}
+
+export interface SmokeOptions {
+  url: string;
+  root: string;
+  /** API-format workflow (default docker/workflows/steadydancer-dance.api.json). */
+  workflow?: string;
+  /** UI-format workflow (default docker/workflows/steadydancer-dance.json). */
+  uiWorkflow?: string;
+  image?: string;
+  video?: string;
+  screenshot?: string;
+  out?: string;
+  chromium?: string;
+  browser?: boolean;
+  generate?: boolean;
+  /** Workflow parameters over the smoke defaults (512×512, 30 frames → the 4n+1 rule). */
+  params?: Record<string, unknown>;
+  timeoutMs?: number;
+  logger?: Logger;
+  signal?: AbortSignal;
+  env?: NodeJS.ProcessEnv;
+}
+
+export const SMOKE_DEFAULTS = { width: 512, height: 512, frames: 30 } as const;
+export const UI_WORKFLOW = 'docker/workflows/steadydancer-dance.json';
+export const DEFAULT_CHROMIUM = '/usr/bin/chromium';
+
+const TITLES: Record<SmokeStep['id'], string> = {
+  ui: 'UI reachable',
+  nodes: 'node types installed (/object_info)',
+  browser: 'UI workflow loads in Chromium',
+  upload: 'sample inputs uploaded',
+  job: 'job queued and followed over the WebSocket',
+  mp4: 'mp4 fetched and checked (ffprobe)',
+};
+
+const msg = (e: unknown) => (e instanceof Error ? e.message + ((e as { hint?: string }).hint ? ` (hint: ${(e as { hint?: string }).hint})` : '') : String(e));
+
+interface UiNode { id?: number; type?: string }
+
+/** The node types a UI-format workflow uses (its `nodes[].type`, and those of its subgraphs). */
+export function uiNodeTypes(ui: unknown): string[] {
+  const types = new Set<string>();
+  const visit = (g: unknown) => {
+    const nodes = (g as { nodes?: UiNode[] })?.nodes;
+    if (Array.isArray(nodes)) for (const n of nodes) if (typeof n?.type === 'string') types.add(n.type);
+  };
+  visit(ui);
+  const subs = (ui as { definitions?: { subgraphs?: unknown[] } })?.definitions?.subgraphs;
+  if (Array.isArray(subs)) subs.forEach(visit);
+  return [...types].sort();
+}
+
+export async function runSmoke(o: SmokeOptions): Promise<SmokeResult> {
+  const steps: SmokeStep[] = [];
+  const client = new ComfyClient({ url: o.url, requestTimeoutMs: 60_000 });
+  const log = o.logger;
+  const step = async (id: SmokeStep['id'], fn: () => Promise<Omit<SmokeStep, 'id' | 'title' | 'durationMs'>>): Promise<SmokeStep> => {
+    const t0 = Date.now();
+    let r: Omit<SmokeStep, 'id' | 'title' | 'durationMs'>;
+    try {
+      r = await fn();
+    } catch (e) {
+      r = { status: 'fail', reason: msg(e) };
+    }
+    const s: SmokeStep = { id, title: TITLES[id], ...r, durationMs: Date.now() - t0 };
+    steps.push(s);
+    log?.info(`${s.status.toUpperCase()} ${s.title}: ${s.reason}`);
+    return s;
+  };
+  const skip = (id: SmokeStep['id'], reason: string) => step(id, async () => ({ status: 'skip', reason }));
+
+  // 1. UI reachable: the page and /system_stats
+  const ui = await step('ui', async () => {
+    const res = await fetch(o.url + '/', { signal: AbortSignal.timeout(30_000) });
+    const html = await res.text();
+    if (!res.ok) return { status: 'fail', reason: `GET ${o.url}/ answered HTTP ${res.status}` };
+    if (!/<html/i.test(html)) return { status: 'fail', reason: `GET ${o.url}/ is not an HTML page` };
+    const s = await client.systemStats(o.signal);
+    const v = (s.system as { comfyui_version?: string }).comfyui_version;
+    return { status: 'pass', reason: `page and /system_stats answer${v ? ` (ComfyUI ${v})` : ''}; devices: ${s.devices.map((d) => String(d.type ?? d.name)).join(', ') || 'none'}`, details: { system: s.system, devices: s.devices.map((d) => d.name) } };
+  });
+  const reachable = ui.status === 'pass';
+
+  // 2. node types of the API workflow
+  const wfPath = resolve(o.root, o.workflow ?? templatePath(o.root));
+  let template: ApiWorkflow | undefined;
+  let templateError: string | undefined;
+  try {
+    template = loadTemplate(wfPath);
+  } catch (e) {
+    templateError = msg(e);
+  }
+  if (!reachable) await skip('nodes', 'ComfyUI is not reachable');
+  else if (!template) await step('nodes', async () => ({ status: 'fail', reason: `cannot read the API workflow: ${templateError}` }));
+  else {
+    await step('nodes', async () => {
+      const types = nodeTypes(template!);
+      const missing = await client.missingNodeTypes(types, o.signal);
+      return missing.length
+        ? { status: 'fail', reason: `${missing.length} of ${types.length} node types are not installed: ${missing.join(', ')}`, details: { workflow: wfPath, types, missing } }
+        : { status: 'pass', reason: `all ${types.length} node types of ${basename(wfPath)} are installed`, details: { workflow: wfPath, types, missing } };
+    });
+  }
+
+  // 3. the UI-format workflow in a real browser
+  if (o.browser === false) await skip('browser', '--no-browser');
+  else if (!reachable) await skip('browser', 'ComfyUI is not reachable');
+  else await step('browser', () => browserCheck(o));
+
+  // 4–6. upload, job, mp4
+  if (o.generate === false) {
+    for (const id of ['upload', 'job', 'mp4'] as const) await skip(id, '--no-generate');
+    return { ok: steps.every((s) => s.status !== 'fail'), url: o.url, steps };
+  }
+  const image = resolve(o.root, o.image ?? 'docker/samples/reference.png');
+  const video = resolve(o.root, o.video ?? 'docker/samples/dance.mp4');
+  let names: { image: string; video: string } | undefined;
+  if (!reachable) await skip('upload', 'ComfyUI is not reachable');
+  else
+    await step('upload', async () => {
+      for (const f of [image, video]) if (!existsSync(f)) return { status: 'fail', reason: `${f} does not exist (the samples are made by scripts/make_samples.py)` };
+      const up = async (f: string) => {
+        const r = await client.upload({ data: readFileSync(f), name: `smoke-${basename(f)}` }, { overwrite: true, signal: o.signal });
+        return r.subfolder ? `${r.subfolder}/${r.name}` : r.name;
+      };
+      names = { image: await up(image), video: await up(video) };
+      return { status: 'pass', reason: `uploaded ${names.image} and ${names.video}`, details: { ...names } };
+    });
+
+  let params: ResolvedParams | undefined;
+  let videoBytes: Buffer | undefined;
+  if (!names) await skip('job', 'the inputs were not uploaded');
+  else if (!template) await skip('job', `no API workflow: ${templateError}`);
+  else
+    await step('job', async () => {
+      params = resolveParams({ ...SMOKE_DEFAULTS, ...(o.params ?? {}) });
+      const wf = fillWorkflow(template!, params, { image: names!.image, video: names!.video, outputPrefix: 'steadydancer/smoke' });
+      const progress: Array<{ node?: string; value: number; max: number }> = [];
+      let lastLog = 0;
+      const signal = AbortSignal.any([AbortSignal.timeout(o.timeoutMs ?? 1_800_000), ...(o.signal ? [o.signal] : [])]);
+      const r = await client.run(wf, {
+        signal,
+        onEvent: (ev) => {
+          if (ev.type !== 'progress') return;
+          progress.push({ node: ev.node ?? undefined, value: ev.value, max: ev.max });
+          if (Date.now() - lastLog > 2_000 || ev.value === ev.max) {
+            lastLog = Date.now();
+            log?.info(`  progress ${ev.value}/${ev.max}${ev.node ? ` (node ${ev.node} ${wf[ev.node]?.class_type ?? ''})` : ''}`);
+          }
+        },
+      });
+      let prefer: string | undefined;
+      try {
+        prefer = findByTitle(wf, MARK.saveVideo)[0];
+      } catch {
+        prefer = undefined;
+      }
+      const ref = findVideo(r.outputs, { preferNode: prefer });
+      if (!ref) return { status: 'fail', reason: `the job finished (prompt ${r.promptId}) but saved no video (outputs: ${outputFiles(r.outputs).map((f) => f.filename).join(', ') || 'none'})` };
+      videoBytes = await client.view(ref, o.signal);
+      const last = progress[progress.length - 1];
+      return {
+        status: 'pass',
+        reason: `prompt ${r.promptId} finished; ${progress.length} progress events${last ? ` (last ${last.value}/${last.max})` : ''}; ${ref.filename} (${videoBytes.length} bytes)`,
+        details: { promptId: r.promptId, params: { width: params.width, height: params.height, frames: params.frames, framesRequested: params.framesRequested, steps: params.steps, seed: params.seed }, progressEvents: progress.length, output: ref },
+      };
+    });
+
+  if (!videoBytes || !params) await skip('mp4', 'no video came back from the job');
+  else
+    await step('mp4', async () => {
+      const out = resolve(o.root, o.out ?? 'reports/smoke.mp4');
+      mkdirSync(dirname(out), { recursive: true });
+      writeFileSync(out, videoBytes!);
+      const info = await checkVideo('output', out, { ...DEFAULT_LIMITS, maxVideoFrames: 100_000, maxVideoSeconds: 3_600, maxVideoSide: 8192 }, o.signal);
+      const p = params!;
+      const problems: string[] = [];
+      if (info.codec !== 'h264') problems.push(`codec ${info.codec}, expected h264`);
+      if (info.width !== p.width || info.height !== p.height) problems.push(`${info.width}x${info.height}, expected ${p.width}x${p.height}`);
+      if (info.frames !== p.frames) problems.push(`${info.frames} frames, expected ${p.frames}`);
+      const what = `${info.codec} ${info.width}x${info.height}, ${info.frames} frames at ${info.fps.toFixed(2)} fps`;
+      return problems.length
+        ? { status: 'fail', reason: `${out}: ${problems.join('; ')} (${what})`, details: { file: out, ...info } }
+        : { status: 'pass', reason: `${out}: ${what}`, details: { file: out, ...info } };
+    });
+
+  return { ok: steps.every((s) => s.status !== 'fail'), url: o.url, steps };
+}
+
+/** Loads ComfyUI's page in Chromium, loads the UI-format workflow through the page's app API,
+ *  looks for node types the page does not know and for a missing-nodes dialog, saves a screenshot. */
+async function browserCheck(o: SmokeOptions): Promise<Omit<SmokeStep, 'id' | 'title' | 'durationMs'>> {
+  const exe = o.chromium ?? o.env?.CHROMIUM_PATH ?? DEFAULT_CHROMIUM;
+  if (!existsSync(exe)) return { status: 'fail', reason: `Chromium is not at ${exe} (scripts/ensure-tools.sh installs Debian's chromium; or pass --chromium / CHROMIUM_PATH, or --no-browser)` };
+  const uiPath = resolve(o.root, o.uiWorkflow ?? UI_WORKFLOW);
+  let ui: unknown;
+  let uiMissing: string | undefined;
+  if (!existsSync(uiPath)) uiMissing = `${uiPath} does not exist`;
+  else {
+    try {
+      ui = JSON.parse(readFileSync(uiPath, 'utf8'));
+    } catch (e) {
+      return { status: 'fail', reason: `${uiPath} is not JSON: ${msg(e)}` };
+    }
+    if (!Array.isArray((ui as { nodes?: unknown })?.nodes)) return { status: 'fail', reason: `${uiPath} is not a UI-format workflow (no "nodes" list; an API-format file cannot be loaded as a graph)` };
+  }
+  const screenshot = resolve(o.root, o.screenshot ?? 'reports/smoke-ui.png');
+  mkdirSync(dirname(screenshot), { recursive: true });
+  const { chromium } = await import('playwright-core');
+  const browser = await chromium.launch({ executablePath: exe, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] });
+  try {
+    const page = await browser.newPage({ viewport: { width: 1600, height: 1000 } });
+    const consoleErrors: string[] = [];
+    page.on('pageerror', (e) => consoleErrors.push(e.message));
+    await page.goto(o.url + '/', { waitUntil: 'domcontentloaded', timeout: 120_000 });
+    // Page-side code is given as strings: this package compiles without the DOM library.
+    await page.waitForFunction(
+      'Boolean(window.app && window.app.graph && window.LiteGraph && window.LiteGraph.registered_node_types && Object.keys(window.LiteGraph.registered_node_types).length > 0)',
+      undefined,
+      { timeout: 120_000 },
+    );
+    const title = await page.title();
+    await page.waitForTimeout(1_000);
+    await page.keyboard.press('Escape');
+    if (!ui) {
+      await page.screenshot({ path: screenshot });
+      return { status: 'skip', reason: `ComfyUI's page loaded in Chromium (title "${title}", screenshot ${screenshot}), but the UI workflow was not checked: ${uiMissing}`, details: { screenshot, title, workflow: null } };
+    }
+    const r = (await page.evaluate(`(async (graph) => {
+      await window.app.loadGraphData(graph);
+      const known = window.LiteGraph.registered_node_types;
+      const unknownTypes = [...new Set(graph.nodes.map((n) => n.type).filter((t) => !(t in known)))];
+      const g = window.app.graph;
+      return { unknownTypes, loaded: (g._nodes || g.nodes || []).length };
+    })(${JSON.stringify(ui)})`)) as { unknownTypes: string[]; loaded: number };
+    // Give the frontend a moment to open its missing-nodes dialog, then look for one.
+    await page.waitForTimeout(1_500);
+    const dialog = (await page.evaluate(`(() => {
+      const els = Array.from(document.querySelectorAll('[role="dialog"], .p-dialog, .comfy-modal, dialog'));
+      const visible = els.filter((e) => e.getClientRects().length > 0 && getComputedStyle(e).display !== 'none');
+      const text = visible.map((e) => e.innerText).join('\\n');
+      return /missing/i.test(text) ? text.slice(0, 800) : '';
+    })()`)) as string;
+    // A first-run frontend opens its template browser over the canvas; close what is not the
+    // missing-nodes dialog so that the screenshot shows the loaded graph.
+    if (!dialog) {
+      await page.keyboard.press('Escape');
+      await page.waitForTimeout(500);
+    }
+    await page.screenshot({ path: screenshot });
+    const expected = uiNodeTypes(ui);
+    const details = { screenshot, title, workflow: uiPath, nodes: (ui as { nodes: unknown[] }).nodes.length, loadedNodes: r.loaded, types: expected, missing: r.unknownTypes, dialog: dialog || null, pageErrors: consoleErrors.slice(0, 5) };
+    if (r.unknownTypes.length || dialog)
+      return { status: 'fail', reason: `the UI workflow has node types the page does not know: ${r.unknownTypes.join(', ') || '(see dialog)'}${dialog ? `; missing-nodes dialog: ${dialog.split('\n').slice(0, 3).join(' / ')}` : ''} (screenshot ${screenshot})`, details };
+    return { status: 'pass', reason: `${basename(uiPath)} loaded: ${r.loaded} nodes on the canvas, no missing node types, no missing-nodes dialog (screenshot ${screenshot})`, details };
+  } finally {
+    await browser.close();
+  }
+}
+
+export function renderSmoke(r: SmokeResult): string {
+  const icon = { pass: 'PASS', fail: 'FAIL', skip: 'SKIP' } as const;
+  return [
+    `smoke against ${r.url}`,
+    ...r.steps.map((s) => `${icon[s.status]}  ${s.title.padEnd(44)} ${s.reason}`),
+    r.ok ? 'ok' : 'FAILED',
+  ].join('\n');
+}
+
+
