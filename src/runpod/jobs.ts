@@ -77,6 +77,27 @@ export interface ExecuteOptions {
   delivery?: Delivery;
   /** After an abort, how long to let the handler clean up (interrupt ComfyUI) before moving on. */
   graceMs?: number;
+  /**
+   * When the handler fails on its own, how long to wait for `abort` to fire before taking the
+   * handler's error (default 2000 ms). A ComfyUI crash is first seen by the client as a dropped
+   * socket and only a moment later by the supervisor as the process exit; the exit is the
+   * error the caller needs to read.
+   */
+  abortSettleMs?: number;
+}
+
+/** Resolves when `signal` aborts or after `ms`, whichever comes first. */
+function settle(signal: AbortSignal, ms: number): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
 }
 
 /** Run one job through `handler`; never throws: every end is a JobOutcome. */
@@ -108,6 +129,7 @@ export async function executeJob(handler: JobHandler, job: { id: string; input: 
     if (ac.signal.aborted) return fromAbort(ac.signal.reason, started);
     return { status: 'COMPLETED', output, executionTimeMs: Date.now() - started };
   } catch (err) {
+    if (!ac.signal.aborted && opts.abort) await settle(ac.signal, opts.abortSettleMs ?? 2000);
     if (ac.signal.aborted) return fromAbort(ac.signal.reason, started, err);
     const refreshWorker = Boolean((err as { refreshWorker?: boolean }).refreshWorker);
     opts.logger.debug('job %s failed: %s', job.id, err instanceof Error ? (err.stack ?? err.message) : String(err));
