@@ -373,7 +373,13 @@ export class ComfyClient {
           else if (ev.type === 'execution_success' || (ev.type === 'executing' && ev.node === null)) done();
         }, (err) => done(new ComfyUnreachableError(this.url, err)));
       });
-      const h = await this.history(pid, signal);
+      // ComfyUI announces the end over the socket before its worker thread files the job in
+      // /history: give the history a moment (bounded) to appear.
+      let h = await this.history(pid, signal);
+      for (let i = 0; !h && i < 50; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        h = await this.history(pid, signal);
+      }
       if (!h) throw new ComfyHttpError(404, `/history/${pid}`, 'the finished job is not in the history');
       return { promptId: pid, outputs: h.outputs ?? {}, cached };
     } catch (err) {

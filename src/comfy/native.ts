@@ -55,7 +55,7 @@ export async function freePort(): Promise<number> {
   });
 }
 
-export async function startNativeComfy(opts: NativeComfyOptions): Promise<NativeComfy> {
+async function startNativeComfyOnce(opts: NativeComfyOptions): Promise<NativeComfy> {
   if (!existsSync(join(opts.source, 'main.py')))
     throw new ActionableError(`${opts.source} is not a ComfyUI checkout (no main.py)`, { code: 'E_NO_COMFY', hint: 'seed the source cache: steadydancer sources fetch ComfyUI' });
   const base = mkdtempSync(join(tmpdir(), 'sd-comfy-'));
@@ -111,4 +111,20 @@ export async function startNativeComfy(opts: NativeComfyOptions): Promise<Native
     throw err;
   }
   return { url, port, baseDir: base, inputDir: join(base, 'input'), outputDir: join(base, 'output'), logFile, process: child, logTail, stop };
+}
+
+/**
+ * Start ComfyUI natively. With no fixed port, a free port is picked; another process may take it
+ * between the pick and ComfyUI's bind (seen with parallel test workers), so a start that fails
+ * with "address already in use" is retried on a new port, twice at most.
+ */
+export async function startNativeComfy(opts: Parameters<typeof startNativeComfyOnce>[0]): ReturnType<typeof startNativeComfyOnce> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startNativeComfyOnce(opts);
+    } catch (err) {
+      const portRace = opts.port === undefined && /address already in use/.test(err instanceof Error ? err.message : String(err));
+      if (!portRace || attempt >= 3) throw err;
+    }
+  }
 }
