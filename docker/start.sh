@@ -152,6 +152,10 @@ comfyui_command() {
   flag=$(attention_flag "$cc")
   log "GPU compute capability: ${cc:-none}; attention flag: ${flag:-(default: xformers)}"
   COMFY_CMD=("$PYTHON" "$COMFYUI_DIR/main.py" --listen "$listen" --port "$COMFYUI_PORT")
+  # The prompt-embedding cache of our pack lives with the models (the network volume), so that
+  # every worker on the volume reuses it and never loads the text encoder for a cached prompt.
+  export STEADYDANCER_TEXT_CACHE="${STEADYDANCER_TEXT_CACHE:-$models_dir/text_cache}"
+  log "text cache: $STEADYDANCER_TEXT_CACHE"
   if [[ -n "$flag" && " $COMFYUI_ARGS " != *" --cpu "* ]]; then COMFY_CMD+=("$flag"); fi
   case "$models_dir" in
     /runpod-volume/models | /workspace/models | "$COMFYUI_DIR/models") ;;

@@ -14,13 +14,20 @@ const vj = join(dir, 'vitest.json');
 if (existsSync(vj)) {
   const r = JSON.parse(readFileSync(vj, 'utf8')) as {
     numPassedTests: number; numFailedTests: number; numPendingTests: number; numTodoTests: number;
-    testResults: { name: string; status: string; message?: string; assertionResults: { status: string }[] }[];
+    testResults: { name: string; status: string; message?: string; assertionResults: { status: string; fullName?: string; failureMessages?: string[] }[] }[];
   };
   passed += r.numPassedTests;
   failed += r.numFailedTests;
   skipped += r.numPendingTests + r.numTodoTests;
   // A test file that failed before any of its tests ran (import error, failing hook) counts once.
+  // The failures again, briefly, at the end: CI shows only the tail of the output.
+  const strip = (t: string) => t.replace(/\u001b\[[0-9;]*m/g, '');
   for (const f of r.testResults) {
+    for (const a of f.assertionResults) {
+      if (a.status !== 'failed') continue;
+      const first = strip((a.failureMessages ?? [])[0] ?? '').split('\n').filter((l) => l.trim() && !/^\s+at /.test(l)).slice(0, 6).join('\n      ');
+      console.log(`FAILED ${f.name.replace(process.cwd() + '/', '')} > ${a.fullName ?? '?'}\n      ${first.slice(0, 1200)}`);
+    }
     if (f.status === 'failed' && !f.assertionResults.some((a) => a.status === 'failed')) {
       failed += 1;
       console.log(`test file failed outside its tests: ${f.name}: ${(f.message ?? '').split('\n')[0]}`);

@@ -1,5 +1,5 @@
 /** Lint fixtures: a good baseline (test/fixtures/lint/good) with one rule's broken files laid over it. */
-import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -22,10 +22,25 @@ export function fixtureExpect(rule: string): FixtureExpect {
   return JSON.parse(readFileSync(join(LINT_FIXTURES, rule, 'expect.json'), 'utf8')) as FixtureExpect;
 }
 
-/** A fresh copy of the good baseline with `overlay`'s files (its docker/ tree) laid over it. */
+/** A token-shaped (fake) Hugging Face token, made at run time so that no token-shaped string is
+ *  ever committed: fixtures say `@@FAKE_HF_TOKEN@@` and the copy gets this. */
+export const FAKE_HF_TOKEN = ['hf', 'FAKE'.repeat(4) + 'fake'.repeat(4) + '0000'].join('_');
+const PLACEHOLDER = '@@FAKE_HF_TOKEN@@';
+
+/** A fresh copy of the good baseline with `overlay`'s files (its docker/ tree) laid over it;
+ *  `@@FAKE_HF_TOKEN@@` in the overlay's files becomes FAKE_HF_TOKEN in the copy. */
 export function buildTree(overlay?: string): string {
   const dir = mkdtempSync(join(tmpdir(), `sd-lint-${overlay ?? 'good'}-`));
   cpSync(join(LINT_FIXTURES, 'good', 'docker'), join(dir, 'docker'), { recursive: true });
-  if (overlay) cpSync(join(LINT_FIXTURES, overlay, 'docker'), join(dir, 'docker'), { recursive: true });
+  if (overlay) {
+    const src = join(LINT_FIXTURES, overlay, 'docker');
+    cpSync(src, join(dir, 'docker'), { recursive: true });
+    for (const rel of readdirSync(src, { recursive: true }) as string[]) {
+      const to = join(dir, 'docker', rel);
+      if (!statSync(to).isFile()) continue;
+      const text = readFileSync(to, 'utf8');
+      if (text.includes(PLACEHOLDER)) writeFileSync(to, text.replaceAll(PLACEHOLDER, FAKE_HF_TOKEN));
+    }
+  }
   return dir;
 }

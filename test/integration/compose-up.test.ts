@@ -145,48 +145,5 @@ describe.skipIf(skipEngine)('up with a Docker engine', () => {
   });
 });
 
-let imageReason: string | undefined = noCompose ?? engineReason;
-if (!imageReason) {
-  const eng = await connectEngine(engineBin());
-  if (!(await inspectImage(eng, TEST_IMAGE))) imageReason = `the test image ${TEST_IMAGE} is not built (the image integration test builds it; not rebuilt here to keep this suite short)`;
-}
-const skipImage = needs('up + smoke + down with the built image', imageReason);
-
-describe.skipIf(skipImage)('up, smoke and down with the built image', () => {
-  let dir: string;
-  let env: NodeJS.ProcessEnv;
-  beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'sd-up-img-'));
-    env = {
-      ...process.env,
-      COMPOSE_PROJECT_NAME: `sdimg${process.pid}`,
-      STEADYDANCER_IMAGE: TEST_IMAGE,
-      STEADYDANCER_MODELS: join(dir, 'models'),
-      STEADYDANCER_OUTPUT: join(dir, 'output'),
-      COMFYUI_HOST_PORT: String(await freePort()),
-      API_HOST_PORT: String(await freePort()),
-    };
-  });
-  afterAll(async () => {
-    await runCli(['down'], io(env).io);
-    rmSync(dir, { recursive: true, force: true });
-  });
-
-  it('up waits until ComfyUI answers; smoke sees every node type of the dance workflow; down removes it', async () => {
-    const c = io(env);
-    expect(await runCli(['up', '--cpu', '--timeout', '300', '--json'], c.io), c.err.join('')).toBe(0);
-    const up = JSON.parse(c.out.join('')) as { url: string; gpu: boolean; gpuReason: string };
-    expect(up.url).toBe(`http://127.0.0.1:${env.COMFYUI_HOST_PORT}`);
-    expect(up.gpu).toBe(false);
-    expect(up.gpuReason).toMatch(/--cpu/);
-    const s = io(env);
-    expect(await runCli(['smoke', '--url', up.url, '--no-browser', '--no-generate', '--json'], s.io)).toBe(0);
-    const r = JSON.parse(s.out.join('')) as { steps: Array<{ id: string; status: string; reason: string }> };
-    expect(r.steps.find((x) => x.id === 'nodes')).toMatchObject({ status: 'pass' });
-    expect(r.steps.find((x) => x.id === 'nodes')!.reason).toMatch(/^all \d+ node types of steadydancer-dance\.api\.json are installed$/);
-    const d = io(env);
-    expect(await runCli(['down'], d.io)).toBe(0);
-    const ps = execFileSync(engineBin(), ['ps', '-q', '--filter', `label=com.docker.compose.project=${env.COMPOSE_PROJECT_NAME}`]).toString().trim();
-    expect(ps).toBe('');
-  }, 420_000);
-});
+// `up` + the full `smoke` (browser check and a generated job) with the built image are in
+// image.test.ts, right after the image is built, so that they never run against a stale image.

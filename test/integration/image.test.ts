@@ -7,7 +7,7 @@
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createServer } from 'node:net';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { needs } from '../helpers/skips.js';
 import { cachedSource, COMFYUI_COMMIT, seedHint } from '../helpers/sources.js';
 import { buildTestImage, ensureEngine, TEST_IMAGE } from '../helpers/docker.js';
@@ -16,6 +16,10 @@ import { inspectImage } from '../../src/docker/engine.js';
 import { memoryLogger } from '../../src/util/logger.js';
 import { loadTemplate, nodeTypes } from '../../src/comfy/workflow.js';
 import { join } from 'node:path';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { runCli } from '../../src/cli.js';
+import { ensureTinyModels, tinyModelsSkipReason } from '../helpers/tiny-models.js';
 
 const comfy = cachedSource('ComfyUI', COMFYUI_COMMIT);
 const { engine, reason } = comfy ? await ensureEngine() : { engine: undefined, reason: undefined };
@@ -144,6 +148,88 @@ describe.skipIf(skip)('docker/Dockerfile built by steadydancer build on a real e
       spawn(engine!.bin, ['rm', '-f', name], { stdio: 'ignore' });
     }
   }, 400_000);
+});
+
+function composeMissing(): string | undefined {
+  for (const argv of [[engine?.bin ?? 'docker', 'compose', 'version'], ['docker-compose', 'version']]) {
+    if (spawnSync(argv[0]!, argv.slice(1), { stdio: 'ignore', timeout: 20_000 }).status === 0) return undefined;
+  }
+  return 'no Docker Compose (v2 plugin or docker-compose) is installed';
+}
+const skipUp = skip || needs('up + smoke (browser, generated job) + down in the built container', composeMissing() ?? tinyModelsSkipReason());
+
+function io(env: NodeJS.ProcessEnv) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const errStream = { write: (t: string) => (err.push(t), true), isTTY: false } as unknown as NodeJS.WritableStream;
+  return { out, err, io: { out: (t: string) => void out.push(t), err: errStream, env } };
+}
+
+/**
+ * The plan's local test, in the container just built: `steadydancer up` through Compose, then the
+ * whole `smoke` — UI, node types, the UI workflow in Chromium, the samples uploaded, a job of the
+ * dance workflow run by the container's ComfyUI on the tiny random-weight models (mounted as
+ * the models volume, prompt embeddings in its text_cache), the mp4 checked with ffprobe — and
+ * `down`.
+ */
+describe.skipIf(skipUp)('up, smoke with a generated job, and down in the built container', () => {
+  let dir: string;
+  let env: NodeJS.ProcessEnv;
+  beforeAll(async () => {
+    if (!(await inspectImage(engine!, TEST_IMAGE))) throw new Error(`${TEST_IMAGE} was not built (see the build above)`);
+    dir = mkdtempSync(join(tmpdir(), 'sd-up-img-'));
+    const tiny = ensureTinyModels();
+    // The volume as a pod would have it: models/ with text_cache/ inside (hard links: no copy)
+    const models = join(dir, 'models');
+    for (const [from, to] of [[tiny.modelsDir, models], [tiny.textCacheDir, join(models, 'text_cache')]] as const) {
+      if (spawnSync('cp', ['-al', from, to]).status !== 0) execFileSync('cp', ['-a', from, to]);
+    }
+    env = {
+      ...process.env,
+      COMPOSE_PROJECT_NAME: `sdimg${process.pid}`,
+      STEADYDANCER_IMAGE: TEST_IMAGE,
+      STEADYDANCER_MODELS: models,
+      STEADYDANCER_OUTPUT: join(dir, 'output'),
+      COMFYUI_HOST_PORT: String(await freePort()),
+      API_HOST_PORT: String(await freePort()),
+    };
+  }, 900_000);
+  afterAll(async () => {
+    if (env) await runCli(['down'], io(env).io);
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('up waits for ComfyUI; smoke passes every step with a 9-frame mp4 from the container; down removes it', async () => {
+    const c = io(env);
+    expect(await runCli(['up', '--cpu', '--timeout', '300', '--json'], c.io), c.err.join('')).toBe(0);
+    const up = JSON.parse(c.out.join('')) as { url: string; gpu: boolean; gpuReason: string };
+    expect(up.url).toBe(`http://127.0.0.1:${env.COMFYUI_HOST_PORT}`);
+    expect(up.gpu).toBe(false);
+    expect(up.gpuReason).toMatch(/--cpu/);
+
+    const out = join(dir, 'smoke.mp4');
+    const shot = join(dir, 'smoke-ui.png');
+    const s = io(env);
+    const code = await runCli(['smoke', '--url', up.url, '--out', out, '--screenshot', shot, '--set', 'width=128', '--set', 'height=128', '--set', 'frames=8', '--set', 'steps=2', '--set', 'seed=5', '--timeout', '900', '--json'], s.io);
+    const r = JSON.parse(s.out.join('')) as { ok: boolean; steps: Array<{ id: string; status: string; reason: string; details?: Record<string, unknown> }> };
+    expect(r.steps.map((x) => [x.id, x.status, x.reason])).toEqual([
+      ['ui', 'pass', expect.any(String)],
+      ['nodes', 'pass', expect.stringMatching(/^all \d+ node types of steadydancer-dance\.api\.json are installed$/)],
+      ['browser', 'pass', expect.stringMatching(/^steadydancer-dance\.json loaded: \d+ nodes on the canvas, no missing node types/)],
+      ['upload', 'pass', expect.any(String)],
+      ['job', 'pass', expect.any(String)],
+      ['mp4', 'pass', expect.any(String)],
+    ]);
+    expect(code).toBe(0);
+    expect(r.steps.find((x) => x.id === 'mp4')!.details).toMatchObject({ file: out, codec: 'h264', width: 128, height: 128, frames: 9 });
+    expect(existsSync(shot)).toBe(true);
+    // the video was written by the container's ComfyUI into the output volume too
+    expect(execFileSync('find', [join(dir, 'output'), '-name', '*.mp4'], { encoding: 'utf8' }).trim()).not.toBe('');
+
+    const d = io(env);
+    expect(await runCli(['down'], d.io)).toBe(0);
+    expect(docker('ps', '-aq', '--filter', `label=com.docker.compose.project=${env.COMPOSE_PROJECT_NAME}`)).toBe('');
+  }, 1_200_000);
 });
 
 describe.skipIf(skip)('the disk watch stops a real build', () => {

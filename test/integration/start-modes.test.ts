@@ -17,7 +17,7 @@ beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), 'sd-start-'));
   recorder = join(dir, 'record.sh');
   // Writes its own name and arguments, one per line, to $RECORD_DIR/<name>.args
-  writeFileSync(recorder, '#!/usr/bin/env bash\nprintf "%s\\n" "$@" > "$RECORD_DIR/$(basename "$0").args"\nexit 0\n');
+  writeFileSync(recorder, '#!/usr/bin/env bash\nprintf "%s\\n" "$@" > "$RECORD_DIR/$(basename "$0").args"\nprintf "%s" "${STEADYDANCER_TEXT_CACHE-(unset)}" > "$RECORD_DIR/$(basename "$0").textcache"\nexit 0\n');
   chmodSync(recorder, 0o755);
   for (const name of ['fake-node', 'fake-python', 'fake-sshd']) {
     execFileSync('ln', ['-sf', recorder, join(dir, name)]);
@@ -43,7 +43,8 @@ function run(env: Record<string, string>) {
     encoding: 'utf8',
   });
   const read = (name: string) => (existsSync(join(rec, `${name}.args`)) ? readFileSync(join(rec, `${name}.args`), 'utf8').trim().split('\n') : undefined);
-  return { status: r.status, stderr: r.stderr, node: read('fake-node'), python: read('fake-python'), sshd: read('fake-sshd') };
+  const textCache = (name: string) => (existsSync(join(rec, `${name}.textcache`)) ? readFileSync(join(rec, `${name}.textcache`), 'utf8') : undefined);
+  return { status: r.status, stderr: r.stderr, node: read('fake-node'), python: read('fake-python'), sshd: read('fake-sshd'), textCache };
 }
 
 describe('start.sh modes', () => {
@@ -90,6 +91,15 @@ describe('start.sh modes', () => {
   it('api: the local API server on API_PORT in front of ComfyUI', () => {
     const r = run({ STEADYDANCER_MODE: 'api', API_PORT: '8010' });
     expect(r.node?.slice(0, 7)).toEqual(['/opt/steadydancer/bin/steadydancer.js', 'serve', '--host', '0.0.0.0', '--port', '8010', '--comfy-url']);
+  });
+
+  it('ComfyUI (and the worker in front of it) get the text cache on the models volume unless it is set', () => {
+    const pod = run({});
+    expect(pod.textCache('fake-python')).toBe(join(dir, 'models', 'text_cache'));
+    const sls = run({ STEADYDANCER_MODE: 'serverless' });
+    expect(sls.textCache('fake-node')).toBe(join(dir, 'models', 'text_cache'));
+    const own = run({ STEADYDANCER_TEXT_CACHE: '/cache/prompts' });
+    expect(own.textCache('fake-python')).toBe('/cache/prompts');
   });
 
   it('an unknown mode is an error naming the known ones', () => {
