@@ -184,6 +184,8 @@ export const commands: CommandSpec[] = [
       ['--engine <path>', 'docker client (default $STEADYDANCER_DOCKER, /usr/bin/docker, docker)'],
       ['--no-generate', 'local-test: check UI and node types only, no job'],
       ['--no-browser', 'local-test: skip the browser check'],
+      ['--params <json>', 'local-test: workflow parameters as a JSON object (default width 512, height 512, frames 30)'],
+      ['--set <key=value...>', 'local-test: one workflow parameter (repeatable), e.g. --set frames=9 on a CPU'],
     ],
     load: () => import('./commands/run.js'),
   },

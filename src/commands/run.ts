@@ -3,6 +3,7 @@ import { emit, type Context } from '../util/context.js';
 import { projectRoot } from '../util/paths.js';
 import { parseIdList, renderHuman, runPlan, writeReport, type PlanReport } from '../plan/engine.js';
 import { realPhases } from '../plan/phases.js';
+import { collectParams } from './generate.js';
 
 export interface RunCliOptions {
   skip?: string;
@@ -13,15 +14,19 @@ export interface RunCliOptions {
   engine?: string;
   generate?: boolean;
   browser?: boolean;
+  params?: string;
+  set?: string[];
 }
 
 export default async function run(opts: RunCliOptions, ctx: Context): Promise<number> {
+  const params = collectParams({ params: opts.params, set: opts.set } as Parameters<typeof collectParams>[0]);
   const root = projectRoot();
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const stem = opts.out ?? join(root, 'reports', `plan-${stamp}`);
   const phases = realPhases({
     root, env: ctx.env, logger: ctx.logger, variant: opts.variant, tag: opts.tag, engine: opts.engine,
     reportDir: `${stem.replace(/\.(md|json)$/, '')}.d`, generate: opts.generate, browser: opts.browser,
+    params: Object.keys(params).length ? params : undefined,
   });
   const report = await runPlan(phases, {
     skip: parseIdList(opts.skip),

@@ -46,6 +46,8 @@ export interface RealPhaseOptions {
   reportDir: string;
   generate?: boolean;
   browser?: boolean;
+  /** Workflow parameters for local-test's job (default: smoke's 512×512, ~30 frames). */
+  params?: Record<string, unknown>;
 }
 
 export const PHASE_IDS = ['doctor', 'lint', 'models', 'deps-build', 'build', 'local-test'] as const;
@@ -59,6 +61,18 @@ function smokeOutcome(where: string, r: SmokeResult): PhaseOutcome {
   return bad.length
     ? { status: 'fail', reason: `${where}: ${bad.map((s) => `${s.id}: ${s.reason}`).join('; ')} [${summary}]`, details: r }
     : { status: 'pass', reason: `${where}: ${summary}${skipped.length ? ` (skipped: ${skipped.map((s) => `${s.id} — ${s.reason}`).join('; ')})` : ''}`, details: r };
+}
+
+/**
+ * The environment Compose gets for local-test's container: the image built, and a host
+ * MODELS_DIR as the models volume (STEADYDANCER_MODELS) unless that is set. MODELS_DIR itself is
+ * emptied: the compose file passes it into the container, where a host path means nothing.
+ */
+export function containerEnv(env: NodeJS.ProcessEnv, tag: string, modelsDir: string | undefined): NodeJS.ProcessEnv {
+  const out: NodeJS.ProcessEnv = { ...env, STEADYDANCER_IMAGE: tag };
+  if (modelsDir && !env.STEADYDANCER_MODELS) out.STEADYDANCER_MODELS = modelsDir;
+  if (modelsDir) out.MODELS_DIR = '';
+  return out;
 }
 
 export function realPhases(o: RealPhaseOptions): PhaseDef[] {
@@ -159,11 +173,14 @@ export function realPhases(o: RealPhaseOptions): PhaseDef[] {
       id: 'local-test', title: 'local test: smoke against ComfyUI', wave: 5, after: ['build'],
       run: async ({ results, signal }) => {
         const smokeOpts = {
-          root: o.root, generate: o.generate, browser: o.browser, logger: o.logger, signal, env: o.env,
+          root: o.root, generate: o.generate, browser: o.browser, logger: o.logger, signal, env: o.env, params: o.params,
           screenshot: join(o.reportDir, 'smoke-ui.png'), out: join(o.reportDir, 'smoke.mp4'),
         };
+        // MODELS_DIR (a host folder, e.g. the CPU fixtures' tiny models, with text_cache/ inside)
+        // is the models volume of the container, or the native ComfyUI's models folder.
+        const modelsDir = o.env.MODELS_DIR && existsSync(o.env.MODELS_DIR) ? o.env.MODELS_DIR : undefined;
         if (results.get('build')?.status === 'pass') {
-          const env = { ...o.env, STEADYDANCER_IMAGE: o.tag };
+          const env = containerEnv(o.env, o.tag, modelsDir);
           const up = await composeUp({ root: o.root, env, engine: bin, timeoutMs: 600_000, signal });
           try {
             return smokeOutcome(`container ${o.tag} (${up.url})`, await runSmoke({ ...smokeOpts, url: up.url }));
@@ -178,9 +195,9 @@ export function realPhases(o: RealPhaseOptions): PhaseDef[] {
         const python = o.env.STEADYDANCER_PYTHON ?? join(o.root, '.venv', 'bin', 'python');
         if (!existsSync(python)) return { status: 'skip', reason: `no image was built and there is no Python for a native ComfyUI (${python}; run make venv or set STEADYDANCER_PYTHON)` };
         const packs = [join(o.root, 'comfyui-steadydancer'), ...sources.filter((s) => s.kind === 'node' && s.status === 'ok').map((s) => s.path)];
-        // MODELS_DIR (e.g. the CPU fixtures' tiny models) becomes the native ComfyUI's models folder.
-        const modelsDir = o.env.MODELS_DIR && existsSync(o.env.MODELS_DIR) ? o.env.MODELS_DIR : undefined;
-        const native = await startNativeComfy({ source: comfy.path, python, packs, modelsDir, args: ['--cpu'], readyTimeoutMs: 300_000, signal });
+        // the text cache with the models, as start.sh does in the image
+        const textCache = o.env.STEADYDANCER_TEXT_CACHE ?? (modelsDir ? join(modelsDir, 'text_cache') : undefined);
+        const native = await startNativeComfy({ source: comfy.path, python, packs, modelsDir, args: ['--cpu'], readyTimeoutMs: 300_000, signal, env: textCache ? { STEADYDANCER_TEXT_CACHE: textCache } : undefined });
         try {
           return smokeOutcome(`native ComfyUI --cpu from the source cache (${native.url}; build ${results.get('build')?.status ?? 'absent'}; models ${modelsDir ?? 'none: set MODELS_DIR'})`, await runSmoke({ ...smokeOpts, url: native.url }));
         } finally {

@@ -1,7 +1,8 @@
 /**
  * The random-weight model set for end-to-end runs (comfyui-steadydancer/tests/fixtures/
  * make_tiny_models.py), made once per generator version into the cache and reused:
- * ~/.cache/steadydancer/fixtures/tiny-<hash>/{models, text_cache}.
+ * ~/.cache/steadydancer/fixtures/tiny-<hash>/models, with the prompt-embedding cache in
+ * models/text_cache as on a pod's models volume (start.sh's default for STEADYDANCER_TEXT_CACHE).
  */
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -32,16 +33,17 @@ export function ensureTinyModels(prompts: string[] = E2E_PROMPTS): TinyModels {
     .update(readFileSync(GENERATOR))
     .update(readFileSync(join(projectRoot(), 'comfyui-steadydancer', 'tests', 'onnx_fixtures.py')))
     .update(JSON.stringify(prompts))
+    .update('layout: models/text_cache')
     .digest('hex')
     .slice(0, 16);
   const dir = join(cacheDir(), 'fixtures', `tiny-${h}`);
-  const out = { modelsDir: join(dir, 'models'), textCacheDir: join(dir, 'text_cache') };
+  const out = { modelsDir: join(dir, 'models'), textCacheDir: join(dir, 'models', 'text_cache') };
   if (existsSync(join(dir, '.complete'))) return out;
   const tmp = `${dir}.tmp-${process.pid}`;
   rmSync(tmp, { recursive: true, force: true });
   execFileSync(
     testPython()!,
-    [GENERATOR, join(tmp, 'models'), '--comfyui', cachedSource('ComfyUI', COMFYUI_COMMIT)!, '--official', cachedSource('SteadyDancer', OFFICIAL_COMMIT)!, '--text-cache', join(tmp, 'text_cache'), ...prompts.flatMap((p) => ['--prompt', p])],
+    [GENERATOR, join(tmp, 'models'), '--comfyui', cachedSource('ComfyUI', COMFYUI_COMMIT)!, '--official', cachedSource('SteadyDancer', OFFICIAL_COMMIT)!, '--text-cache', join(tmp, 'models', 'text_cache'), ...prompts.flatMap((p) => ['--prompt', p])],
     { stdio: ['ignore', 'inherit', 'inherit'], timeout: 900_000 },
   );
   execFileSync('touch', [join(tmp, '.complete')]);

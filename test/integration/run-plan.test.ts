@@ -8,14 +8,18 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../src/cli.js';
 import type { PlanReport } from '../../src/plan/engine.js';
-import { PHASE_IDS, realPhases } from '../../src/plan/phases.js';
+import { containerEnv, PHASE_IDS, realPhases } from '../../src/plan/phases.js';
+import type { SmokeResult } from '../../src/plan/smoke.js';
+import { needs } from '../helpers/skips.js';
+import { ensureTinyModels, tinyModelsSkipReason } from '../helpers/tiny-models.js';
+import { testPython } from '../helpers/sources.js';
 import { memoryLogger } from '../../src/util/logger.js';
 
-function io() {
+function io(env?: NodeJS.ProcessEnv) {
   const out: string[] = [];
   const err: string[] = [];
   const errStream = { write: (s: string) => (err.push(s), true), isTTY: false } as unknown as NodeJS.WritableStream;
-  return { out, err, io: { out: (s: string) => void out.push(s), err: errStream } };
+  return { out, err, io: { out: (s: string) => void out.push(s), err: errStream, ...(env ? { env } : {}) } };
 }
 
 describe('steadydancer run', () => {
@@ -60,4 +64,56 @@ describe('steadydancer run', () => {
     expect(c.err.join('')).toMatch(/--skip: unknown phase id biuld \(known: doctor, lint, models, deps-build, build, local-test\)/);
     expect(existsSync(join(dir, 'r2.md'))).toBe(false);
   });
+});
+
+describe('run: options of local-test', () => {
+  it('a malformed --set or --params is a usage error before any phase runs', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sd-run-bad-'));
+    try {
+      const a = io();
+      expect(await runCli(['run', '--set', 'frames', '--out', join(dir, 'r')], a.io)).toBe(2);
+      expect(a.err.join('')).toMatch(/--set frames: expected key=value/);
+      const b = io();
+      expect(await runCli(['run', '--params', '[1,2]', '--out', join(dir, 'r')], b.io)).toBe(2);
+      expect(b.err.join('')).toMatch(/--params: not a JSON object/);
+      expect(existsSync(join(dir, 'r.md'))).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('the container gets a host MODELS_DIR as its models volume, never as its own MODELS_DIR', () => {
+    expect(containerEnv({ PATH: '/bin', MODELS_DIR: '/data/m' }, 'sd:t', '/data/m')).toEqual({ PATH: '/bin', STEADYDANCER_IMAGE: 'sd:t', STEADYDANCER_MODELS: '/data/m', MODELS_DIR: '' });
+    // an explicit volume wins
+    expect(containerEnv({ MODELS_DIR: '/data/m', STEADYDANCER_MODELS: '/vol' }, 'sd:t', '/data/m')).toMatchObject({ STEADYDANCER_MODELS: '/vol', MODELS_DIR: '' });
+    // no MODELS_DIR on the host: the compose defaults stand
+    expect(containerEnv({ PATH: '/bin' }, 'sd:t', undefined)).toEqual({ PATH: '/bin', STEADYDANCER_IMAGE: 'sd:t' });
+  });
+});
+
+const skipLocal = needs('run --only local-test (native ComfyUI, tiny models, generated job)', tinyModelsSkipReason());
+
+describe.skipIf(skipLocal)('run --only local-test on this machine', () => {
+  it('starts ComfyUI natively (no image built), runs the job with the --set parameters, reports every smoke step', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sd-run-local-'));
+    try {
+      const tiny = ensureTinyModels();
+      const env: NodeJS.ProcessEnv = { ...process.env, MODELS_DIR: tiny.modelsDir, STEADYDANCER_PYTHON: testPython()! };
+      delete env.STEADYDANCER_TEXT_CACHE;
+      const c = io(env);
+      const stem = join(dir, 'plan');
+      const code = await runCli(['run', '--only', 'local-test', '--out', stem, '--no-browser', '--set', 'width=128', '--set', 'height=128', '--set', 'frames=8', '--set', 'steps=2', '--json'], c.io);
+      const doc = JSON.parse(c.out.join('')) as PlanReport;
+      const lt = doc.phases.find((p) => p.id === 'local-test')!;
+      expect(lt.status, lt.reason).toBe('pass');
+      expect(lt.reason).toMatch(/^native ComfyUI --cpu from the source cache \(http:\/\/127\.0\.0\.1:\d+; build skip; models .*\): ui pass, nodes pass, browser skip, upload pass, job pass, mp4 pass/);
+      const smoke = lt.details as SmokeResult;
+      expect(smoke.steps.find((x) => x.id === 'mp4')!.details).toMatchObject({ file: join(`${stem}.d`, 'smoke.mp4'), width: 128, height: 128, frames: 9 });
+      expect(existsSync(join(`${stem}.d`, 'smoke.mp4'))).toBe(true);
+      expect(code).toBe(0); // phases left out are skips, not failures
+      expect(readFileSync(`${stem}.md`, 'utf8')).toMatch(/\| 5 \| local-test .* \| PASS \|/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 900_000);
 });
