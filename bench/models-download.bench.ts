@@ -10,6 +10,8 @@
  *      HEAD + GET(s) + sha256 + atomic rename
  *   3. curl on all files in parallel (curl -Z)
  *   4. our downloader on all files (jobs = FILES)
+ *   5. the same work as ours done with curl: curl, then sha256sum (one file; all files with the
+ *      sums in parallel) — the yardstick for a download that is verified before use
  * Both run as processes under /usr/bin/time (wall and CPU seconds). Median of RUNS; destination files are deleted between runs and everything at the end.
  * Prints a markdown table for bench/models-download.md.
  */
@@ -154,7 +156,11 @@ async function main() {
     files.forEach((f, i) => args.push('-o', join(dest, `f${i}`), `${cdnUrl}/cdn/${f.name}`));
     return args;
   };
-  const results: Record<string, { wall: number; cpu: number }[]> = { curl1: [], ours1: [], ours1c4: [], curlN: [], oursN: [] };
+  // curl, then sha256sum: what a verified download costs with the usual tools (one process tree
+  // under /usr/bin/time, so its CPU seconds add up both)
+  const curlSum1 = () => ['-c', `curl -sS -f -o ${join(dest, 'f0')} ${cdnUrl}/cdn/${files[0]!.name} && sha256sum ${join(dest, 'f0')} >/dev/null`];
+  const curlSumN = () => ['-c', `curl ${curlN().map((a) => `'${a}'`).join(' ')} && ls ${dest}/f* | xargs -P ${FILES} -n 1 sha256sum >/dev/null`];
+  const results: Record<string, { wall: number; cpu: number }[]> = { curl1: [], ours1: [], ours1c4: [], curlN: [], oursN: [], curlSum1: [], curlSumN: [] };
   for (let r = 0; r < RUNS; r++) {
     // interleaved, so that load from other processes on this machine hits both alike
     results.curl1!.push(await timed('curl', ['-sS', '-f', '-o', join(dest, 'f0'), `${cdnUrl}/cdn/${files[0]!.name}`]));
@@ -162,6 +168,8 @@ async function main() {
     results.ours1c4!.push(await timed(process.execPath, ours(join(base, 'one.json'), 1, 4)));
     results.curlN!.push(await timed('curl', curlN()));
     results.oursN!.push(await timed(process.execPath, ours(join(base, 'all.json'), FILES, 1)));
+    results.curlSum1!.push(await timed('bash', curlSum1()));
+    results.curlSumN!.push(await timed('bash', curlSumN()));
     console.error(`run ${r + 1}: ` + Object.entries(results).map(([k, v]) => `${k} ${v[r]!.wall.toFixed(2)}s (cpu ${v[r]!.cpu.toFixed(2)}s)`).join(', ') + ` · load ${loadavg()[0]!.toFixed(1)}`);
   }
   clean();
@@ -181,10 +189,15 @@ async function main() {
   console.log(row('steadydancer models download, 1 file, --connections 4 (sha256 verified)', size0, results.ours1c4!));
   console.log(row(`curl -Z, ${FILES} files in parallel`, totalAll, results.curlN!));
   console.log(row(`steadydancer models download, ${FILES} files (--jobs ${FILES}, 1 connection each, sha256 verified)`, totalAll, results.oursN!));
+  console.log(row('curl then sha256sum, 1 file', size0, results.curlSum1!));
+  console.log(row(`curl -Z then sha256sum ×${FILES} in parallel`, totalAll, results.curlSumN!));
   const r1 = rate(size0, med(results.ours1!, 'wall')) / rate(size0, med(results.curl1!, 'wall'));
   const r4 = rate(size0, med(results.ours1c4!, 'wall')) / rate(size0, med(results.curl1!, 'wall'));
   const rN = rate(totalAll, med(results.oursN!, 'wall')) / rate(totalAll, med(results.curlN!, 'wall'));
+  const v1 = med(results.curlSum1!, 'wall') / med(results.ours1!, 'wall');
+  const vN = med(results.curlSumN!, 'wall') / med(results.oursN!, 'wall');
   console.log(`\nthroughput ratio (ours / curl): one file, 1 connection ${r1.toFixed(3)}; one file, 4 connections ${r4.toFixed(3)}; ${FILES} files (ours / curl -Z) ${rN.toFixed(3)}`);
+  console.log(`throughput ratio (ours / curl + sha256sum, the same work): one file ${v1.toFixed(3)}; ${FILES} files ${vN.toFixed(3)}`);
 }
 
 if (process.argv.includes('--serve')) await serveChild();

@@ -371,7 +371,8 @@ export async function runBuild(o: BuildOptions): Promise<BuildReport> {
         attemptArgs = { ...attemptArgs, ENABLE_FLASH_ATTN: 'false', FLASH_ATTN_REQUIRED: 'false' };
         continue;
       }
-      const tail = failure?.step?.tail.slice(-8).join('\n') ?? '';
+      // the step's last lines, less npm's upgrade notices
+      const tail = failure?.step?.tail.filter((l) => !/^npm notice\b/.test(l.trim())).slice(-8).join('\n') ?? '';
       throw new ActionableError(`build failed${failure?.step ? ` at [${failure.step.stage} ${failure.step.index}/${failure.step.stageTotal}]` : ''}: ${failure?.message ?? 'see the log'}${tail ? `\n${tail}` : ''}`, {
         code: failure?.kind === 'network' ? 'E_BUILD_NETWORK' : 'E_BUILD_FAILED',
         hint: `full log: ${resolve(o.logPath)}`,

@@ -4,7 +4,6 @@
  * already verified (size + mtime record), with a free-space check before the first byte,
  * retries with backoff on drops / 5xx, and the fp8 → fp16 fallback.
  */
-import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, open, rename, stat, statfs, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -19,6 +18,7 @@ import { fallbackChain, getVariant, variantFiles, type Manifest, type ManifestFi
 import { formatBytes, silentProgress, type ProgressSink } from './progress.js';
 import { dropSegments, fetchSegmented, RangeUnsupported, segmentsDone, segmentsPath } from './segmented.js';
 import { VerifiedCache } from './verified-cache.js';
+import { inThreadSha256, threadSha256, type Sha256 } from './hasher.js';
 
 export interface DownloadOptions {
   manifest: Manifest;
@@ -45,6 +45,8 @@ export interface DownloadOptions {
   connections?: number;
   /** Files at least this large use several connections (default 256 MiB). */
   segmentMinBytes?: number;
+  /** Files at least this large are hashed on a worker thread (default 64 MiB). */
+  threadHashMinBytes?: number;
 }
 
 export type FileStatus = 'downloaded' | 'present' | 'present-unverified' | 'absent' | 'failed';
@@ -88,21 +90,22 @@ async function sizeOf(p: string): Promise<number | null> {
   }
 }
 
-async function hashFile(p: string, signal?: AbortSignal): Promise<{ hash: Hash; bytes: number }> {
-  const hash = createHash('sha256');
+/** Feeds the bytes of `p` to `hasher` (after a reset); returns how many there were. */
+async function hashFileInto(hasher: Sha256, p: string, signal?: AbortSignal): Promise<number> {
+  await hasher.reset();
   let bytes = 0;
   await pipeline(
     createReadStream(p, { highWaterMark: 4 << 20 }),
     async function* (src: AsyncIterable<Buffer>) {
       for await (const chunk of src) {
-        hash.update(chunk);
         bytes += chunk.length;
+        await hasher.update(chunk);
       }
       yield* [];
     },
     { signal },
   );
-  return { hash, bytes };
+  return bytes;
 }
 
 /** Free bytes available to us at `dir` (statfs). */
@@ -142,8 +145,9 @@ async function localState(
   if (expect.size !== null && size !== expect.size) return 'wrong';
   if (!expect.sha256) return 'unverified';
   logger.info(`verifying ${rel} (${formatBytes(size)}): not in the verified record yet`);
-  const { hash } = await hashFile(join(dest, rel), signal);
-  const sha = hash.digest('hex');
+  const h = inThreadSha256();
+  await hashFileInto(h, join(dest, rel), signal);
+  const sha = await h.digest();
   if (sha !== expect.sha256) return 'wrong';
   await cache.record(rel, { sha256: sha, repo: f.repo, path: f.path, commit: expect.commit ?? f.commit });
   return 'verified';
@@ -380,6 +384,8 @@ interface OneOptions {
   connections?: number;
   /** Files at least this large use `connections` ranges (default 256 MiB). */
   segmentMinBytes?: number;
+  /** Files at least this large are hashed on a worker thread (default 64 MiB). */
+  threadHashMinBytes?: number;
 }
 
 /** Download one file to `<target>.part`, verify, rename. */
@@ -393,7 +399,9 @@ export async function downloadOne(o: OneOptions): Promise<{ size: number; sha256
   const expectedSize = o.meta.size ?? file.size;
   let url = o.meta.downloadUrl;
   let refreshed = false;
-  let hash = createHash('sha256');
+  // Large files are hashed on a worker thread, overlapping the receive on this one (see
+  // bench/models-download.md); small ones here.
+  const hasher = (expectedSize ?? 0) >= (o.threadHashMinBytes ?? 64 << 20) ? threadSha256() : inThreadSha256();
   let hashed = 0;
   let downloaded = 0;
   const name = file.filename;
@@ -401,7 +409,7 @@ export async function downloadOne(o: OneOptions): Promise<{ size: number; sha256
 
   const restart = async () => {
     await unlink(part).catch(() => undefined);
-    hash = createHash('sha256');
+    await hasher.reset();
     hashed = 0;
   };
 
@@ -414,10 +422,8 @@ export async function downloadOne(o: OneOptions): Promise<{ size: number; sha256
     }
     if (offset !== hashed) {
       // The hash must cover exactly the bytes on disk: after a drop, re-read the partial file.
-      const r = await hashFile(part, o.signal);
-      hash = r.hash;
-      hashed = r.bytes;
-      offset = r.bytes;
+      hashed = await hashFileInto(hasher, part, o.signal);
+      offset = hashed;
     }
     if (!begun) {
       o.progress.fileStart(name, expectedSize ?? 0, offset);
@@ -474,107 +480,136 @@ export async function downloadOne(o: OneOptions): Promise<{ size: number; sha256
       } else if (offset > 0) {
         // 200 to a Range request: the server sends the whole file; start over.
         logger.debug(`${rel}: the server ignored the Range header: starting over`);
-        hash = createHash('sha256');
+        await hasher.reset();
         hashed = 0;
         o.progress.reset(name, 0);
       }
-      // Network chunks (~64 KiB) are hashed as they come and written in ~1 MiB appends: fewer
-      // syscalls than a WriteStream per chunk (measured in bench/models-download.md).
-      const h = hash;
+      // Network chunks (~64 KiB) are gathered into ~1 MiB appends (fewer syscalls than a
+      // WriteStream per chunk); appends are written (libuv's pool) and then hashed (a worker
+      // thread for large files) in order, behind the receive, with at most 4 of them queued, so
+      // that receiving, writing and hashing overlap (bench/models-download.md).
       const fh = await open(part, append ? 'a' : 'w');
       let pending: Buffer[] = [];
       let pendingBytes = 0;
-      const flush = async () => {
+      let queue: Promise<void> = Promise.resolve();
+      let queued = 0;
+      let writeError: unknown;
+      const writeAndHash = async (buf: Buffer) => {
+        let off = 0;
+        while (off < buf.length) off += (await fh.write(buf, off, buf.length - off)).bytesWritten;
+        await hasher.update(buf);
+      };
+      const enqueue = () => {
         if (!pendingBytes) return;
         const buf = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
-        const len = pendingBytes;
         pending = [];
         pendingBytes = 0;
-        let off = 0;
-        while (off < len) off += (await fh.write(buf, off, len - off)).bytesWritten;
+        queued++;
+        queue = queue
+          .then(() => (writeError === undefined ? writeAndHash(buf) : undefined))
+          .catch((e: unknown) => void (writeError ??= e))
+          .then(() => void queued--);
       };
+      const diskError = () =>
+        new HubError('disk', `${rel}: writing ${part} failed: ${(writeError as Error)?.message ?? String(writeError)}`, {
+          hint: `check free space and permissions at ${o.dest}; the bytes written so far are kept and the next run resumes after them`,
+          cause: writeError,
+        });
       try {
         for await (const chunk of res.body as AsyncIterable<Buffer>) {
-          h.update(chunk);
           hashed += chunk.length;
           downloaded += chunk.length;
           o.progress.advance(name, chunk.length);
           pending.push(chunk);
           pendingBytes += chunk.length;
-          if (pendingBytes >= 1 << 20) await flush();
+          if (pendingBytes >= 1 << 20) {
+            enqueue();
+            if (queued >= 4) await queue;
+            if (writeError !== undefined) break;
+          }
         }
-        await flush();
+        enqueue();
+        await queue;
       } catch (err) {
         // Keep what arrived (it is a prefix of the file): the retry resumes after it.
-        await flush().catch(() => undefined);
+        enqueue();
+        await queue;
         if (o.signal?.aborted) throw err;
+        if (writeError !== undefined) throw diskError();
         throw networkError(err, target);
       } finally {
         await fh.close();
       }
+      if (writeError !== undefined) throw diskError();
       const got = (await sizeOf(part)) ?? 0;
       if (expectedSize !== null && got < expectedSize) throw networkError(Object.assign(new Error(`the body ended early (${got} of ${expectedSize} bytes)`), { code: 'UND_ERR_SOCKET' }), target);
       return;
     }
   };
 
-  const initialOffset = (await sizeOf(part)) ?? 0;
-  // Several connections for a large file, unless a one-connection .part is already under way.
-  let segmented =
-    (o.connections ?? 1) > 1 &&
-    expectedSize !== null &&
-    expectedSize >= (o.segmentMinBytes ?? 256 * 1024 * 1024) &&
-    (initialOffset === 0 || (await sizeOf(segmentsPath(part))) !== null);
-  for (let pass = 0; ; pass++) {
-    if (segmented) {
-      try {
-        downloaded += await fetchSegmented({
-          file, part, url, size: expectedSize!, etag: o.meta.etag, connections: o.connections!, hub, agent: o.agent, progress: o.progress, logger,
-          signal: o.signal, retries: o.retries ?? 5, retryMinTimeoutMs: o.retryMinTimeoutMs ?? 1000,
-        });
-        await dropSegments(part);
-        begun = true;
-      } catch (err) {
-        if (!(err instanceof RangeUnsupported)) throw err;
-        logger.info(`${rel}: ${err.message}: downloading over one connection`);
-        await dropSegments(part);
-        await restart();
-        segmented = false;
+  try {
+    const initialOffset = (await sizeOf(part)) ?? 0;
+    // Several connections for a large file, unless a one-connection .part is already under way.
+    let segmented =
+      (o.connections ?? 1) > 1 &&
+      expectedSize !== null &&
+      expectedSize >= (o.segmentMinBytes ?? 256 * 1024 * 1024) &&
+      (initialOffset === 0 || (await sizeOf(segmentsPath(part))) !== null);
+    for (let pass = 0; ; pass++) {
+      if (segmented) {
+        try {
+          downloaded += await fetchSegmented({
+            file, part, url, size: expectedSize!, etag: o.meta.etag, connections: o.connections!, hub, agent: o.agent, progress: o.progress, logger,
+            signal: o.signal, retries: o.retries ?? 5, retryMinTimeoutMs: o.retryMinTimeoutMs ?? 1000,
+          });
+          await dropSegments(part);
+          begun = true;
+        } catch (err) {
+          if (!(err instanceof RangeUnsupported)) throw err;
+          logger.info(`${rel}: ${err.message}: downloading over one connection`);
+          await dropSegments(part);
+          await restart();
+          segmented = false;
+        }
       }
-    }
-    if (!segmented) await pRetry(attempt, {
-      retries: o.retries ?? 5,
-      minTimeout: o.retryMinTimeoutMs ?? 1000,
-      maxTimeout: 30_000,
-      factor: 2,
-      signal: o.signal,
-      shouldRetry: ({ error }) => error instanceof HubError && error.retryable,
-      onFailedAttempt: ({ error, attemptNumber, retriesLeft }) => {
-        if (error instanceof HubError && error.retryable && retriesLeft > 0) logger.warn(`${rel}: ${error.message} (attempt ${attemptNumber}, retrying)`);
-      },
-    });
-
-    const size = (await sizeOf(part)) ?? 0;
-    if (expectedSize !== null && size !== expectedSize) {
-      await unlink(part).catch(() => undefined);
-      throw new HubError('size', `${rel}: got ${size} bytes, expected ${expectedSize}; the partial file was deleted`);
-    }
-    const sha = hashed === size ? hash.digest('hex') : (await hashFile(part, o.signal)).hash.digest('hex');
-    if (expectedSha && sha !== expectedSha) {
-      await restart();
-      if (pass === 0 && initialOffset > 0) {
-        // The .part we resumed may have come from another version of the file: one clean pass.
-        logger.warn(`${rel}: sha256 mismatch after resuming an old .part: downloading it again from the start`);
-        o.progress.reset(name, 0);
-        continue;
-      }
-      throw new HubError('checksum', `${rel}: sha256 mismatch (expected ${expectedSha}, got ${sha}); the partial file was deleted and nothing was written under ${rel}`, {
-        hint: 'run the download again; if it repeats, the file on the Hub differs from docker/models.json',
+      if (!segmented) await pRetry(attempt, {
+        retries: o.retries ?? 5,
+        minTimeout: o.retryMinTimeoutMs ?? 1000,
+        maxTimeout: 30_000,
+        factor: 2,
+        signal: o.signal,
+        shouldRetry: ({ error }) => error instanceof HubError && error.retryable,
+        onFailedAttempt: ({ error, attemptNumber, retriesLeft }) => {
+          if (error instanceof HubError && error.retryable && retriesLeft > 0) logger.warn(`${rel}: ${error.message} (attempt ${attemptNumber}, retrying)`);
+        },
       });
+
+      const size = (await sizeOf(part)) ?? 0;
+      if (expectedSize !== null && size !== expectedSize) {
+        await unlink(part).catch(() => undefined);
+        throw new HubError('size', `${rel}: got ${size} bytes, expected ${expectedSize}; the partial file was deleted`);
+      }
+      if (hashed !== size) hashed = await hashFileInto(hasher, part, o.signal);
+      const sha = await hasher.digest();
+      hashed = 0;
+      if (expectedSha && sha !== expectedSha) {
+        await restart();
+        if (pass === 0 && initialOffset > 0) {
+          // The .part we resumed may have come from another version of the file: one clean pass.
+          logger.warn(`${rel}: sha256 mismatch after resuming an old .part: downloading it again from the start`);
+          o.progress.reset(name, 0);
+          continue;
+        }
+        throw new HubError('checksum', `${rel}: sha256 mismatch (expected ${expectedSha}, got ${sha}); the partial file was deleted and nothing was written under ${rel}`, {
+          hint: 'run the download again; if it repeats, the file on the Hub differs from docker/models.json',
+        });
+      }
+      await rename(part, finalPath);
+      await o.cache.record(rel, { sha256: sha, repo: file.repo, path: file.path, commit: o.meta.commit ?? file.commit });
+      return { size, sha256: sha, downloadedBytes: downloaded };
     }
-    await rename(part, finalPath);
-    await o.cache.record(rel, { sha256: sha, repo: file.repo, path: file.path, commit: o.meta.commit ?? file.commit });
-    return { size, sha256: sha, downloadedBytes: downloaded };
+  } finally {
+    await hasher.close();
   }
 }
 

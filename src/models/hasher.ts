@@ -29,6 +29,8 @@ export interface Sha256 {
   update(buf: Buffer): Promise<void>;
   /** The hex digest of everything given; the hasher can be given new bytes afterwards (a fresh hash). */
   digest(): Promise<string>;
+  /** Forgets everything given (a fresh hash). */
+  reset(): Promise<void>;
   /** Releases the worker (idempotent). */
   close(): Promise<void>;
 }
@@ -43,6 +45,7 @@ export function inThreadSha256(): Sha256 {
       h = createHash('sha256');
       return hex;
     },
+    reset: async () => void (h = createHash('sha256')),
     close: async () => undefined,
   };
 }
@@ -103,6 +106,9 @@ export function threadSha256(maxInFlight = 64 << 20): Sha256 {
       });
       check();
       return hex;
+    },
+    async reset() {
+      await this.digest();
     },
     async close() {
       if (closed) return;

@@ -177,7 +177,8 @@ export function renderMarkdown(r: PlanReport, title = 'steadydancer run'): strin
 export function renderHuman(r: PlanReport): string {
   const w = Math.max(...r.phases.map((p) => p.id.length));
   return [
-    ...r.phases.map((p) => `${ICON[p.status]}  w${p.wave} ${p.id.padEnd(w)}  ${fmtMs(p.durationMs).padStart(8)}  ${p.reason}`),
+    // one line a phase: a multi-line reason (a build's last log lines) is joined with " / "
+    ...r.phases.map((p) => `${ICON[p.status]}  w${p.wave} ${p.id.padEnd(w)}  ${fmtMs(p.durationMs).padStart(8)}  ${p.reason.split(/\r?\n/).map((l) => l.trim()).filter(Boolean).join(' / ')}`),
     `${r.ok ? 'ok' : 'FAILED'}: ${r.counts.pass} pass, ${r.counts.fail} fail, ${r.counts.skip} skip`,
   ].join('\n');
 }

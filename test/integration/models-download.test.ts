@@ -97,6 +97,9 @@ function opts(extra: Partial<DownloadOptions> & { env?: NodeJS.ProcessEnv } = {}
     logger,
     jobs: 2,
     retryMinTimeoutMs: 5,
+    // the worker-thread hasher, which large files use, for these small ones too (resumes, drops,
+    // restarts and bad bodies all go through it); the CLI tests below keep the default
+    threadHashMinBytes: 0,
     ...rest,
   } as DownloadOptions & { logger: ReturnType<typeof memoryLogger> };
 }

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runPlan, renderMarkdown, writeReport, type PhaseDef, type PhaseOutcome } from '../../../src/plan/engine.js';
+import { runPlan, renderHuman, renderMarkdown, writeReport, type PhaseDef, type PhaseOutcome } from '../../../src/plan/engine.js';
 
 /** A fake phase that logs start/end into `log` and resolves when its gate opens. */
 function fake(id: string, wave: number, outcome: PhaseOutcome | (() => Promise<PhaseOutcome>), log: string[], extra: Partial<PhaseDef> = {}): PhaseDef {
@@ -131,5 +131,15 @@ describe('plan engine', () => {
     expect(JSON.parse(readFileSync(files.json, 'utf8'))).toMatchObject({ ok: false, counts: { pass: 1, fail: 1, skip: 0 } });
     const def = writeReport(r, undefined, dir);
     expect(def.markdown).toMatch(new RegExp(`^${dir}/reports/plan-.*\\.md$`));
+  });
+
+  it('keeps one line a phase when a reason has several (a build failure with its log lines)', async () => {
+    const r = await runPlan([
+      { id: 'build', title: 'image build', wave: 1, run: async () => ({ status: 'fail', reason: 'build failed at [toolkit 7/7]: exit code: 2\nsrc/a.ts(1,1): error TS2304\n\n  (log build.log)' }) },
+    ]);
+    const lines = renderHuman(r).split('\n');
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatch(/^FAIL\s+w1 build\s+\S+ m?s\s+build failed at \[toolkit 7\/7\]: exit code: 2 \/ src\/a\.ts\(1,1\): error TS2304 \/ \(log build\.log\)$/);
+    expect(renderMarkdown(r)).toContain('| build failed at [toolkit 7/7]: exit code: 2 src/a.ts(1,1): error TS2304');
   });
 });
