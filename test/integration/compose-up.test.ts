@@ -1,7 +1,8 @@
 /**
  * `steadydancer up` / `down` error paths with the real Compose and engine of this machine:
  * Compose missing, engine missing, an invalid compose file, the port taken, and a container
- * that exits before ComfyUI answers (its log lines are in the error).
+ * that exits before ComfyUI answers (its log lines are in the error). The full up + smoke with
+ * the built image is in image.test.ts.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -14,7 +15,6 @@ import { connectEngine, engineBin, inspectImage } from '../../src/docker/engine.
 import { STANDIN_ARGS } from '../../src/docker/build.js';
 import { freePort } from '../../src/comfy/native.js';
 import { needs } from '../helpers/skips.js';
-import { TEST_IMAGE } from '../helpers/docker.js';
 
 function io(env: NodeJS.ProcessEnv) {
   const out: string[] = [];
