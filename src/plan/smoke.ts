@@ -41,6 +41,8 @@ export interface SmokeOptions {
   out?: string;
   chromium?: string;
   browser?: boolean;
+  /** Longest wait for each browser action (page load, frontend ready, screenshot); default 120 s. */
+  browserTimeoutMs?: number;
   generate?: boolean;
   /** Workflow parameters over the smoke defaults (512×512, 30 frames → the 4n+1 rule). */
   params?: Record<string, unknown>;
@@ -135,7 +137,7 @@ export async function runSmoke(o: SmokeOptions): Promise<SmokeResult> {
   // 3. the UI-format workflow in a real browser
   if (o.browser === false) await skip('browser', '--no-browser');
   else if (!reachable) await skip('browser', 'ComfyUI is not reachable');
-  else await step('browser', () => browserCheck(o));
+  else await step('browser', () => browserCheckOnceMore(o));
 
   // 4–6. upload, job, mp4
   if (o.generate === false) {
@@ -265,27 +267,35 @@ async function browserCheck(o: SmokeOptions): Promise<Omit<SmokeStep, 'id' | 'ti
   const screenshot = resolve(o.root, o.screenshot ?? 'reports/smoke-ui.png');
   mkdirSync(dirname(screenshot), { recursive: true });
   const { chromium } = await import('playwright-core');
-  const browser = await chromium.launch({ executablePath: exe, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] });
+  const pageTimeout = o.browserTimeoutMs ?? 120_000;
+  let stage = 'launching Chromium';
+  const browser = await chromium.launch({ executablePath: exe, headless: true, timeout: 120_000, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] });
   try {
     const page = await browser.newPage({ viewport: { width: 1600, height: 1000 } });
+    page.setDefaultTimeout(pageTimeout);
+    stage = `loading ${o.url}/`;
     const consoleErrors: string[] = [];
     page.on('pageerror', (e) => consoleErrors.push(e.message));
-    await page.goto(o.url + '/', { waitUntil: 'domcontentloaded', timeout: 120_000 });
+    await page.goto(o.url + '/', { waitUntil: 'domcontentloaded', timeout: pageTimeout });
+    stage = 'waiting for the frontend (window.app, registered node types)';
     // Page-side code is given as strings: this package compiles without the DOM library.
     await page.waitForFunction(
       'Boolean(window.app && window.app.graph && window.LiteGraph && window.LiteGraph.registered_node_types && Object.keys(window.LiteGraph.registered_node_types).length > 0)',
       undefined,
-      { timeout: 120_000 },
+      { timeout: pageTimeout },
     );
     const title = await page.title();
+    stage = "letting the frontend's start-up dialogs settle";
     // At start the frontend loads its default graph and may open dialogs of its own (templates;
     // "Missing Models" for the default graph's checkpoint), later on a loaded machine. Let it
     // settle, close what it opened, then load ours on a cleared canvas.
     await settle(page);
     if (!ui) {
+      stage = 'taking the screenshot';
       await page.screenshot({ path: screenshot });
       return { status: 'skip', reason: `ComfyUI's page loaded in Chromium (title "${title}", screenshot ${screenshot}), but the UI workflow was not checked: ${uiMissing}`, details: { screenshot, title, workflow: null } };
     }
+    stage = 'loading the UI workflow into the page';
     const r = (await page.evaluate(`(async (graph) => {
       if (window.app.graph.clear) window.app.graph.clear();
       await window.app.loadGraphData(graph);
@@ -296,6 +306,7 @@ async function browserCheck(o: SmokeOptions): Promise<Omit<SmokeStep, 'id' | 'ti
     })(${JSON.stringify(ui)})`)) as { unknownTypes: string[]; loaded: number };
     // Give the frontend a moment to open its missing-nodes dialog, then look for one.
     await page.waitForTimeout(1_500);
+    stage = 'looking for a missing-nodes dialog';
     const texts = await visibleDialogs(page);
     const dialog = texts.find((t) => MISSING_NODES.test(t))?.slice(0, 800) ?? '';
     const modelsDialog = texts.find((t) => MISSING_MODELS.test(t))?.slice(0, 800) ?? '';
@@ -305,6 +316,7 @@ async function browserCheck(o: SmokeOptions): Promise<Omit<SmokeStep, 'id' | 'ti
       await page.keyboard.press('Escape');
       await page.waitForTimeout(500);
     }
+    stage = 'taking the screenshot';
     await page.screenshot({ path: screenshot });
     const expected = uiNodeTypes(ui);
     // A missing-models dialog is recorded, not failed on: this step is about node types (the
@@ -313,8 +325,31 @@ async function browserCheck(o: SmokeOptions): Promise<Omit<SmokeStep, 'id' | 'ti
     if (r.unknownTypes.length || dialog)
       return { status: 'fail', reason: `the UI workflow has node types the page does not know: ${r.unknownTypes.join(', ') || '(see dialog)'}${dialog ? `; missing-nodes dialog: ${dialog.split('\n').slice(0, 3).join(' / ')}` : ''} (screenshot ${screenshot})`, details };
     return { status: 'pass', reason: `${basename(uiPath)} loaded: ${r.loaded} nodes on the canvas, no missing node types, no missing-nodes dialog (screenshot ${screenshot})`, details };
+  } catch (e) {
+    throw new Error(`Chromium failed while ${stage}: ${msg(e).split('\n')[0]}`, { cause: e });
   } finally {
-    await browser.close();
+    await browser.close().catch(() => undefined);
+  }
+}
+
+/**
+ * The browser check, once more when it threw (a browser that crashed or timed out on a loaded
+ * machine), not when it came to a verdict; the first error stays in the reason and details.
+ */
+async function browserCheckOnceMore(o: SmokeOptions): Promise<Omit<SmokeStep, 'id' | 'title' | 'durationMs'>> {
+  try {
+    return await browserCheck(o);
+  } catch (e) {
+    if (o.signal?.aborted) throw e;
+    const first = msg(e);
+    o.logger?.warn(`browser check: ${first}; trying once more`);
+    let r: Awaited<ReturnType<typeof browserCheck>>;
+    try {
+      r = await browserCheck(o);
+    } catch (e2) {
+      throw new Error(`${msg(e2)} (and the first attempt: ${first})`, { cause: e2 });
+    }
+    return { ...r, reason: `${r.reason} (second attempt; the first: ${first})`, details: { ...r.details, firstAttemptError: first } };
   }
 }
 
