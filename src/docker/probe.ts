@@ -103,25 +103,33 @@ export interface ComposeProbe {
 
 const SEMVER = /v?(\d+\.\d+\.\d+)/;
 
+/** The Compose clients in the order they are preferred: the v2 plugin, then docker-compose v1. */
+const COMPOSE_CLIENTS = [
+  { kind: 'v2', bin: 'docker', args: ['compose', 'version'], command: ['docker', 'compose'] },
+  { kind: 'v1', bin: 'docker-compose', args: ['version', '--short'], command: ['docker-compose'] },
+] as const;
+
+async function probeClient(run: Runner, c: (typeof COMPOSE_CLIENTS)[number]): Promise<ComposeProbe | undefined> {
+  const r = await run(c.bin, [...c.args]);
+  const m = r.exitCode === 0 ? SEMVER.exec(r.stdout) : null;
+  return m ? { kind: c.kind, version: m[1]!, command: [...c.command] } : undefined;
+}
+
 export async function probeCompose(run: Runner): Promise<ComposeProbe> {
-  const v2 = await run('docker', ['compose', 'version']);
-  const m2 = v2.exitCode === 0 ? SEMVER.exec(v2.stdout) : null;
-  if (m2) return { kind: 'v2', version: m2[1]!, command: ['docker', 'compose'] };
-  const v1 = await run('docker-compose', ['version', '--short']);
-  const m1 = v1.exitCode === 0 ? SEMVER.exec(v1.stdout) : null;
-  if (m1) return { kind: 'v1', version: m1[1]!, command: ['docker-compose'] };
+  for (const c of COMPOSE_CLIENTS) {
+    const p = await probeClient(run, c);
+    if (p) return p;
+  }
   return { kind: null, version: null, command: null };
 }
 
 /** Every compose client installed (v2 plugin and standalone docker-compose), for checks that want both. */
 export async function probeComposeAll(run: Runner): Promise<ComposeProbe[]> {
   const found: ComposeProbe[] = [];
-  const v2 = await run('docker', ['compose', 'version']);
-  const m2 = v2.exitCode === 0 ? SEMVER.exec(v2.stdout) : null;
-  if (m2) found.push({ kind: 'v2', version: m2[1]!, command: ['docker', 'compose'] });
-  const v1 = await run('docker-compose', ['version', '--short']);
-  const m1 = v1.exitCode === 0 ? SEMVER.exec(v1.stdout) : null;
-  if (m1) found.push({ kind: 'v1', version: m1[1]!, command: ['docker-compose'] });
+  for (const c of COMPOSE_CLIENTS) {
+    const p = await probeClient(run, c);
+    if (p) found.push(p);
+  }
   return found;
 }
 

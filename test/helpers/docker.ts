@@ -8,6 +8,8 @@ import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { connectEngine, engineBin, inspectImage, type Engine } from '../../src/docker/engine.js';
 import { runBuild, STANDIN_ARGS, type BuildReport } from '../../src/docker/build.js';
+import { findCompose } from '../../src/docker/compose.js';
+import { realRunner } from '../../src/system/exec.js';
 import { memoryLogger } from '../../src/util/logger.js';
 
 export const TEST_IMAGE = process.env.STEADYDANCER_TEST_IMAGE ?? 'steadydancer:test';
@@ -59,4 +61,14 @@ export async function buildTestImage(opts: { rebuild?: boolean; buildArgs?: Reco
     logger: memoryLogger('info'),
     progressIntervalMs: 60_000,
   });
+}
+
+/** Why Compose cannot be used here (the product's own lookup, as `up` does it), or undefined. */
+export async function composeSkipReason(bin = engineBin(undefined, process.env)): Promise<string | undefined> {
+  try {
+    await findCompose(realRunner, bin, process.env);
+    return undefined;
+  } catch (e) {
+    return (e as Error).message;
+  }
 }

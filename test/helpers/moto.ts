@@ -1,23 +1,13 @@
 /** moto's S3-compatible server (PyPI moto[server], in the venv) on 127.0.0.1 for the S3 tests. */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { s3ConfigFromEnv, type S3Config } from '../../src/runpod/output.js';
+import { freePort } from '../../src/comfy/native.js';
 
 const venvBin = join(process.env.STEADYDANCER_PYTHON ? join(process.env.STEADYDANCER_PYTHON, '..') : join(process.cwd(), '.venv', 'bin'));
 export const motoServer = join(venvBin, 'moto_server');
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-    s.on('error', reject);
-  });
-}
 
 /** Start moto's S3 server on 127.0.0.1 and create a bucket; returns the S3 settings. */
 export async function startMoto(): Promise<{ proc: ChildProcess; cfg: S3Config }> {

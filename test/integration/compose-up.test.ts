@@ -4,7 +4,6 @@
  * that exits before ComfyUI answers (its log lines are in the error). The full up + smoke with
  * the built image is in image.test.ts.
  */
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -15,27 +14,10 @@ import { connectEngine, engineBin, inspectImage } from '../../src/docker/engine.
 import { STANDIN_ARGS } from '../../src/docker/build.js';
 import { freePort } from '../../src/comfy/native.js';
 import { needs } from '../helpers/skips.js';
+import { captureCli as io } from '../helpers/cli.js';
+import { composeSkipReason } from '../helpers/docker.js';
 
-function io(env: NodeJS.ProcessEnv) {
-  const out: string[] = [];
-  const err: string[] = [];
-  const errStream = { write: (s: string) => (err.push(s), true), isTTY: false } as unknown as NodeJS.WritableStream;
-  return { out, err, io: { out: (s: string) => void out.push(s), err: errStream, env } };
-}
-
-function composeMissing(): string | undefined {
-  for (const argv of [[engineBin(), 'compose', 'version'], ['docker-compose', 'version']]) {
-    try {
-      execFileSync(argv[0]!, argv.slice(1), { stdio: 'ignore', timeout: 20_000 });
-      return undefined;
-    } catch {
-      /* try the next */
-    }
-  }
-  return 'no Docker Compose (v2 plugin or docker-compose) is installed';
-}
-
-const noCompose = composeMissing();
+const noCompose = await composeSkipReason();
 const skipCompose = needs('up/down with Compose', noCompose);
 
 let engineReason: string | undefined;

@@ -6,13 +6,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { realRunner, recordedRunner, type Recording } from '../../src/system/exec.js';
 import { runDoctor } from '../../src/system/doctor.js';
+import { captureCli } from '../helpers/cli.js';
 
-function capture() {
-  const out: string[] = [];
-  const err: string[] = [];
-  const errStream = { write: (s: string) => (err.push(s), true), isTTY: false } as unknown as NodeJS.WritableStream;
-  return { out, err, io: { out: (s: string) => void out.push(s), err: errStream, env: { ...process.env } } };
-}
+const capture = () => captureCli({ ...process.env });
 
 interface Row { id: string; status: string; detail: string; impact: string }
 

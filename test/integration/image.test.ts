@@ -6,11 +6,11 @@
  * Then the image itself is exercised: ComfyUI in CPU mode, its HTTP API, signal forwarding.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { needs } from '../helpers/skips.js';
 import { cachedSource, COMFYUI_COMMIT, seedHint } from '../helpers/sources.js';
-import { buildTestImage, ensureEngine, TEST_IMAGE } from '../helpers/docker.js';
+import { buildTestImage, composeSkipReason, ensureEngine, TEST_IMAGE } from '../helpers/docker.js';
+import { freePort } from '../../src/comfy/native.js';
 import { runBuild, type BuildReport } from '../../src/docker/build.js';
 import { inspectImage } from '../../src/docker/engine.js';
 import { memoryLogger } from '../../src/util/logger.js';
@@ -20,23 +20,13 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { runCli } from '../../src/cli.js';
 import { ensureTinyModels, tinyModelsSkipReason } from '../helpers/tiny-models.js';
+import { captureCli as io } from '../helpers/cli.js';
 
 const comfy = cachedSource('ComfyUI', COMFYUI_COMMIT);
 const { engine, reason } = comfy ? await ensureEngine() : { engine: undefined, reason: undefined };
 const skip = needs('image build on a real Docker engine', !comfy ? seedHint('ComfyUI', COMFYUI_COMMIT) : reason);
 
 const docker = (...args: string[]) => execFileSync(engine!.bin, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-    s.on('error', reject);
-  });
-}
 
 async function waitFor(url: string, ms: number): Promise<Response> {
   const end = Date.now() + ms;
@@ -150,20 +140,7 @@ describe.skipIf(skip)('docker/Dockerfile built by steadydancer build on a real e
   }, 400_000);
 });
 
-function composeMissing(): string | undefined {
-  for (const argv of [[engine?.bin ?? 'docker', 'compose', 'version'], ['docker-compose', 'version']]) {
-    if (spawnSync(argv[0]!, argv.slice(1), { stdio: 'ignore', timeout: 20_000 }).status === 0) return undefined;
-  }
-  return 'no Docker Compose (v2 plugin or docker-compose) is installed';
-}
-const skipUp = skip || needs('up + smoke (browser, generated job) + down in the built container', composeMissing() ?? tinyModelsSkipReason());
-
-function io(env: NodeJS.ProcessEnv) {
-  const out: string[] = [];
-  const err: string[] = [];
-  const errStream = { write: (t: string) => (err.push(t), true), isTTY: false } as unknown as NodeJS.WritableStream;
-  return { out, err, io: { out: (t: string) => void out.push(t), err: errStream, env } };
-}
+const skipUp = skip || needs('up + smoke (browser, generated job) + down in the built container', (await composeSkipReason(engine?.bin)) ?? tinyModelsSkipReason());
 
 /**
  * The plan's local test, in the container just built: `steadydancer up` through Compose, then the

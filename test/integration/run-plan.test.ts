@@ -14,13 +14,7 @@ import { needs } from '../helpers/skips.js';
 import { ensureTinyModels, tinyModelsSkipReason } from '../helpers/tiny-models.js';
 import { testPython } from '../helpers/sources.js';
 import { memoryLogger } from '../../src/util/logger.js';
-
-function io(env?: NodeJS.ProcessEnv) {
-  const out: string[] = [];
-  const err: string[] = [];
-  const errStream = { write: (s: string) => (err.push(s), true), isTTY: false } as unknown as NodeJS.WritableStream;
-  return { out, err, io: { out: (s: string) => void out.push(s), err: errStream, ...(env ? { env } : {}) } };
-}
+import { captureCli as io } from '../helpers/cli.js';
 
 describe('steadydancer run', () => {
   const dir = mkdtempSync(join(tmpdir(), 'sd-run-'));

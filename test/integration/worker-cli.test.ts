@@ -11,18 +11,12 @@ import { runCli } from '../../src/cli.js';
 import { projectRoot } from '../../src/util/paths.js';
 import { JobServer } from '../helpers/job-server.js';
 import { dataUri, ffmpegMissing, makeImage, makeVideo } from '../helpers/media.js';
-import { freePort } from '../helpers/moto.js';
+import { freePort } from '../../src/comfy/native.js';
 import { needs } from '../helpers/skips.js';
+import { captureCli as io } from '../helpers/cli.js';
 
 const skip = needs('serverless worker/serve commands', ffmpegMissing());
 const FAKE = join(projectRoot(), 'test', 'fixtures', 'fake-comfyui.mjs');
-
-function io(env: NodeJS.ProcessEnv, signal: AbortSignal) {
-  const out: string[] = [];
-  const err: string[] = [];
-  const errStream = { write: (s: string) => (err.push(s), true), isTTY: false } as unknown as NodeJS.WritableStream;
-  return { out, err, io: { out: (s: string) => void out.push(s), err: errStream, env, signal } };
-}
 
 describe.skipIf(skip)('worker and serve commands', () => {
   let dir: string;

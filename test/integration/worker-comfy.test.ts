@@ -19,7 +19,8 @@ import { projectRoot } from '../../src/util/paths.js';
 import { JobServer } from '../helpers/job-server.js';
 import { dataUri, ffmpegMissing, makeImage, makeVideo } from '../helpers/media.js';
 import { needs } from '../helpers/skips.js';
-import { freePort, motoServer, startMoto } from '../helpers/moto.js';
+import { motoServer, startMoto } from '../helpers/moto.js';
+import { freePort } from '../../src/comfy/native.js';
 import { existsSync } from 'node:fs';
 
 const skip = needs('serverless worker with a ComfyUI child process', ffmpegMissing());

@@ -1,12 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { commands, runCli } from '../../src/cli.js';
+import { captureCli } from '../helpers/cli.js';
 
-function capture() {
-  const out: string[] = [];
-  const err: string[] = [];
-  const errStream = { write: (s: string) => (err.push(s), true), isTTY: false } as unknown as NodeJS.WritableStream;
-  return { out, err, io: { out: (s: string) => void out.push(s), err: errStream, env: {} } };
-}
+const capture = () => captureCli({});
 
 describe('cli', () => {
   it('prints help listing every command and exits 0', async () => {

@@ -9,6 +9,7 @@ import { runCli } from '../../src/cli.js';
 import { needs } from '../helpers/skips.js';
 import { buildTree, FAKE_HF_TOKEN, fixtureExpect, ruleFixtures } from '../helpers/lint.js';
 import { manifestView } from '../../src/docker/manifest-bridge.js';
+import { captureCli } from '../helpers/cli.js';
 
 const compose = await probeCompose(realRunner);
 const shellcheck = (await realRunner('shellcheck', ['--version'])).exitCode === 0;
@@ -22,12 +23,7 @@ afterAll(() => {
   for (const t of trees) rmSync(t, { recursive: true, force: true });
 });
 
-function capture() {
-  const out: string[] = [];
-  const err: string[] = [];
-  const errStream = { write: (s: string) => (err.push(s), true), isTTY: false } as unknown as NodeJS.WritableStream;
-  return { out, err, io: { out: (s: string) => void out.push(s), err: errStream, env: {} } };
-}
+const capture = () => captureCli({});
 
 describe('lint: the good baseline', () => {
   it('passes every rule with no finding at all', async () => {

@@ -1,12 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../../../src/cli.js';
+import { captureCli } from '../../helpers/cli.js';
 
-function capture() {
-  const out: string[] = [];
-  const err: string[] = [];
-  const errStream = { write: (s: string) => (err.push(s), true), isTTY: false } as unknown as NodeJS.WritableStream;
-  return { out, err, io: { out: (s: string) => void out.push(s), err: errStream, env: { PATH: process.env.PATH } } };
-}
+const capture = () => captureCli({ PATH: process.env.PATH });
 
 describe('steadydancer build: bad input is refused before any engine work', () => {
   it('--size-budget-gb must be a positive number', async () => {
