@@ -20,7 +20,7 @@ export interface GenerateOpts {
 }
 
 /** `--set key=value` pairs (numbers and booleans parsed) merged over `--params` JSON. */
-export function collectParams(opts: GenerateOpts): Record<string, unknown> {
+export function collectParams(opts: Pick<GenerateOpts, 'params' | 'set' | 'seed'>): Record<string, unknown> {
   let params: Record<string, unknown> = {};
   if (opts.params) {
     try {

@@ -19,7 +19,7 @@ export interface RunCliOptions {
 }
 
 export default async function run(opts: RunCliOptions, ctx: Context): Promise<number> {
-  const params = collectParams({ params: opts.params, set: opts.set } as Parameters<typeof collectParams>[0]);
+  const params = collectParams(opts);
   const root = projectRoot();
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const stem = opts.out ?? join(root, 'reports', `plan-${stamp}`);

@@ -21,7 +21,7 @@ export interface SmokeCliOptions {
 }
 
 export default async function smoke(opts: SmokeCliOptions, ctx: Context): Promise<number> {
-  const params = collectParams({ params: opts.params, set: opts.set } as Parameters<typeof collectParams>[0]);
+  const params = collectParams(opts);
   const r = await runSmoke({
     url: opts.url.replace(/\/+$/, ''),
     root: projectRoot(),

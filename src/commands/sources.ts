@@ -78,4 +78,3 @@ export async function verifyCmd(opts: SourcesOpts, ctx: Context, names: string[]
   return 0;
 }
 
-export default listCmd;

@@ -5,7 +5,7 @@
  * flash-attn step fails, checks the image size against a budget and verifies the image by
  * running it.
  */
-import { createWriteStream, existsSync, mkdtempSync, rmSync, writeFileSync, chmodSync, mkdirSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { execa } from 'execa';
@@ -15,7 +15,8 @@ import { startDiskWatch, type DiskSample, type DiskThresholds, DEFAULT_THRESHOLD
 import { BuildLogParser, type BuildFailure } from './buildlog.js';
 import { connectEngine, inspectImage, runInImage, type Engine } from './engine.js';
 import { loadLock, lockPath, selectPacks, type Lock, type NodePack } from './lock.js';
-import { entryName, stageSources, verifySource, type LockedSource, type StagedSource } from './sources.js';
+import { secretLikeName } from './rules/dockerfile.js';
+import { stageSources, verifySource, type LockedSource, type StagedSource } from './sources.js';
 
 export interface BuildOptions {
   root: string;
@@ -101,7 +102,7 @@ export function parseBuildArgs(list: string[] | undefined): Record<string, strin
   for (const item of list ?? []) {
     const m = /^([A-Za-z_][A-Za-z0-9_]*)=(.*)$/s.exec(item);
     if (!m) throw new ActionableError(`--build-arg "${item}" is not K=V`, { code: 'E_USAGE', exitCode: 2, hint: 'e.g. --build-arg ENABLE_FLASH_ATTN=false' });
-    if (/(TOKEN|SECRET|PASSWORD|API_KEY|ACCESS_KEY)/i.test(m[1]!)) {
+    if (secretLikeName(m[1]!)) {
       throw new ActionableError(`--build-arg ${m[1]} looks like a secret: build args end up in the image history`, {
         code: 'E_SECRET_ARG',
         exitCode: 2,
@@ -210,6 +211,8 @@ interface RunOutcome {
   ok: boolean;
   parser: BuildLogParser;
   stoppedForDisk?: string;
+  /** The disk watch of this run: warned, stopped, peak use. */
+  disk: { warned: boolean; stopped: boolean; peakUsedFraction: number };
 }
 
 async function runDockerBuild(o: BuildOptions, engine: Engine, dockerfile: string, args: Record<string, string>, labels: Record<string, string>, log: NodeJS.WritableStream, secretFile?: string): Promise<RunOutcome> {
@@ -246,7 +249,6 @@ async function runDockerBuild(o: BuildOptions, engine: Engine, dockerfile: strin
       }
     },
   });
-  diskState = watch.state;
 
   const started = Date.now();
   const tty = o.logger.isTTY;
@@ -278,10 +280,8 @@ async function runDockerBuild(o: BuildOptions, engine: Engine, dockerfile: strin
   watch.stop();
   if (tty) process.stderr.write('\r\x1b[K');
   show(true);
-  return { ok: res.exitCode === 0 && !stoppedForDisk, parser, stoppedForDisk };
+  return { ok: res.exitCode === 0 && !stoppedForDisk, parser, stoppedForDisk, disk: watch.state };
 }
-
-let diskState = { warned: false, stopped: false, peakUsedFraction: 0 };
 
 export async function runBuild(o: BuildOptions): Promise<BuildReport> {
   const started = Date.now();
@@ -312,7 +312,6 @@ export async function runBuild(o: BuildOptions): Promise<BuildReport> {
     secretDir = mkdtempSync(join(tmpdir(), 'sd-secret-'));
     secretFile = join(secretDir, 'hf_token');
     writeFileSync(secretFile, o.env.HF_TOKEN, { mode: 0o600 });
-    chmodSync(secretFile, 0o600);
   }
 
   const report: BuildReport = {
@@ -338,9 +337,9 @@ export async function runBuild(o: BuildOptions): Promise<BuildReport> {
       const out = await runDockerBuild(o, engine, dockerfile, attemptArgs, labels, log, secretFile);
       report.disk = {
         path: engine.rootDir,
-        peakUsedPercent: Math.round(diskState.peakUsedFraction * 1000) / 10,
-        warned: report.disk.warned || diskState.warned,
-        stopped: diskState.stopped,
+        peakUsedPercent: Math.round(out.disk.peakUsedFraction * 1000) / 10,
+        warned: report.disk.warned || out.disk.warned,
+        stopped: out.disk.stopped,
       };
       const failure = out.ok ? undefined : out.parser.failure();
       report.attempts.push({
@@ -421,9 +420,6 @@ function existsPack(root: string): boolean {
   return existsSync(join(root, 'comfyui-steadydancer', '__init__.py'));
 }
 
-/** Engine helper for callers outside the build (tests, bench). */
-export { connectEngine, entryName };
-
 async function isTagged(engine: Engine, id: string): Promise<boolean> {
   const res = await execa(engine.bin, ['image', 'inspect', '--format', '{{len .RepoTags}}', id], { reject: false });
   return res.exitCode === 0 && String(res.stdout).trim() !== '0';
@@ -435,10 +431,4 @@ export async function addLabels(engine: Engine, tag: string, labels: Record<stri
   const res = await execa(engine.bin, args, { input: `FROM ${tag}\n`, reject: false, env: { ...env, DOCKER_BUILDKIT: '1' } });
   if (res.exitCode !== 0) return undefined;
   return inspectImage(engine, tag);
-}
-
-/** `docker image prune`-style cleanup of dangling images and a bounded builder cache. */
-export async function pruneBuilder(engine: Engine, keepStorageGb: number): Promise<void> {
-  await execa(engine.bin, ['image', 'prune', '-f'], { reject: false });
-  await execa(engine.bin, ['builder', 'prune', '-f', '--keep-storage', `${keepStorageGb}GB`], { reject: false });
 }

@@ -41,7 +41,7 @@ const OUTPUT = /^#(\d+) (\d+\.\d+) (.*)$/;
 const FINAL_ERR = /^(?:error: )?(failed to solve|executor failed running|failed to compute cache key|ERROR: failed to solve)/i;
 
 export const FLASH_ATTN_MARKER = 'STEADYDANCER_FLASH_ATTN_FAILED';
-const FLASH_RE = /flash[-_]attn|flash_attn|FLASH_ATTN/i;
+const FLASH_RE = /flash[-_]attn/i;
 const DISK_RE = /no space left on device|ENOSPC/i;
 const NETWORK_RE = /Could not resolve host|Temporary failure in name resolution|Connection refused|timed out|Failed to fetch|Network is unreachable/i;
 
@@ -52,7 +52,6 @@ export class BuildLogParser {
   /** Last non-empty output line (for progress displays). */
   lastLine = '';
   /** Lines of the final error section ("------ > [...]" block and "error: ..."). */
-  readonly errorLines: string[] = [];
   private order: number[] = [];
   private sawFlashMarker = false;
   private markerLine = '';
@@ -122,10 +121,8 @@ export class BuildLogParser {
     }
     if (FINAL_ERR.test(line)) {
       this.finalError = line.replace(/^error: /, '');
-      this.errorLines.push(line);
       return;
     }
-    if (line.startsWith('------') || line.startsWith(' > ') || this.errorLines.length) this.errorLines.push(line);
   }
 
   /** Steps with a stage position ("k/M"), in first-seen order. */

@@ -127,7 +127,9 @@ describe('lint: details', () => {
     writeFileSync(join(root, 'docker', 'docker-compose.gpu.yml'), 'services:\n  comfyui:\n    runtime: nvidia\n    gpus_all: true\n');
     const r = await runLint(rules, { root, run: realRunner, only: ['CP001', 'CP002'] });
     expect(r.findings.filter((f) => f.rule === 'CP001')).toMatchObject([{ file: 'docker/docker-compose.gpu.yml', line: 4, message: 'services.comfyui: unknown key "gpus_all"' }]);
+    // CP002 runs Compose itself: without one it says it skipped, it never passes silently
     if (compose.command) expect(r.findings.filter((f) => f.rule === 'CP002')).toMatchObject([{ file: 'docker/docker-compose.gpu.yml' }]);
+    else expect(r.rules.find((x) => x.id === 'CP002')).toMatchObject({ status: 'skipped', reason: expect.stringMatching(/compose/i) });
   });
 
   it.skipIf(needs('lint SH001 in subfolders', shellcheck ? undefined : 'shellcheck is not installed'))('SH001 and DF004 also read scripts in subfolders of docker/', async () => {

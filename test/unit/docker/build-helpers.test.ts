@@ -23,6 +23,10 @@ describe('build flags → build args', () => {
       expect((e as ActionableError).code).toBe('E_SECRET_ARG');
       expect((e as ActionableError).message).not.toContain('hf_abc');
     }
+    // the same names as lint's DF006: a secret's location is not a secret; an SSH public key neither
+    expect(() => parseBuildArgs(['AWS_SECRET_ACCESS_KEY=x'])).toThrow(/looks like a secret/);
+    expect(() => parseBuildArgs(['DB_PASSWORD=x'])).toThrow(/looks like a secret/);
+    expect(parseBuildArgs(['HF_TOKEN_PATH=/run/secrets/hf', 'PUBLIC_KEY=ssh-ed25519 AAAA'])).toEqual({ HF_TOKEN_PATH: '/run/secrets/hf', PUBLIC_KEY: 'ssh-ed25519 AAAA' });
   });
   it('stand-in, variant, bake and packs become build args; user args override', () => {
     const sel = selectPacks(lock, 'ComfyUI-KJNodes,ComfyUI-VideoHelperSuite').selected;
