@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
 import torch
 
 import folder_paths
@@ -219,4 +218,3 @@ NODE_CLASS_MAPPINGS = {
     "SteadyDancerPoseRender": SteadyDancerPoseRender,
     "SteadyDancerPosePrep": SteadyDancerPosePrep,
 }
-NODE_DISPLAY_NAME_MAPPINGS = {k: v.define_schema().display_name for k, v in NODE_CLASS_MAPPINGS.items()}

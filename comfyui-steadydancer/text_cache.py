@@ -249,31 +249,3 @@ class CachedTextEncoder:
         except OSError as e:
             log.warning("steadydancer text cache: cannot write to %s: %s", self.cache_dir, e)
         return cond
-
-
-def _main(argv=None) -> int:
-    """``python text_cache.py seed ...``: write one entry with a random (seeded) tensor, for
-    end-to-end tests that cannot run the real encoder. Prints the entry's path."""
-    import argparse
-    ap = argparse.ArgumentParser(prog="text_cache.py", description="SteadyDancer text-cache tools")
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("seed", help="write an entry with a random [1, tokens, dim] tensor")
-    s.add_argument("--prompt", required=True)
-    g = s.add_mutually_exclusive_group(required=True)
-    g.add_argument("--encoder", help="encoder file whose sha256 keys the entry")
-    g.add_argument("--sha256", help="the encoder's sha256, when the file is not at hand")
-    s.add_argument("--cache-dir", default=None, help=f"default: ${ENV} or ComfyUI's models/text_cache")
-    s.add_argument("--tokens", type=int, default=512)
-    s.add_argument("--dim", type=int, default=4096)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--dtype", default="float16", choices=["float16", "bfloat16", "float32"])
-    a = ap.parse_args(argv)
-    sha = a.sha256 or file_sha256(a.encoder, a.cache_dir)
-    g = torch.Generator().manual_seed(a.seed)
-    cond = torch.randn(1, a.tokens, a.dim, generator=g).to(getattr(torch, a.dtype))
-    print(write_entry(a.prompt, sha, cond, encoder_name=Path(a.encoder).name if a.encoder else "", cache_dir=a.cache_dir))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(_main())

@@ -20,11 +20,8 @@ CFG, POSE_CFG = 5.0, 1.5
 def env(comfyui_source):
     import comfy_env
     comfy_env.setup_comfy(comfyui_source)
-    try:
-        loading = pack_module("steadydancer.loading")
-        cond_mod = pack_module("nodes_conditioning")
-    except ImportError as e:
-        pytest.skip(f"the native SteadyDancer model is not in this checkout: {e}")
+    loading = pack_module("steadydancer.loading")
+    cond_mod = pack_module("nodes_conditioning")
     import comfy.clip_vision
     import comfy.ops
     import comfy.samplers

@@ -126,5 +126,11 @@ def test_nodes_end_to_end(models, comfyui_source, monkeypatch):
     ng = nodes.SteadyDancerPoseAugment.execute(al, 3, 0.7, 1.3, 0.6, 1.4).result[0]
     img = nodes.SteadyDancerPoseRender.execute(ng, 64, 48, 2).result[0]
     assert img.shape == (6, 48, 64, 3)
+    # the single-step chain on the same 5 frames gives exactly what PosePrep gives
+    det5 = nodes.SteadyDancerPoseDetect.execute(est, drv[:5]).result[0]
+    al5 = nodes.SteadyDancerPoseAlign.execute(refp, det5, 0).result[0]
+    ng5 = nodes.SteadyDancerPoseAugment.execute(al5, 3, 0.7, 1.3, 0.6, 1.4).result[0]
+    assert torch.equal(nodes.SteadyDancerPoseRender.execute(al5, 64, 48, 0).result[0], pos)
+    assert torch.equal(nodes.SteadyDancerPoseRender.execute(ng5, 64, 48, 0).result[0], neg)
     with pytest.raises(pe.MissingModelError, match="steadydancer models download"):
         nodes.SteadyDancerPoseModelLoader.execute("missing.onnx", "dw-ll_ucoco_384.onnx", "cpu")

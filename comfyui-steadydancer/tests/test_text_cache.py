@@ -190,20 +190,3 @@ def test_node_hit_and_missing_encoder(monkeypatch, tmp_path, encoder_file, comfy
         nodes.SteadyDancerTextEncodeCached.execute("absent_encoder.safetensors", "pos", "neg")
     schema = nodes.SteadyDancerTextEncodeCached.define_schema()
     assert [i.id for i in schema.inputs] == ["text_encoder", "positive_prompt", "negative_prompt", "encoder_sha256"]
-
-
-def test_seed_command_writes_a_readable_entry(tmp_path, encoder_file):
-    import subprocess
-    import sys
-    from pack_loader import PACK_DIR
-    r = subprocess.run([sys.executable, str(PACK_DIR / "text_cache.py"), "seed", "--prompt", "a dancer",
-                        "--encoder", str(encoder_file), "--cache-dir", str(tmp_path), "--tokens", "7", "--dim", "16"],
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    sha = hashlib.sha256(encoder_file.read_bytes()).hexdigest()
-    assert r.stdout.strip() == str(tc.entry_path("a dancer", sha, tmp_path))
-    out = tc.read_entry("a dancer", sha, tmp_path)
-    assert out[0][0].shape == (1, 7, 16) and out[0][0].dtype == torch.float16
-    bad = subprocess.run([sys.executable, str(PACK_DIR / "text_cache.py"), "seed", "--prompt", "x",
-                          "--sha256", "nothex", "--cache-dir", str(tmp_path)], capture_output=True, text=True, timeout=120)
-    assert bad.returncode != 0 and "64 hex" in bad.stderr
