@@ -5,20 +5,20 @@
  * retries with backoff on drops / 5xx, and the fp8 → fp16 fallback.
  */
 import { createReadStream } from 'node:fs';
-import { mkdir, open, rename, stat, statfs, unlink } from 'node:fs/promises';
+import { mkdir, open, rename, stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import pLimit from 'p-limit';
 import pRetry from 'p-retry';
 import { request, type Agent, type Dispatcher } from 'undici';
 import { ActionableError } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
-import { createAgent, fetchMetadata, HubError, networkError, requestHeaders, statusError, type HubConfig, type RemoteMetadata } from './hub.js';
+import { createAgent, fetchMetadata, HubError, networkError, requestHeaders, sameOrigin, statusError, type HubConfig, type RemoteMetadata } from './hub.js';
 import { fallbackChain, getVariant, variantFiles, type Manifest, type ManifestFile } from './manifest.js';
 import { formatBytes, silentProgress, type ProgressSink } from './progress.js';
 import { dropSegments, fetchSegmented, RangeUnsupported, segmentsDone, segmentsPath } from './segmented.js';
 import { VerifiedCache } from './verified-cache.js';
 import { inThreadSha256, threadSha256, type Sha256 } from './hasher.js';
+import { diskUsage } from '../system/disk.js';
 
 export interface DownloadOptions {
   manifest: Manifest;
@@ -94,24 +94,11 @@ async function sizeOf(p: string): Promise<number | null> {
 async function hashFileInto(hasher: Sha256, p: string, signal?: AbortSignal): Promise<number> {
   await hasher.reset();
   let bytes = 0;
-  await pipeline(
-    createReadStream(p, { highWaterMark: 4 << 20 }),
-    async function* (src: AsyncIterable<Buffer>) {
-      for await (const chunk of src) {
-        bytes += chunk.length;
-        await hasher.update(chunk);
-      }
-      yield* [];
-    },
-    { signal },
-  );
+  for await (const chunk of createReadStream(p, { highWaterMark: 4 << 20, signal }) as AsyncIterable<Buffer>) {
+    bytes += chunk.length;
+    await hasher.update(chunk);
+  }
   return bytes;
-}
-
-/** Free bytes available to us at `dir` (statfs). */
-export async function freeBytes(dir: string): Promise<number> {
-  const s = await statfs(dir);
-  return Number(s.bavail) * Number(s.bsize);
 }
 
 function errorInfo(err: unknown): { code: string; message: string; hint: string | null } {
@@ -315,7 +302,7 @@ export async function downloadModels(opts: DownloadOptions): Promise<DownloadSum
       already += Math.min(part, size);
     }
     const reserve = opts.reserveBytes ?? 256 * 1024 * 1024;
-    const free = await freeBytes(dest);
+    const free = (await diskUsage(dest)).availBytes;
     if (need + reserve > free) {
       throw new HubError('disk', `not enough free space in ${dest}: ${formatBytes(need)} to download (+${formatBytes(reserve)} reserve), ${formatBytes(free)} free`, {
         hint: 'free some space, choose a smaller variant (--variant), or point --dest at a larger volume',
@@ -457,7 +444,7 @@ export async function downloadOne(o: OneOptions): Promise<{ size: number; sha256
         await restart();
         throw new HubError('server', `${rel}: range not satisfiable, restarting`, { status: 416 });
       }
-      if ((st === 401 || st === 403) && !sameHostAsHub(target, hub) && !refreshed) {
+      if ((st === 401 || st === 403) && !sameOrigin(target, hub.endpoint) && !refreshed) {
         await res.body.dump();
         // A signed CDN link that expired: ask the Hub for a fresh one, then retry.
         refreshed = true;
@@ -466,7 +453,7 @@ export async function downloadOne(o: OneOptions): Promise<{ size: number; sha256
       }
       if (st !== 200 && st !== 206) {
         await res.body.dump();
-        throw statusError(st, res.headers, file, hub.endpoint, Boolean(hub.token), sameHostAsHub(target, hub) ? 'the Hub' : new URL(target).host);
+        throw statusError(st, res.headers, file, hub.endpoint, Boolean(hub.token), sameOrigin(target, hub.endpoint) ? 'the Hub' : new URL(target).host);
       }
       let append = false;
       if (st === 206) {
@@ -610,13 +597,5 @@ export async function downloadOne(o: OneOptions): Promise<{ size: number; sha256
     }
   } finally {
     await hasher.close();
-  }
-}
-
-function sameHostAsHub(url: string, hub: Pick<HubConfig, 'endpoint'>): boolean {
-  try {
-    return new URL(url).origin === new URL(hub.endpoint).origin;
-  } catch {
-    return false;
   }
 }

@@ -5,7 +5,7 @@
  * header parser: it is the same decoder family ComfyUI's LoadVideo uses (PyAV), it reads PNG,
  * JPEG and WebP as well as every video codec, and it catches truncated or corrupt data.
  */
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { safeFetch, FetchLimitError, UnsafeUrlError, type Resolver } from './safe-fetch.js';
@@ -214,9 +214,10 @@ export async function prepareMedia(input: { image: string; video: string }, dir:
   await Promise.all([writeFile(rawImg, imgBytes), writeFile(rawVid, vidBytes)]);
   const image = await checkImage('image', rawImg, limits, policy.signal);
   const video = await checkVideo('video', rawVid, limits, policy.signal);
-  // Give the files names whose extension matches their content (ComfyUI picks decoders by it).
+  // Give the files names whose extension matches their content (ComfyUI picks decoders by it):
+  // a rename, not a second write of up to 200 MB.
   const imagePath = join(dir, `reference.${IMAGE_CODECS[image.codec] ?? 'png'}`);
   const videoPath = join(dir, `driving.${VIDEO_EXT[video.codec] ?? 'mkv'}`);
-  await Promise.all([writeFile(imagePath, imgBytes), writeFile(videoPath, vidBytes)]);
+  await Promise.all([rename(rawImg, imagePath), rename(rawVid, videoPath)]);
   return { imagePath, videoPath, image, video };
 }

@@ -9,8 +9,7 @@
  * pipeline's CPU model fixtures (test/helpers/tiny-models.ts) once they are in the tree; until
  * then it is skipped loudly.
  */
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
-import { pathToFileURL } from 'node:url';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -31,6 +30,7 @@ import { dataUri, ffmpegMissing, makeImage, makeVideo } from '../helpers/media.j
 import { needs } from '../helpers/skips.js';
 import { COMFYUI_COMMIT, cachedSource, testPython } from '../helpers/sources.js';
 import { execFileSync } from 'node:child_process';
+import { ensureTinyModels, tinyModelsSkipReason } from '../helpers/tiny-models.js';
 
 const skip = needs('serverless local API against a real ComfyUI', ffmpegMissing() || comfySkipReason());
 
@@ -154,11 +154,8 @@ describe.skipIf(skip)('local API + dance handler + supervised real ComfyUI (mode
 });
 
 // Part 2: the real dance template on the pipeline's CPU model fixtures (test/helpers/
-// tiny-models.ts from the pipeline issue), through createService exactly as `serve` wires it.
-// Loaded by path so this file compiles before that helper is merged; skipped loudly until then.
-const TINY = join(projectRoot(), 'test', 'helpers', 'tiny-models.ts');
-const tinyReason = existsSync(TINY) ? undefined : 'test/helpers/tiny-models.ts (the pipeline issue\'s CPU model fixtures) is not in this tree yet';
-const skipDance = needs('serverless dance template on real ComfyUI with CPU fixtures', ffmpegMissing() || comfySkipReason() || tinyReason);
+// tiny-models.ts), through createService exactly as `serve` wires it.
+const skipDance = needs('serverless dance template on real ComfyUI with CPU fixtures', ffmpegMissing() || comfySkipReason() || tinyModelsSkipReason());
 
 describe.skipIf(skipDance)('local API + the real dance template on the CPU fixtures', () => {
   let dir: string;
@@ -169,13 +166,7 @@ describe.skipIf(skipDance)('local API + the real dance template on the CPU fixtu
   const logger = memoryLogger();
 
   beforeAll(async () => {
-    const tiny = (await import(pathToFileURL(TINY).href)) as {
-      tinyModelsSkipReason(): string | undefined;
-      ensureTinyModels(): { modelsDir: string; textCacheDir: string };
-    };
-    const why = tiny.tinyModelsSkipReason();
-    if (why) throw new Error(`CPU fixtures cannot be made: ${why}`);
-    const m = tiny.ensureTinyModels();
+    const m = ensureTinyModels();
     dir = mkdtempSync(join(tmpdir(), 'sd-e2e-dance-'));
     const comfyBase = join(dir, 'comfy');
     for (const d of ['custom_nodes', 'input', 'output', 'temp', 'user']) mkdirSync(join(comfyBase, d), { recursive: true });

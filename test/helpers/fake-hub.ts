@@ -171,11 +171,3 @@ export class FakeHub {
   }
 }
 
-/** A port on loopback where nothing listens (bound then closed). */
-export async function deadPort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}

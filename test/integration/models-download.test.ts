@@ -17,7 +17,9 @@ import { plainProgress } from '../../src/models/progress.js';
 import { VERIFIED_FILE } from '../../src/models/verified-cache.js';
 import { ActionableError } from '../../src/util/errors.js';
 import { memoryLogger } from '../../src/util/logger.js';
-import { COMMIT, deadPort, FakeHub, sha256 } from '../helpers/fake-hub.js';
+import { COMMIT, FakeHub, sha256 } from '../helpers/fake-hub.js';
+import { freePort as deadPort } from '../../src/comfy/native.js';
+import { captureCli } from '../helpers/cli.js';
 
 const MB = 1024 * 1024;
 
@@ -577,11 +579,9 @@ describe('models check', () => {
 
 describe('the CLI (runCli) on loopback', () => {
   async function cli(argv: string[], env: NodeJS.ProcessEnv) {
-    const out: string[] = [];
-    const err: string[] = [];
-    const errStream = { write: (s: string) => (err.push(String(s)), true), isTTY: false } as unknown as NodeJS.WritableStream;
-    const code = await runCli(argv, { out: (t) => out.push(t), err: errStream, env: { HOME: dest, PATH: process.env.PATH, ...env }, cwd: dest });
-    return { code, out: out.join('\n'), err: err.join('') };
+    const c = captureCli({ HOME: dest, PATH: process.env.PATH, ...env });
+    const code = await runCli(argv, { ...c.io, cwd: dest });
+    return { code, out: c.out.join('\n'), err: c.err.join('') };
   }
 
   it('models check against an unreachable port: a network error per file, exit 3, no stack', async () => {
