@@ -1,41 +1,24 @@
 import { emit, type Context } from '../util/context.js';
 import { projectRoot } from '../util/paths.js';
-import { renderSmoke, runSmoke } from '../plan/smoke.js';
+import { renderSmoke, runSmoke, type SmokeOptions } from '../plan/smoke.js';
 import { collectParams } from './generate.js';
 import { secondsFlag } from './up.js';
 
-export interface SmokeCliOptions {
-  url: string;
-  workflow?: string;
-  uiWorkflow?: string;
-  image?: string;
-  video?: string;
-  screenshot?: string;
-  out?: string;
-  chromium?: string;
-  browser?: boolean;
-  generate?: boolean;
+/** The CLI's options: SmokeOptions' own, less what the command supplies, and the raw flags. */
+export type SmokeCliOptions = Pick<SmokeOptions, 'url' | 'workflow' | 'uiWorkflow' | 'image' | 'video' | 'screenshot' | 'out' | 'chromium' | 'browser' | 'generate'> & {
   params?: string;
   set?: string[];
   timeout?: string;
-}
+};
 
 export default async function smoke(opts: SmokeCliOptions, ctx: Context): Promise<number> {
-  const params = collectParams(opts);
+  const { params: _json, set: _set, timeout, ...rest } = opts;
   const r = await runSmoke({
+    ...rest,
     url: opts.url.replace(/\/+$/, ''),
     root: projectRoot(),
-    workflow: opts.workflow,
-    uiWorkflow: opts.uiWorkflow,
-    image: opts.image,
-    video: opts.video,
-    screenshot: opts.screenshot,
-    out: opts.out,
-    chromium: opts.chromium,
-    browser: opts.browser,
-    generate: opts.generate,
-    params,
-    timeoutMs: secondsFlag('--timeout', opts.timeout, 1800) * 1000,
+    params: collectParams(opts),
+    timeoutMs: secondsFlag('--timeout', timeout, 1800) * 1000,
     logger: ctx.logger,
     signal: ctx.signal,
     env: ctx.env,

@@ -90,6 +90,10 @@ export function realPhases(o: RealPhaseOptions): PhaseDef[] {
     return engine;
   };
   let buildBase: { standin: boolean; image: string } | undefined;
+  // The pinned sources and their cache state (git checks of every checkout): once per run,
+  // shared by deps-build and local-test.
+  let sourcesOnce: ReturnType<typeof listSources> | undefined;
+  const getSources = () => (sourcesOnce ??= (async () => listSources(loadLock(lockPath(o.root)), o.env))());
 
   return [
     {
@@ -134,8 +138,7 @@ export function realPhases(o: RealPhaseOptions): PhaseDef[] {
     {
       id: 'deps-build', title: 'build inputs: pinned sources, base image, engine', wave: 3, needs: ['lint'],
       run: async () => {
-        const lock = loadLock(lockPath(o.root));
-        const sources = await listSources(lock, o.env);
+        const sources = await getSources();
         const comfy = sources.find((s) => s.kind === 'comfyui');
         const missing = sources.filter((s) => s.status !== 'ok' && s.kind !== 'reference');
         const details: Record<string, unknown> = { cache: sourcesDir(o.env), sources: sources.map((s) => ({ name: s.name, status: s.status })) };
@@ -188,8 +191,7 @@ export function realPhases(o: RealPhaseOptions): PhaseDef[] {
             await composeDown({ root: o.root, env, engine: bin }).catch((e: unknown) => o.logger.warn(`compose down: ${(e as Error).message}`));
           }
         }
-        const lock = loadLock(lockPath(o.root));
-        const sources = await listSources(lock, o.env);
+        const sources = await getSources();
         const comfy = sources.find((s) => s.kind === 'comfyui');
         if (!comfy || comfy.status !== 'ok') return { status: 'skip', reason: `no image was built and ComfyUI is not in the source cache (${comfy?.status ?? 'not in the lock'})` };
         const python = o.env.STEADYDANCER_PYTHON ?? join(o.root, '.venv', 'bin', 'python');

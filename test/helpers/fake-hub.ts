@@ -171,3 +171,31 @@ export class FakeHub {
   }
 }
 
+/** A manifest file entry for the fake repos (size and sha256 unknown, as the Hub will say). */
+export function fileEntry(repo: string, path: string, folder: string, role: string, extra: Record<string, unknown> = {}) {
+  return { role, description: `test ${path}`, repo, revision: 'main', commit: null, path, folder, filename: path.split('/').pop(), size: null, sha256: null, verified: [], sources: ['test'], ...extra };
+}
+
+/** A raw manifest document shaped like docker/models.json, pointing at the fake repos: fp8 →
+ *  fp16 SteadyDancer files and a VAE; with `fastPreset`, also a LoRA and the fast preset. */
+export function fakeManifestDoc(opts: { fastPreset?: boolean } = {}) {
+  return {
+    schemaVersion: 1,
+    description: 'test',
+    hub: { endpoint: 'https://huggingface.co' },
+    defaultVariant: 'fp8',
+    fallbackOrder: ['fp8', 'fp16'],
+    files: {
+      'sd-fp8': fileEntry('Kijai/WanVideo_comfy_fp8_scaled', 'SteadyDancer/sd_fp8.safetensors', 'diffusion_models', 'diffusion_model'),
+      'sd-fp16': fileEntry('Kijai/WanVideo_comfy', 'SteadyDancer/sd_fp16.safetensors', 'diffusion_models', 'diffusion_model'),
+      vae: fileEntry('Comfy-Org/Wan_2.1_ComfyUI_repackaged', 'split_files/vae/wan_2.1_vae.safetensors', 'vae', 'vae'),
+      ...(opts.fastPreset ? { lora: fileEntry('Kijai/WanVideo_comfy', 'Lightx2v/lora.safetensors', 'loras', 'lora') } : {}),
+    } as Record<string, ReturnType<typeof fileEntry>>,
+    workflows: { native: { description: 'd', workflowFiles: [], requires: ['vae'], textEncoderByVariant: {}, optional: [] } },
+    variants: {
+      fp8: { description: 'd', diffusionModel: 'sd-fp8', workflow: 'native', fallback: 'fp16' },
+      fp16: { description: 'd', diffusionModel: 'sd-fp16', workflow: 'native', fallback: null },
+    },
+    presets: opts.fastPreset ? { fast: { description: 'd', files: ['lora'], cfg: 1, steps: 4 } } : {},
+  };
+}

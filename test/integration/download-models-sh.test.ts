@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { projectRoot } from '../../src/util/paths.js';
-import { FakeHub } from '../helpers/fake-hub.js';
+import { fakeManifestDoc, FakeHub } from '../helpers/fake-hub.js';
 
 const root = projectRoot();
 let hub: FakeHub;
@@ -18,29 +18,7 @@ let script: string;
 const fp8 = randomBytes(1_000_003);
 const vae = randomBytes(500_001);
 
-function manifest() {
-  const file = (repo: string, path: string, folder: string, role: string) => ({
-    role, description: 'test', repo, revision: 'main', commit: null, path, folder, filename: path.split('/').pop(), size: null, sha256: null, verified: [], sources: ['test'],
-  });
-  return {
-    schemaVersion: 1,
-    description: 'test',
-    hub: { endpoint: 'https://huggingface.co' },
-    defaultVariant: 'fp8',
-    fallbackOrder: ['fp8', 'fp16'],
-    files: {
-      'sd-fp8': file('Kijai/WanVideo_comfy_fp8_scaled', 'SteadyDancer/sd_fp8.safetensors', 'diffusion_models', 'diffusion_model'),
-      'sd-fp16': file('Kijai/WanVideo_comfy', 'SteadyDancer/sd_fp16.safetensors', 'diffusion_models', 'diffusion_model'),
-      vae: file('Comfy-Org/Wan_2.1_ComfyUI_repackaged', 'split_files/vae/wan_2.1_vae.safetensors', 'vae', 'vae'),
-    },
-    workflows: { native: { description: 'd', workflowFiles: [], requires: ['vae'], textEncoderByVariant: {}, optional: [] } },
-    variants: {
-      fp8: { description: 'd', diffusionModel: 'sd-fp8', workflow: 'native', fallback: 'fp16' },
-      fp16: { description: 'd', diffusionModel: 'sd-fp16', workflow: 'native', fallback: null },
-    },
-    presets: {},
-  };
-}
+const manifest = () => fakeManifestDoc();
 
 beforeAll(async () => {
   hub = await new FakeHub()

@@ -17,51 +17,15 @@ import { plainProgress } from '../../src/models/progress.js';
 import { VERIFIED_FILE } from '../../src/models/verified-cache.js';
 import { ActionableError } from '../../src/util/errors.js';
 import { memoryLogger } from '../../src/util/logger.js';
-import { COMMIT, FakeHub, sha256 } from '../helpers/fake-hub.js';
+import { COMMIT, fakeManifestDoc, FakeHub, sha256 } from '../helpers/fake-hub.js';
 import { freePort as deadPort } from '../../src/comfy/native.js';
 import { captureCli } from '../helpers/cli.js';
 
 const MB = 1024 * 1024;
 
-function fileEntry(repo: string, path: string, folder: string, role: string, extra: Record<string, unknown> = {}) {
-  return {
-    role,
-    description: `test ${path}`,
-    repo,
-    revision: 'main',
-    commit: null,
-    path,
-    folder,
-    filename: path.split('/').pop(),
-    size: null,
-    sha256: null,
-    verified: [],
-    sources: ['test'],
-    ...extra,
-  };
-}
-
 /** A manifest shaped like docker/models.json, pointing at the fake repos. */
 function testManifest(overrides: (d: any) => void = () => {}): Manifest {
-  const d: any = {
-    schemaVersion: 1,
-    description: 'test',
-    hub: { endpoint: 'https://huggingface.co' },
-    defaultVariant: 'fp8',
-    fallbackOrder: ['fp8', 'fp16'],
-    files: {
-      'sd-fp8': fileEntry('Kijai/WanVideo_comfy_fp8_scaled', 'SteadyDancer/sd_fp8.safetensors', 'diffusion_models', 'diffusion_model'),
-      'sd-fp16': fileEntry('Kijai/WanVideo_comfy', 'SteadyDancer/sd_fp16.safetensors', 'diffusion_models', 'diffusion_model'),
-      vae: fileEntry('Comfy-Org/Wan_2.1_ComfyUI_repackaged', 'split_files/vae/wan_2.1_vae.safetensors', 'vae', 'vae'),
-      lora: fileEntry('Kijai/WanVideo_comfy', 'Lightx2v/lora.safetensors', 'loras', 'lora'),
-    },
-    workflows: { native: { description: 'd', workflowFiles: [], requires: ['vae'], textEncoderByVariant: {}, optional: [] } },
-    variants: {
-      fp8: { description: 'd', diffusionModel: 'sd-fp8', workflow: 'native', fallback: 'fp16' },
-      fp16: { description: 'd', diffusionModel: 'sd-fp16', workflow: 'native', fallback: null },
-    },
-    presets: { fast: { description: 'd', files: ['lora'], cfg: 1, steps: 4 } },
-  };
+  const d: any = fakeManifestDoc({ fastPreset: true });
   overrides(d);
   return parseManifest(d, 'test-manifest');
 }
