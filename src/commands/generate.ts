@@ -3,8 +3,8 @@
  * Submits one dance job, shows progress while it runs, writes the mp4.
  */
 import { resolve } from 'node:path';
-import { generate, mediaField, resolveEndpoint } from '../runpod/client.js';
-import type { Progress } from '../runpod/jobs.js';
+import { generate, mediaField, resolveEndpoint } from '../serverless/client.js';
+import type { Progress } from '../serverless/jobs.js';
 import { emit, type Context } from '../util/context.js';
 import { UsageError } from '../util/errors.js';
 

@@ -3,9 +3,9 @@
  * API with RunPod's routes, on the worker's job runner. STEADYDANCER_API_KEY, when set, is
  * required as `Authorization: Bearer <key>`.
  */
-import { createApi, listen } from '../runpod/api.js';
-import { JobQueue } from '../runpod/jobs.js';
-import { createService } from '../runpod/service.js';
+import { createApi, listen } from '../serverless/api.js';
+import { JobQueue } from '../serverless/jobs.js';
+import { createService } from '../serverless/service.js';
 import type { Context } from '../util/context.js';
 import { UsageError } from '../util/errors.js';
 import { seconds } from './worker.js';

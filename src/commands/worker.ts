@@ -3,8 +3,8 @@
  * With a ComfyUI command after `--` (what start.sh passes in serverless mode) the worker starts
  * and supervises ComfyUI; without one it uses a ComfyUI that is already running at --comfy-url.
  */
-import { createService } from '../runpod/service.js';
-import { Worker, workerConfigFromEnv } from '../runpod/worker.js';
+import { createService } from '../serverless/service.js';
+import { Worker, workerConfigFromEnv } from '../serverless/worker.js';
 import type { Context } from '../util/context.js';
 import { ActionableError, UsageError } from '../util/errors.js';
 

@@ -10,7 +10,7 @@ import { ComfyClient } from '../comfy/client.js';
 import { resolveParams, type ResolvedParams } from '../comfy/params.js';
 import { fillWorkflow, findByTitle, loadTemplate, MARK, nodeTypes, templatePath, type ApiWorkflow } from '../comfy/workflow.js';
 import { findVideo, outputFiles } from '../comfy/outputs.js';
-import { checkVideo, DEFAULT_LIMITS } from '../runpod/media.js';
+import { checkVideo, DEFAULT_LIMITS } from '../job/media.js';
 import type { Logger } from '../util/logger.js';
 
 export type StepStatus = 'pass' | 'fail' | 'skip';

@@ -1,4 +1,4 @@
-import type { JobHandler } from '../../src/runpod/jobs.js';
+import type { JobHandler } from '../../src/serverless/jobs.js';
 
 /** Steps `input.steps` times, reporting step n/N; honours the abort signal. */
 export const stepper: JobHandler = async (input, ctx) => {

@@ -1,6 +1,6 @@
 /** The ComfyUI supervisor with real child processes (no ComfyUI needed for these cases). */
 import { describe, expect, it } from 'vitest';
-import { ComfySupervisor, ComfyCrashed } from '../../src/runpod/comfy-process.js';
+import { ComfySupervisor, ComfyCrashed } from '../../src/comfy/supervisor.js';
 import { memoryLogger } from '../../src/util/logger.js';
 
 describe('ComfySupervisor', () => {

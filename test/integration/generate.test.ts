@@ -10,9 +10,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../src/cli.js';
-import { createApi, listen } from '../../src/runpod/api.js';
-import { resolveEndpoint } from '../../src/runpod/client.js';
-import { JobQueue, type JobHandler } from '../../src/runpod/jobs.js';
+import { createApi, listen } from '../../src/serverless/api.js';
+import { resolveEndpoint } from '../../src/serverless/client.js';
+import { JobQueue, type JobHandler } from '../../src/serverless/jobs.js';
 import { memoryLogger } from '../../src/util/logger.js';
 
 const VIDEO = Buffer.from('\x00\x00\x00\x18ftypisom fake mp4 payload for the client test');

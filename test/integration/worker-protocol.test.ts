@@ -3,8 +3,8 @@
  * The handler here is a small test handler; the dance handler is covered in the e2e tests.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { JobHandler } from '../../src/runpod/jobs.js';
-import { Worker, workerConfigFromEnv, withQuery } from '../../src/runpod/worker.js';
+import type { JobHandler } from '../../src/serverless/jobs.js';
+import { Worker, workerConfigFromEnv, withQuery } from '../../src/serverless/worker.js';
 import { memoryLogger } from '../../src/util/logger.js';
 import { JobServer } from '../helpers/job-server.js';
 import { stepper } from '../helpers/stepper.js';

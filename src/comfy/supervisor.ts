@@ -10,7 +10,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { waitForComfy } from '../comfy/client.js';
+import { waitForComfy } from './client.js';
 import type { Logger } from '../util/logger.js';
 
 export class ComfyCrashed extends Error {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ComfyCrashed } from '../../../src/runpod/comfy-process.js';
-import { executeJob } from '../../../src/runpod/jobs.js';
+import { ComfyCrashed } from '../../../src/comfy/supervisor.js';
+import { executeJob } from '../../../src/serverless/jobs.js';
 import { memoryLogger } from '../../../src/util/logger.js';
 
 describe('executeJob', () => {

@@ -8,7 +8,7 @@
  */
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { JobContext, JobHandler } from './jobs.js';
+import type { JobContext, JobHandler } from '../serverless/jobs.js';
 import { DEFAULT_LIMITS, InputError, prepareMedia, type FetchPolicy, type MediaLimits, type PreparedMedia } from './media.js';
 import { buildOutput, RUN_LIMIT_BYTES, RUNSYNC_LIMIT_BYTES, type S3Config } from './output.js';
 import { splitJobInput } from './schema.js';

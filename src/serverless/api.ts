@@ -16,7 +16,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { timingSafeEqual } from 'node:crypto';
 import { TERMINAL, type JobQueue, type JobRecord } from './jobs.js';
-import { RUN_LIMIT_BYTES, RUNSYNC_LIMIT_BYTES } from './output.js';
+import { RUN_LIMIT_BYTES, RUNSYNC_LIMIT_BYTES } from '../job/output.js';
 
 export interface ApiOptions {
   queue: JobQueue;
