@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import type { JobContext, JobHandler } from './jobs.js';
 import { DEFAULT_LIMITS, InputError, prepareMedia, type FetchPolicy, type MediaLimits, type PreparedMedia } from './media.js';
 import { buildOutput, RUN_LIMIT_BYTES, RUNSYNC_LIMIT_BYTES, type S3Config } from './output.js';
-import { splitJobInput } from './schema.js';
+import { inputErrorOf, splitJobInput } from './schema.js';
 
 /** What the handler needs from ComfyUI. */
 export interface ComfyPort {
@@ -50,11 +50,8 @@ function resolveOrInputError<P>(resolve: (raw: Record<string, unknown>) => P, ra
   try {
     return resolve(raw);
   } catch (err) {
-    const issue = (err as { issues?: Array<{ path?: unknown; message?: string }> }).issues?.[0];
-    if (issue) {
-      const path = Array.isArray(issue.path) ? issue.path.join('.') : String(issue.path ?? 'input');
-      throw new InputError(path || 'input', issue.message ?? String(err));
-    }
+    const issues = (err as { issues?: Array<{ path?: unknown; message?: string }> }).issues;
+    if (issues?.length) throw inputErrorOf(issues);
     throw err;
   }
 }

@@ -96,12 +96,12 @@ describe('steadydancer generate', () => {
   });
 
   it.each([
-    [['generate', '--video', 'dance.mp4'], /--image is required/],
-    [['generate', '--image', 'ref.png'], /--video is required/],
+    [['generate', '--video', 'dance.mp4'], /required option '--image <file\|url>' not specified/],
+    [['generate', '--image', 'ref.png'], /required option '--video <file\|url>' not specified/],
     [['generate', '--image', 'nope.png', '--video', 'dance.mp4'], /--image .*nope\.png: cannot read the file \(ENOENT\)/],
-    [['generate', '--image', 'ref.png', '--video', 'dance.mp4', '--params', '[1]'], /--params: not a JSON object/],
-    [['generate', '--image', 'ref.png', '--video', 'dance.mp4', '--set', 'oops'], /--set oops: expected key=value/],
-    [['generate', '--image', 'ref.png', '--video', 'dance.mp4', '--seed', '-3'], /--seed -3/],
+    [['generate', '--image', 'ref.png', '--video', 'dance.mp4', '--params', '[1]'], /option '--params <json>' argument '\[1\]' is invalid. not a JSON object \(got an array\)/],
+    [['generate', '--image', 'ref.png', '--video', 'dance.mp4', '--set', 'oops'], /option '--set <key=value>' argument 'oops' is invalid. expected key=value/],
+    [['generate', '--image', 'ref.png', '--video', 'dance.mp4', '--seed', '-3'], /option '--seed <n>' argument '-3' is invalid. expected a whole number/],
     [['generate', '--image', 'ref.png', '--video', 'dance.mp4', '--endpoint', 'bad id!'], /expected "local", a RunPod endpoint id/],
   ])('bad usage %j', async (args, msg) => {
     const r = await cli(args);
