@@ -191,7 +191,7 @@ export const commands: CommandSpec[] = [
         name: 'check',
         summary: 'ask the Hub about every file of a variant (ok / missing / gated / network error)',
         options: [
-          flags.variant('model variant to check'),
+          flags.variant('model variant to check', flags.VARIANT_DEFAULT, { choices: false }),
           flags.jobs('files asked in parallel', 8),
           flags.seconds('--timeout <s>', 'connect/response timeout', 10),
           flags.tokenFile(),
@@ -203,7 +203,7 @@ export const commands: CommandSpec[] = [
         name: 'download',
         summary: 'download every file of a variant into DIR: parallel, resumable, sha256-verified',
         options: [
-          flags.variant('model variant to download', "$STEADYDANCER_VARIANT, else the variant DIR holds verified, else docker/models.json's defaultVariant"),
+          flags.variant('model variant to download', "$STEADYDANCER_VARIANT, else the variant DIR holds verified, else the manifest's defaultVariant", { choices: false }),
           { flags: '--dest <dir>', description: 'models directory', defaultText: '$MODELS_DIR' },
           flags.jobs('files downloaded in parallel', 4),
           { flags: '--connections <n>', description: 'connections (byte ranges) per file of 256 MiB or more', default: 1, parse: flags.positiveInt },

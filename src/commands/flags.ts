@@ -124,11 +124,16 @@ export function manifestVariants(env: NodeJS.ProcessEnv): readonly string[] | un
 
 export const VARIANT_DEFAULT = '$STEADYDANCER_VARIANT, else the variant the models folder holds verified, else docker/models.json\'s defaultVariant';
 
-export const variant = (description = 'model variant', defaultText = VARIANT_DEFAULT): OptionDef => ({
+/**
+ * `--variant`: commander's choices are the default manifest's variants. Commands that take
+ * `--manifest` pass `choices: false`: their manifest is known only after parsing, so the
+ * variant rule checks the name against it (the same usage error, listing that manifest's variants).
+ */
+export const variant = (description = 'model variant', defaultText = VARIANT_DEFAULT, opts: { choices?: boolean } = {}): OptionDef => ({
   flags: '--variant <name>',
   description,
   defaultText,
-  choices: manifestVariants,
+  ...(opts.choices === false ? {} : { choices: manifestVariants }),
 });
 export const engine = (): OptionDef => ({ flags: '--engine <path>', description: 'docker client', defaultText: '$STEADYDANCER_DOCKER, /usr/bin/docker, docker' });
 export const composeFile = (): OptionDef => ({ flags: '--file <compose.yml>', description: 'base compose file', defaultText: 'docker/docker-compose.yml' });

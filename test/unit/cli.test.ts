@@ -78,10 +78,14 @@ describe('cli', () => {
     expect(c.err.join('')).toMatch(/option '--url <url>' argument 'notaurl' is invalid\. expected an http\(s\) URL/);
   });
 
-  it('--variant offers the manifest\'s variants (commander choices)', async () => {
+  it('--variant offers the manifest\'s variants (commander choices; with --manifest, that manifest\'s)', async () => {
     const c = capture();
-    expect(await runCli(['models', 'check', '--variant', 'fp4'], c.io)).toBe(2);
+    expect(await runCli(['doctor', '--variant', 'fp4'], c.io)).toBe(2);
     expect(c.err.join('')).toContain("option '--variant <name>' argument 'fp4' is invalid. Allowed choices are fp8, fp16, gguf-q5_k_m, gguf-q6_k.");
+    const d = capture();
+    expect(await runCli(['models', 'check', '--variant', 'fp4', '--json'], d.io)).toBe(2);
+    const doc = JSON.parse(d.out.join('\n')) as { error: { code: string; message: string; hint: string } };
+    expect(doc.error).toMatchObject({ code: 'E_USAGE', message: '--variant fp4: unknown variant "fp4"', hint: 'choose one of: fp8, fp16, gguf-q5_k_m, gguf-q6_k' });
   });
 
   it('generate checks the job parameters with the job schema before any network call, naming every bad field', async () => {
