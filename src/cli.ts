@@ -4,8 +4,7 @@
  * its command module, whose default export does the work and returns an exit code.
  */
 import { Command, CommanderError, Option } from 'commander';
-import { readFileSync, realpathSync } from 'node:fs';
-import { join } from 'node:path';
+import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import * as flags from './commands/flags.js';
 import type { OptionDef } from './commands/flags.js';
@@ -14,7 +13,7 @@ import { PHASE_IDS } from './plan/phase-ids.js';
 import type { Context } from './util/context.js';
 import { ActionableError, ExitError, errorMessage } from './util/errors.js';
 import { createLogger, registerEnvSecrets, redactText } from './util/logger.js';
-import { projectRoot } from './util/paths.js';
+import { toolkitVersion } from './util/paths.js';
 
 export const commands: CommandSpec[] = [
   // Each issue's commands are added here as they land: doctor, lint, sources, build, models,
@@ -244,11 +243,6 @@ function addCommand(parent: Command, spec: CommandSpec, env: NodeJS.ProcessEnv, 
     for (const sub of spec.subcommands) addCommand(cmd, sub, env, run);
   }
   if (spec.load) cmd.action(async (...params: unknown[]) => run(spec, params[params.length - 1] as Command, params.slice(0, -2) as string[]));
-}
-
-/** The toolkit's version (package.json), for --version and `steadydancer version`. */
-export function toolkitVersion(): string {
-  return (JSON.parse(readFileSync(join(projectRoot(), 'package.json'), 'utf8')) as { version: string }).version;
 }
 
 export interface CliIO {

@@ -9,8 +9,8 @@
  */
 import { randomInt } from 'node:crypto';
 import { z } from 'zod';
-import { loadManifest, variantNames, type Manifest } from '../models/manifest.js';
-import { resolveVariant } from '../models/variant.js';
+import { defaultManifestPath, loadManifest, variantNames, type Manifest } from '../models/manifest.js';
+import { resolveVariant, type VariantDecision } from '../models/variant.js';
 
 export const MIN_FRAMES = 5;
 export const MAX_FRAMES = 1025;
@@ -47,6 +47,16 @@ export const JOB_WORKFLOW_FILE = 'docker/workflows/steadydancer-dance.api.json';
 /** The variants a job may ask for: those whose manifest workflow is the job workflow (not the GGUF path). */
 export function jobVariants(m: Manifest = loadManifest()): string[] {
   return variantNames(m).filter((v) => m.workflows[m.variants[v]!.workflow]?.workflowFiles.includes(JOB_WORKFLOW_FILE));
+}
+
+/**
+ * The variant of a job that names none, for whoever runs jobs (worker, local API, smoke): the
+ * variant rule on that environment — STEADYDANCER_VARIANT, else what MODELS_DIR holds verified
+ * (start.sh exports the folder it gives ComfyUI), else the manifest's default — among the job variants.
+ */
+export function jobVariantFor(env: NodeJS.ProcessEnv): VariantDecision {
+  const m = loadManifest(defaultManifestPath(env));
+  return resolveVariant({ manifest: m, env, modelsDir: env.MODELS_DIR || undefined, forRun: true, among: jobVariants(m) });
 }
 
 export const OFFICIAL_NEGATIVE_PROMPT =

@@ -44,7 +44,8 @@ export function renderCheck(r: CheckResult): string {
 export default async function modelsCheck(opts: ModelsCheckOptions, ctx: Context): Promise<number> {
   const manifest = loadManifest(opts.manifest ?? defaultManifestPath(ctx.env));
   // The variant rule: --variant, $STEADYDANCER_VARIANT, what $MODELS_DIR holds verified, the manifest's default.
-  const { variant } = resolveVariant({ manifest, flag: opts.variant, env: ctx.env, modelsDir: ctx.env.MODELS_DIR || undefined });
+  const { variant, reason } = resolveVariant({ manifest, flag: opts.variant, env: ctx.env, modelsDir: ctx.env.MODELS_DIR || undefined });
+  ctx.logger.debug('variant %s: %s', variant, reason);
   const timeoutS = opts.timeout;
   const hub = hubConfig(ctx.env, {
     manifest,

@@ -47,7 +47,8 @@ export default async function modelsDownload(opts: ModelsDownloadOptions, ctx: C
   if (!destRaw) throw new UsageError('no destination: pass --dest DIR or set MODELS_DIR');
   const dest = resolve(ctx.cwd, destRaw);
   // The variant rule: --variant, $STEADYDANCER_VARIANT, what DIR holds verified, the manifest's default.
-  const { variant } = resolveVariant({ manifest, flag: opts.variant, env: ctx.env, modelsDir: dest });
+  const { variant, reason } = resolveVariant({ manifest, flag: opts.variant, env: ctx.env, modelsDir: dest });
+  ctx.logger.debug('variant %s: %s', variant, reason);
   const timeoutS = opts.timeout;
   const hub = hubConfig(ctx.env, {
     manifest,

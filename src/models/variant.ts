@@ -14,10 +14,9 @@
  * installed gives way to the first variant of its fallback chain that is: after `models
  * download` fell back from fp8 to fp16 the folder holds fp16, and a job must ask for fp16.
  */
-import { fallbackChain, getVariant, targetPath, variantFiles, variantNames, type Manifest } from './manifest.js';
+import { fallbackChain, getVariant, variantFiles, variantNames, type Manifest } from './manifest.js';
 import { verifiedSync } from './verified-cache.js';
 import { UsageError } from '../util/errors.js';
-import { relative } from 'node:path';
 
 export type VariantSource = 'flag' | 'env' | 'installed' | 'manifest';
 
@@ -51,9 +50,9 @@ function coreFiles(m: Manifest, variant: string) {
 /** Variants whose every core file is in `modelsDir` and verified: fallbackOrder first, then manifest order. */
 export function installedVariants(m: Manifest, modelsDir: string, among?: readonly string[]): string[] {
   const order = [...new Set([...m.fallbackOrder, ...variantNames(m)])].filter((v) => !among || among.includes(v));
-  const wanted = order.flatMap((v) => coreFiles(m, v)).map((f) => ({ rel: relative(modelsDir, targetPath(modelsDir, f)), sha256: f.sha256, size: f.size }));
-  const ok = verifiedSync(modelsDir, wanted);
-  return order.filter((v) => coreFiles(m, v).every((f) => ok.has(relative(modelsDir, targetPath(modelsDir, f)))));
+  const rel = (f: { folder: string; filename: string }) => `${f.folder}/${f.filename}`; // the record's key, as models download writes it
+  const ok = verifiedSync(modelsDir, order.flatMap((v) => coreFiles(m, v)).map((f) => ({ rel: rel(f), sha256: f.sha256, size: f.size })));
+  return order.filter((v) => coreFiles(m, v).every((f) => ok.has(rel(f))));
 }
 
 function checked(m: Manifest, name: string, what: string, among?: readonly string[]): string {

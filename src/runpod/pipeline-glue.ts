@@ -6,10 +6,9 @@
 import { readFile } from 'node:fs/promises';
 import { ComfyClient } from '../comfy/client.js';
 import { findVideo, outputFiles } from '../comfy/outputs.js';
-import { jobVariants, resolveParams, type ResolvedParams } from '../comfy/params.js';
+import { jobVariantFor, resolveParams, type ResolvedParams } from '../comfy/params.js';
 import { fillWorkflow, findByTitle, loadTemplate, MARK, templatePath, type ApiWorkflow } from '../comfy/workflow.js';
-import { defaultManifestPath, loadManifest } from '../models/manifest.js';
-import { resolveVariant, type VariantDecision } from '../models/variant.js';
+import type { VariantDecision } from '../models/variant.js';
 import type { ComfyPort } from './handler.js';
 import { InputError, type PreparedMedia } from './media.js';
 import { inputProblem } from './schema.js';
@@ -54,19 +53,10 @@ export function comfyPort(client: ComfyClient): ComfyPort {
   };
 }
 
-/**
- * The variant of a job that names none: the variant rule (src/models/variant.ts) on this
- * service's environment — STEADYDANCER_VARIANT, else what MODELS_DIR holds verified (start.sh
- * exports the folder it gave ComfyUI), else the manifest's default — among the job's variants.
- */
-export function jobDefaultVariant(env: NodeJS.ProcessEnv): VariantDecision {
-  return resolveVariant({ manifest: loadManifest(defaultManifestPath(env)), env, modelsDir: env.MODELS_DIR || undefined, forRun: true, among: jobVariants() });
-}
-
 export async function danceGlue(opts: { comfyUrl: string; env: NodeJS.ProcessEnv; onVariant?: (d: VariantDecision) => void }): Promise<Glue> {
   const client = new ComfyClient({ url: opts.comfyUrl, requestTimeoutMs: 300_000 });
   const template = loadTemplate(opts.env.STEADYDANCER_WORKFLOW || templatePath());
-  const decision = jobDefaultVariant(opts.env);
+  const decision = jobVariantFor(opts.env);
   opts.onVariant?.(decision);
   const resolve = (raw: Record<string, unknown>) => resolveParams(raw, undefined, { defaultVariant: decision.variant });
   return {
