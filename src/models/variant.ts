@@ -68,12 +68,16 @@ function checked(m: Manifest, name: string, what: string, among?: readonly strin
 export function resolveVariant(o: VariantRuleOptions): VariantDecision {
   const m = o.manifest;
   let requested: { variant: string; source: VariantSource; reason: string } | undefined;
+  let skipped = '';
   if (o.flag !== undefined && o.flag !== '') {
     const name = o.flagName ?? '--variant';
     requested = { variant: checked(m, o.flag, `${name} ${o.flag}`, o.among), source: 'flag', reason: `${name} ${o.flag}` };
   } else if (o.env.STEADYDANCER_VARIANT) {
-    const v = o.env.STEADYDANCER_VARIANT;
-    requested = { variant: checked(m, v, `STEADYDANCER_VARIANT=${v}`, o.among), source: 'env', reason: `STEADYDANCER_VARIANT=${v}` };
+    const v = checked(m, o.env.STEADYDANCER_VARIANT, `STEADYDANCER_VARIANT=${o.env.STEADYDANCER_VARIANT}`);
+    // A variant of another workflow (an image baked with GGUF weights) says nothing about what
+    // this one can run: the rule goes on with the folder and the default instead of failing.
+    if (!o.among || o.among.includes(v)) requested = { variant: v, source: 'env', reason: `STEADYDANCER_VARIANT=${v}` };
+    else skipped = `STEADYDANCER_VARIANT=${v} is not one of ${o.among.join(', ')}; `;
   }
   const installed = o.modelsDir ? installedVariants(m, o.modelsDir, o.among) : [];
   if (requested) {
@@ -82,12 +86,12 @@ export function resolveVariant(o: VariantRuleOptions): VariantDecision {
     if (fb) return { variant: fb, source: 'installed', reason: `${requested.reason} is not installed in ${o.modelsDir}; its fallback ${fb} is (verified)` };
     return requested;
   }
-  if (installed.length) return { variant: installed[0]!, source: 'installed', reason: `the verified files in ${o.modelsDir}` };
+  if (installed.length) return { variant: installed[0]!, source: 'installed', reason: `${skipped}the verified files in ${o.modelsDir}` };
   const def = m.defaultVariant;
   if (o.among && !o.among.includes(def)) {
     const first = o.among[0];
     if (!first) throw new UsageError('no variant can be used here', `the manifest's variants: ${variantNames(m).join(', ')}`);
-    return { variant: first, source: 'manifest', reason: `the first usable variant of the manifest (its default ${def} cannot be used here)` };
+    return { variant: first, source: 'manifest', reason: `${skipped}the first usable variant of the manifest (its default ${def} cannot be used here)` };
   }
-  return { variant: def, source: 'manifest', reason: `the manifest's default${o.modelsDir ? ` (no complete verified variant in ${o.modelsDir})` : ''}` };
+  return { variant: def, source: 'manifest', reason: `${skipped}the manifest's default${o.modelsDir ? ` (no complete verified variant in ${o.modelsDir})` : ''}` };
 }

@@ -96,6 +96,13 @@ describe('a job with no variant runs what is installed', () => {
     expect(findByTitle(wf, MARK.model)[1].inputs.model_name).toBe(fp16Model);
   });
 
+  it('STEADYDANCER_VARIANT of another workflow (a GGUF image) does not stop the service: the job default goes on with the rule', async () => {
+    const dir = await folderWith('fp16');
+    const glue = await danceGlue({ comfyUrl: 'http://127.0.0.1:9', env: { MODELS_DIR: dir, STEADYDANCER_VARIANT: 'gguf-q6_k' } });
+    expect(glue.resolve({ seed: 1 }).variant).toBe('fp16');
+    await expect(danceGlue({ comfyUrl: 'http://127.0.0.1:9', env: { STEADYDANCER_VARIANT: 'fp4' } })).rejects.toThrow(/STEADYDANCER_VARIANT=fp4: unknown variant "fp4"/);
+  });
+
   it('an empty folder: the manifest default', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'sd-variant-empty-'));
     dirs.push(dir);
