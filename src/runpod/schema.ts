@@ -41,16 +41,34 @@ export function splitJobInput(raw: unknown): { media: z.infer<typeof MediaInput>
   return { media: r.data, params };
 }
 
+/**
+ * The whole job input checked at once: the media fields and the workflow parameters (by the
+ * pipeline's resolver), every bad field of both in one InputError. Errors of the resolver that
+ * carry `issues: [{path, message}]` name their fields; others pass through.
+ */
+export function checkJobInput<P>(raw: unknown, resolve: (params: Record<string, unknown>) => P): { media: z.infer<typeof MediaInput>; params: P } {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return splitJobInput(raw) as never; // throws the shape error
+  const { image, video, ...rawParams } = raw as Record<string, unknown>;
+  const media = MediaInput.safeParse({ image, video });
+  const issues: Array<{ path?: unknown; message?: string; code?: string; keys?: string[] }> = media.success ? [] : [...media.error.issues];
+  let params: P | undefined;
+  try {
+    params = resolve(rawParams);
+  } catch (err) {
+    const more = (err as { issues?: Array<{ path?: unknown; message?: string }> }).issues;
+    if (!more?.length) throw err;
+    issues.push(...more);
+  }
+  if (issues.length || !media.success) throw inputErrorOf(issues);
+  return { media: media.data, params: params as P };
+}
+
 /** For the local API: the error text for a 400, or undefined when the input parses. */
 export function inputProblem(raw: unknown, resolve: (params: Record<string, unknown>) => unknown): string | undefined {
   try {
-    const { params } = splitJobInput(raw);
-    resolve(params);
+    checkJobInput(raw, resolve);
     return undefined;
   } catch (err) {
-    if (err instanceof InputError) return err.message;
-    const issues = (err as { issues?: Array<{ path?: unknown; message?: string }> }).issues;
-    if (issues?.length) return inputErrorOf(issues).message;
     return err instanceof Error ? err.message : String(err);
   }
 }

@@ -21,11 +21,14 @@ describe('job input errors', () => {
     expect(msg).toContain('steps: steps must be at least 1');
   });
 
-  it('both media fields missing: both are named', async () => {
+  it('media and parameters together: both media fields missing and a bad parameter are all named', async () => {
     const glue = await danceGlue({ comfyUrl: 'http://127.0.0.1:9', env: {} });
-    const msg = glue.validate({ width: 512 })!;
+    const msg = glue.validate({ width: 500, stpes: 4 })!;
     expect(msg).toContain('image: is required');
     expect(msg).toContain('video: is required');
+    expect(msg).toContain('width: width must be a multiple of 16');
+    expect(msg).toMatch(/stpes/); // the unknown field too
+    expect(glue.validate({ image: 'aGVsbG8=', video: 'aGVsbG8=', width: 512 })).toBeUndefined();
   });
 
   it('the handler (RunPod queue) fails the job with every bad parameter before fetching any media', async () => {
