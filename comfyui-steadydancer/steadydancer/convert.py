@@ -159,7 +159,10 @@ def read_checkpoint(path):
             raise CheckpointError(f"{p}: the index lists {len(lost)} keys the shards lack, e.g. {lost[:3]}")
         return sd, "official", declared
     sd, meta = _load_file(p)
-    declared = declared_heads_from_metadata(meta, str(p)) or declared_heads_from_config_json(p.parent)
+    declared = declared_heads_from_metadata(meta, str(p))
+    if declared is None and p.name.startswith("diffusion_pytorch_model"):
+        # a diffusers save (one file + config.json); any other file ignores a stray config.json
+        declared = declared_heads_from_config_json(p.parent)
     return sd, detect_layout(sd, sharded=False), declared
 
 

@@ -77,6 +77,20 @@ def test_head_count_from_diffusers_config_json(sd_mod, weights, tmp_path):
     assert _heads(sd_mod.loading.load_steadydancer(d / "diffusion_pytorch_model-00001-of-00002.safetensors")) == 4
 
 
+def test_config_json_only_for_diffusers_saves(sd_mod, weights, tmp_path):
+    """A diffusers single-file save (diffusion_pytorch_model.safetensors + config.json) declares its
+    heads; a config.json that merely lies in the folder of another file does not."""
+    (tmp_path / "config.json").write_text(json.dumps({"num_heads": 4}))
+    p = sd_mod.layouts.write_layout(weights, "kj-fp16", tmp_path / "other_fp16.safetensors")
+    with pytest.raises(sd_mod.convert.CheckpointError, match="Set num_heads"):
+        sd_mod.loading.load_steadydancer(p)
+    d = tmp_path / "diffusers"
+    d.mkdir()
+    save_file({k: v.contiguous() for k, v in weights.items()}, str(d / "diffusion_pytorch_model.safetensors"))
+    (d / "config.json").write_text(json.dumps({"_class_name": "WanModel", "num_heads": 4}))
+    assert _heads(sd_mod.loading.load_steadydancer(d)) == 4
+
+
 @pytest.mark.parametrize("declared, msg", [
     ({"num_heads": 3}, r"declares num_heads=3, which does not divide the model width dim=256"),
     ({"num_heads": "two"}, r"num_heads='two'; expected a positive integer"),
