@@ -3,7 +3,7 @@
  * cache (without our node pack, so the dance workflow's SteadyDancer node types are absent), and
  * the browser check in Debian's Chromium driving ComfyUI's real frontend.
  */
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,7 +11,7 @@ import { runCli } from '../../src/cli.js';
 import type { NativeComfy } from '../../src/comfy/native.js';
 import { loadTemplate, nodeTypes, templatePath } from '../../src/comfy/workflow.js';
 import { DEFAULT_CHROMIUM, runSmoke, uiNodeTypes, type SmokeResult } from '../../src/plan/smoke.js';
-import { cacheDir, projectRoot } from '../../src/util/paths.js';
+import { projectRoot } from '../../src/util/paths.js';
 import { comfySkipReason, startTestComfy } from '../helpers/comfy.js';
 import { needs } from '../helpers/skips.js';
 import { ensureTinyModels, tinyModelsSkipReason } from '../helpers/tiny-models.js';
