@@ -143,7 +143,7 @@ describe('plan engine', () => {
     // the phase's line, the next steps (a failed phase without its own: fix it and rerun it), the total
     expect(lines).toHaveLength(4);
     expect(lines[1]).toBe('next steps:');
-    expect(lines[2]).toMatch(/^  1\. build failed: build failed at .* — fix that and run again \(`steadydancer run --only build` runs just this phase\)\.$/);
+    expect(lines[2]).toMatch(/^ {2}1\. build failed: build failed at .* — fix that and run again \(`steadydancer run --only build` runs just this phase\)\.$/);
     expect(lines[0]).toMatch(/^FAIL\s+w1 build\s+\S+ m?s\s+build failed at \[toolkit 7\/7\]: exit code: 2 \/ src\/a\.ts\(1,1\): error TS2304 \/ \(log build\.log\)$/);
     expect(renderMarkdown(r)).toContain('| build failed at [toolkit 7/7]: exit code: 2 src/a.ts(1,1): error TS2304');
   });
