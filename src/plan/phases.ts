@@ -86,9 +86,12 @@ const ENGINE_NEXT = 'To build and test the image here: a Docker engine (as root,
  * The environment Compose gets for local-test's container: the image built, and a host
  * MODELS_DIR as the models volume (STEADYDANCER_MODELS) unless that is set. MODELS_DIR itself is
  * emptied: the compose file passes it into the container, where a host path means nothing.
+ * ComfyUI's output folder is the run's own (outputDir, under the report), not the checkout's
+ * data/output, unless STEADYDANCER_OUTPUT is set.
  */
-export function containerEnv(env: NodeJS.ProcessEnv, tag: string, modelsDir: string | undefined): NodeJS.ProcessEnv {
+export function containerEnv(env: NodeJS.ProcessEnv, tag: string, modelsDir: string | undefined, outputDir?: string): NodeJS.ProcessEnv {
   const out: NodeJS.ProcessEnv = { ...env, STEADYDANCER_IMAGE: tag };
+  if (outputDir && !env.STEADYDANCER_OUTPUT) out.STEADYDANCER_OUTPUT = outputDir;
   if (modelsDir && !env.STEADYDANCER_MODELS) out.STEADYDANCER_MODELS = modelsDir;
   if (modelsDir) out.MODELS_DIR = '';
   return out;
@@ -250,7 +253,8 @@ export function realPhases(o: RealPhaseOptions): PhaseDef[] {
         };
         const tinyNote = head.length ? ' (RANDOM WEIGHTS: the video is noise)' : '';
         if (results.get('build')?.status === 'pass') {
-          const env = containerEnv(o.env, o.tag, modelsDir);
+          const env = containerEnv(o.env, o.tag, modelsDir, join(o.reportDir, 'comfyui-output'));
+          mkdirSync(join(o.reportDir, 'comfyui-output'), { recursive: true });
           const up = await composeUp({ root: o.root, env, engine: bin, timeoutMs: 600_000, signal });
           try {
             return smokeOutcome(`container ${o.tag} (${up.url})${tinyNote}`, await runSmoke({ ...smokeOpts, url: up.url }), { lines: head, next });

@@ -82,6 +82,9 @@ describe('run: options of local-test', () => {
     expect(containerEnv({ MODELS_DIR: '/data/m', STEADYDANCER_MODELS: '/vol' }, 'sd:t', '/data/m')).toMatchObject({ STEADYDANCER_MODELS: '/vol', MODELS_DIR: '' });
     // no MODELS_DIR on the host: the compose defaults stand
     expect(containerEnv({ PATH: '/bin' }, 'sd:t', undefined)).toEqual({ PATH: '/bin', STEADYDANCER_IMAGE: 'sd:t' });
+    // ComfyUI's outputs go under the run's report, not the checkout's data/output; an explicit one wins
+    expect(containerEnv({ PATH: '/bin' }, 'sd:t', undefined, '/r/plan.d/comfyui-output')).toEqual({ PATH: '/bin', STEADYDANCER_IMAGE: 'sd:t', STEADYDANCER_OUTPUT: '/r/plan.d/comfyui-output' });
+    expect(containerEnv({ STEADYDANCER_OUTPUT: '/mine' }, 'sd:t', undefined, '/r/o')).toMatchObject({ STEADYDANCER_OUTPUT: '/mine' });
   });
 });
 
