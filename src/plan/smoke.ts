@@ -280,6 +280,7 @@ async function errorToasts(page: Page): Promise<string[]> {
 async function fitGraph(page: Page): Promise<{ scale: number; width: number; height: number }> {
   const b = (await page.evaluate(`(() => {
     const g = window.app.graph;
+    const r = window.app.canvas.canvas.getBoundingClientRect();
     const nodes = g._nodes || g.nodes || [];
     const titleH = (window.LiteGraph && window.LiteGraph.NODE_TITLE_HEIGHT) || 30;
     let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
@@ -287,12 +288,14 @@ async function fitGraph(page: Page): Promise<{ scale: number; width: number; hei
       const x = n.pos[0], y = n.pos[1] - titleH, w = n.size[0], h = n.size[1] + titleH;
       x0 = Math.min(x0, x); y0 = Math.min(y0, y); x1 = Math.max(x1, x + w); y1 = Math.max(y1, y + h);
     }
-    return nodes.length ? { x0, y0, x1, y1 } : null;
-  })()`)) as { x0: number; y0: number; x1: number; y1: number } | null;
+    return nodes.length ? { x0, y0, x1, y1, left: r.left, top: r.top, right: window.innerWidth - r.right, bottom: window.innerHeight - r.bottom } : null;
+  })()`)) as { x0: number; y0: number; x1: number; y1: number; left: number; top: number; right: number; bottom: number } | null;
   const current = page.viewportSize() ?? { width: 1600, height: 1000 };
   if (!b) return { scale: 1, ...current };
-  // room for the frontend's menu bar (top) and side toolbar (left)
-  const margin = { left: 90, top: 90, right: 40, bottom: 40 };
+  // the canvas sits inside the frontend's menu bar (top) and side toolbar (left): fit to the canvas
+  const chrome = { left: Math.max(0, b.left), top: Math.max(0, b.top), right: Math.max(0, b.right), bottom: Math.max(0, b.bottom) };
+  const pad = 30;
+  const margin = { left: chrome.left + pad, top: chrome.top + pad, right: chrome.right + pad, bottom: chrome.bottom + pad };
   const w = b.x1 - b.x0;
   const h = b.y1 - b.y0;
   const scale = Math.max(0.6, Math.min(1, (4096 - margin.left - margin.right) / w, (2560 - margin.top - margin.bottom) / h));
@@ -303,8 +306,8 @@ async function fitGraph(page: Page): Promise<{ scale: number; width: number; hei
   await page.evaluate(`(() => {
     const c = window.app.canvas;
     c.ds.scale = ${scale};
-    c.ds.offset[0] = ${margin.left / scale - b.x0};
-    c.ds.offset[1] = ${margin.top / scale - b.y0};
+    c.ds.offset[0] = ${pad / scale - b.x0};
+    c.ds.offset[1] = ${pad / scale - b.y0};
     c.setDirty(true, true);
     if (c.draw) c.draw(true, true);
   })()`);
@@ -373,7 +376,11 @@ async function browserCheck(o: SmokeOptions): Promise<Omit<SmokeStep, 'id' | 'ti
     page.setDefaultTimeout(pageTimeout);
     stage = `loading ${o.url}/`;
     const consoleErrors: string[] = [];
-    page.on('pageerror', (e) => consoleErrors.push(e.message));
+    const errorStacks: string[] = [];
+    page.on('pageerror', (e) => {
+      consoleErrors.push(e.message);
+      errorStacks.push(e.stack ?? e.message);
+    });
     await page.addInitScript(TOAST_RECORDER);
     await page.goto(o.url + '/', { waitUntil: 'domcontentloaded', timeout: pageTimeout });
     stage = 'waiting for the frontend (window.app, registered node types)';
@@ -418,6 +425,9 @@ async function browserCheck(o: SmokeOptions): Promise<Omit<SmokeStep, 'id' | 'ti
     stage = 'looking for error toasts';
     const toasts = await errorToasts(page);
     stage = 'fitting the graph for the screenshot';
+    // the toasts were recorded; the minimap would cover part of the graph
+    await page.addStyleTag({ content: '.p-toast { display: none !important; }' });
+    await page.evaluate(`(async () => { try { await window.app.extensionManager.setting.set('Comfy.Minimap.Visible', false); } catch (e) {} })()`);
     const view = await fitGraph(page);
     stage = 'taking the screenshot';
     await page.screenshot({ path: screenshot });
@@ -427,7 +437,7 @@ async function browserCheck(o: SmokeOptions): Promise<Omit<SmokeStep, 'id' | 'ti
     // job step finds missing models), and the frontend's default graph can raise one too.
     const details = {
       screenshot, title, workflow: uiPath, nodes: (ui as { nodes: unknown[] }).nodes.length, loadedNodes: r.loaded, types: expected, missing: r.unknownTypes,
-      dialog: dialog || null, modelsDialog: modelsDialog || null, pageErrors: consoleErrors.slice(0, 10), errorToasts: toasts.slice(0, 10), benignErrors: errors.benign, view,
+      dialog: dialog || null, modelsDialog: modelsDialog || null, pageErrors: consoleErrors.slice(0, 10), pageErrorStacks: errorStacks.slice(0, 5).map((x) => x.split('\n').slice(0, 8).join('\n')), errorToasts: toasts.slice(0, 10), benignErrors: errors.benign, view,
     };
     if (r.unknownTypes.length || dialog)
       return { status: 'fail', reason: `the UI workflow has node types the page does not know: ${r.unknownTypes.join(', ') || '(see dialog)'}${dialog ? `; missing-nodes dialog: ${dialog.split('\n').slice(0, 3).join(' / ')}` : ''} (screenshot ${screenshot})`, details };
