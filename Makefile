@@ -102,8 +102,11 @@ format: node-deps venv
 	$(BIOME) format --write .
 	$(RUFF) format .
 
-test: node-deps venv tools
+# Says first (before anything is installed) what `make test` installs and changes on this host.
+host-changes:
 	@bash scripts/host-changes.sh
+
+test: host-changes node-deps venv tools
 	rm -rf $(RESULTS) && mkdir -p $(RESULTS)
 	# A Docker engine for the image tests: installs docker.io + debootstrap when missing (root),
 	# starts dockerd, makes the stand-in base. Never fails the run: the tests skip loudly instead.
@@ -133,4 +136,4 @@ bench: node-deps venv
 clean:
 	rm -rf dist $(RESULTS)
 
-.PHONY: help node node-deps env venv tools typecheck lint-code format test lint run build bench clean
+.PHONY: help host-changes node node-deps env venv tools typecheck lint-code format test lint run build bench clean

@@ -192,13 +192,13 @@ function countLine(r: PlanReport): string {
   return `${r.counts.pass} pass, ${r.counts.warn} warn (environment), ${r.counts.fail} fail, ${r.counts.skip} skip`;
 }
 
-/** The report's "next steps": each phase's own, in phase order, each once. */
+/** The report's "next steps": each phase's own, in phase order, each once; a failed phase also gets "fix it, rerun it". */
 export function nextSteps(r: PlanReport): string[] {
   const out: string[] = [];
   for (const p of r.phases) {
     if (p.status === 'pass' && !p.next?.length) continue;
     for (const n of p.next ?? []) if (!out.includes(n)) out.push(n);
-    if (p.status === 'fail' && !p.next?.length) out.push(`${p.id} failed: ${oneLine(p.reason)} — fix that and run again (\`steadydancer run --only ${p.id}\` runs just this phase).`);
+    if (p.status === 'fail') out.push(`${p.id} failed: ${oneLine(p.reason)} — fix that and run again (\`steadydancer run --only ${p.id}\` runs just this phase).`);
   }
   return out;
 }

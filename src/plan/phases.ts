@@ -79,7 +79,7 @@ function smokeOutcome(where: string, r: SmokeResult, extra: { lines?: string[]; 
     : { status: 'pass', reason: `${where}: ${summary}${skipped.length ? ` (skipped: ${skipped.map((s) => `${s.id} — ${s.reason}`).join('; ')})` : ''}`, details: r, lines, next };
 }
 
-const GPU_NEXT = 'For a real video: run on a GPU host (e.g. a RunPod pod with this image, README "RunPod"), where `make run` uses the real model files.';
+const GPU_NEXT = 'For a real video: run on a GPU host (a RunPod GPU pod or serverless endpoint with this image, README "Serverless API"), where `make run` uses the real model files.';
 const ENGINE_NEXT = 'To build and test the image here: a Docker engine (as root, scripts/ensure-docker.sh --base installs docker.io, starts dockerd and makes the stand-in base).';
 
 /**

@@ -12,6 +12,15 @@ import { sourcesDir } from '../../../src/util/paths.js';
 import { needs } from '../../helpers/skips.js';
 
 const KEY_MSG = 'Keybinding on f already exists on Workspace.ToggleFocusMode';
+const ID_MSG = "Cannot read properties of undefined (reading 'id')";
+// as Chromium reported it from ComfyUI's page (frontend 1.27.10), first frames
+const ID_STACK = `TypeError: ${ID_MSG}
+    at onChange (http://127.0.0.1:43703/assets/index-BKeTeXLp.js:328532:44)
+    at Proxy.set (http://127.0.0.1:43703/assets/index-BKeTeXLp.js:328550:5)
+    at Proxy.wrappedAction (http://127.0.0.1:43703/assets/index-BKeTeXLp.js:30132:18)
+    at Object.onChange (http://127.0.0.1:43703/assets/GraphView-CIE4Y1aC.js:10793:28)
+    at onChange (http://127.0.0.1:43703/assets/index-BKeTeXLp.js:328530:13)
+    at Proxy.addSetting (http://127.0.0.1:43703/assets/index-BKeTeXLp.js:328609:5)`;
 
 describe('browser check: page errors and error toasts', () => {
   it('fails on every page error that is not on the known-benign list', () => {
@@ -23,6 +32,14 @@ describe('browser check: page errors and error toasts', () => {
   it('recognises a benign message inside a multi-line error (message + stack)', () => {
     expect(classifyPageErrors([`Error: x\n${KEY_MSG}`]).bad).toEqual([]);
     expect(classifyPageErrors([`${KEY_MSG} (and more)`]).bad).toHaveLength(1);
+  });
+
+  it('a message too generic on its own is benign only with its stack (the frontend registering a setting)', () => {
+    expect(classifyPageErrors([{ message: ID_MSG, stack: ID_STACK }]).bad).toEqual([]);
+    expect(classifyPageErrors([{ message: ID_MSG, stack: ID_STACK }]).benign[0]!.reason).toMatch(/Comfy\.Canvas\.NavigationMode/);
+    // the same message from anywhere else (e.g. a node pack's widget code) fails the check
+    expect(classifyPageErrors([{ message: ID_MSG, stack: `TypeError: ${ID_MSG}\n    at nodeCreated (http://x/extensions/pack/widget.js:10:5)` }]).bad).toEqual([ID_MSG]);
+    expect(classifyPageErrors([ID_MSG]).bad).toEqual([ID_MSG]);
   });
 
   it('every benign entry says why it is harmless', () => {
@@ -50,6 +67,13 @@ describe.skipIf(skip)('the benign key-binding error has the causes its reason na
       if (text.includes('Keybinding on ${keybinding.combo} already exists on ${')) thrower = true;
     }
     expect(core, 'the frontend binds f to Workspace.ToggleFocusMode').toBe(true);
+    // and the setting bug: NavigationMode (registered first) sets LeftMouseClickBehavior from its onChange
+    const bundles = readdirSync(assets).filter((f) => f.endsWith('.js')).map((f) => readFileSync(join(assets, f), 'utf8'));
+    const settings = bundles.find((t) => t.includes('id: "Comfy.Canvas.NavigationMode"'))!;
+    expect(settings, 'a bundle registers Comfy.Canvas.NavigationMode').toBeDefined();
+    const nav = settings.indexOf('id: "Comfy.Canvas.NavigationMode"');
+    expect(settings.indexOf('id: "Comfy.Canvas.LeftMouseClickBehavior"')).toBeGreaterThan(nav);
+    expect(settings.slice(nav, settings.indexOf('id: "Comfy.Canvas.LeftMouseClickBehavior"'))).toMatch(/onChange:[\s\S]*settingStore\.set\("Comfy\.Canvas\.LeftMouseClickBehavior"/);
     expect(thrower, 'the frontend throws "Keybinding on <combo> already exists on <command>"').toBe(true);
     expect(classifyPageErrors([KEY_MSG]).bad).toEqual([]);
   });
