@@ -245,7 +245,7 @@ export const BENIGN_PAGE_ERRORS: ReadonlyArray<BenignPageError> = [
     stack: /at onChange \([^)]*\)\s+at Proxy\.set [\s\S]*at Proxy\.addSetting /,
     reason:
       "The pinned frontend's own start-up (1.27.10): registering the core setting Comfy.Canvas.NavigationMode runs its onChange, which sets Comfy.Canvas.LeftMouseClickBehavior before that setting is registered, and the store reads the missing setting's id. " +
-      'It happens on every page load until both canvas settings are stored for the user, with no node pack at all; the settings get their defaults anyway. An upstream frontend bug, not caused by our pack or workflow.',
+      'It comes from the core settings alone (no node pack involved) and repeats on every page load until both canvas settings are stored for the user; the settings keep their defaults. An upstream frontend bug, not caused by our pack or workflow.',
   },
 ];
 
