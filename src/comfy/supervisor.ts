@@ -9,6 +9,8 @@
  * model paths, --listen 127.0.0.1) and hands it to `steadydancer worker -- <command>`.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, mkdirSync, openSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { EventEmitter } from 'node:events';
 import { waitForComfy } from './client.js';
 import type { Logger } from '../util/logger.js';
@@ -37,6 +39,12 @@ export interface SupervisorOptions {
   restartDelayMs?: number;
   /** More restarts than this within 10 minutes: give up (the worker asks for a fresh one). */
   maxRestarts?: number;
+  /**
+   * Append ComfyUI's output to this file instead of the worker's own stdout/stderr (default: the
+   * STEADYDANCER_COMFY_LOG environment variable; unset = inherited, the container log on a pod).
+   * The tests set it so that ComfyUI's log is not interleaved with the test runner's.
+   */
+  logFile?: string;
 }
 
 export class ComfySupervisor extends EventEmitter {
@@ -69,7 +77,15 @@ export class ComfySupervisor extends EventEmitter {
   start(): void {
     const [cmd, ...args] = this.opts.command;
     if (this.crash.signal.aborted) this.crash = new AbortController();
-    const child = spawn(cmd!, args, { stdio: ['ignore', 'inherit', 'inherit'], env: this.opts.env ?? process.env, cwd: this.opts.cwd });
+    const logFile = this.opts.logFile ?? (this.opts.env ?? process.env).STEADYDANCER_COMFY_LOG ?? process.env.STEADYDANCER_COMFY_LOG;
+    let fd: number | undefined;
+    if (logFile) {
+      mkdirSync(dirname(logFile), { recursive: true });
+      fd = openSync(logFile, 'a');
+    }
+    const child = spawn(cmd!, args, { stdio: ['ignore', fd ?? 'inherit', fd ?? 'inherit'], env: this.opts.env ?? process.env, cwd: this.opts.cwd });
+    if (fd !== undefined) closeSync(fd); // the child holds its own copy
+    if (logFile) this.opts.logger.info('ComfyUI log: %s', logFile);
     this.child = child;
     const startedAt = Date.now();
     this.opts.logger.info('ComfyUI started (pid %d)', child.pid ?? -1);

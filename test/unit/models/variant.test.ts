@@ -17,7 +17,7 @@ import { installedVariants, resolveVariant } from '../../../src/models/variant.j
 import { VerifiedCache } from '../../../src/models/verified-cache.js';
 import { runPlan } from '../../../src/plan/engine.js';
 import { realPhases } from '../../../src/plan/phases.js';
-import { danceGlue } from '../../../src/runpod/pipeline-glue.js';
+import { danceGlue } from '../../../src/job/pipeline-glue.js';
 import { doctorHost } from '../../../src/system/doctor-host.js';
 import { memoryLogger } from '../../../src/util/logger.js';
 import { projectRoot } from '../../../src/util/paths.js';

@@ -3,10 +3,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createDanceHandler } from '../../../src/runpod/handler.js';
-import type { JobContext } from '../../../src/runpod/jobs.js';
-import { InputError } from '../../../src/runpod/media.js';
-import { danceGlue } from '../../../src/runpod/pipeline-glue.js';
+import { createDanceHandler } from '../../../src/job/handler.js';
+import type { JobContext } from '../../../src/serverless/jobs.js';
+import { InputError } from '../../../src/job/media.js';
+import { danceGlue } from '../../../src/job/pipeline-glue.js';
 
 const work = mkdtempSync(join(tmpdir(), 'sd-job-input-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
