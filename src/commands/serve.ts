@@ -18,6 +18,15 @@ export interface ServeOpts {
   workDir?: string;
 }
 
+/** MAX_QUEUE: most jobs waiting behind the running one (default 100); past it /run answers 429. */
+export function maxQueueFromEnv(env: NodeJS.ProcessEnv): number {
+  const v = env.MAX_QUEUE;
+  if (v === undefined || v === '') return 100;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new UsageError(`MAX_QUEUE=${v}: expected a whole number ≥ 1`);
+  return n;
+}
+
 export default async function serveCommand(opts: ServeOpts, ctx: Context, args: unknown[]): Promise<number> {
   const comfyCommand = (args.flat() as string[]).filter((a) => typeof a === 'string');
   const port = Number(opts.port ?? 8000);
@@ -30,6 +39,7 @@ export default async function serveCommand(opts: ServeOpts, ctx: Context, args: 
     timeoutMs: ctx.env.JOB_TIMEOUT_MS ? Number(ctx.env.JOB_TIMEOUT_MS) : undefined,
     beforeJob: (signal) => service.ready(AbortSignal.any([signal, ctx.signal])),
     runningAbort: service.crashSignal,
+    maxQueue: maxQueueFromEnv(ctx.env),
   });
   const server = createApi({ queue, apiKey: ctx.env.STEADYDANCER_API_KEY || undefined, validate: service.validate });
   const { url } = await listen(server, port, opts.host ?? '127.0.0.1');
