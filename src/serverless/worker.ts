@@ -154,7 +154,9 @@ export class Worker {
   async ping(): Promise<void> {
     if (!this.cfg.pingUrl) return;
     try {
-      const url = withQuery(this.cfg.pingUrl, { job_id: [...this.inProgress].join(','), runpod_version: WORKER_VERSION });
+      // As rp_ping.py: `job_id` only while jobs are in progress (an idle ping has none).
+      const ids = [...this.inProgress].join(',');
+      const url = withQuery(this.cfg.pingUrl, { ...(ids ? { job_id: ids } : {}), runpod_version: WORKER_VERSION });
       const r = await request(url, { headers: this.headers(), headersTimeout: this.cfg.pingIntervalMs * 2, bodyTimeout: this.cfg.pingIntervalMs * 2 });
       await r.body.dump();
     } catch (err) {

@@ -12,6 +12,8 @@ export interface Recorded {
   query: URLSearchParams;
   headers: IncomingMessage['headers'];
   body: string;
+  /** When the request arrived (Date.now()). */
+  at: number;
 }
 
 export class JobServer {
@@ -26,6 +28,8 @@ export class JobServer {
   stopDelayMs = 50;
   /** The empty job-stop answer: 204, or 200 with an empty list. */
   stopEmpty: 204 | 'list' = 204;
+  /** How long job-take holds an empty answer (RunPod long-polls; 0 = a 204 at once). */
+  takeDelayMs = 0;
   /** Answer this many job-takes with HTTP 500 first. */
   serverErrors = 0;
   /** Posts per job id, parsed. */
@@ -38,7 +42,7 @@ export class JobServer {
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
         const u = new URL(req.url ?? '/', 'http://x');
-        const rec: Recorded = { method: req.method ?? '', path: u.pathname, query: u.searchParams, headers: req.headers, body: Buffer.concat(chunks).toString('utf8') };
+        const rec: Recorded = { method: req.method ?? '', path: u.pathname, query: u.searchParams, headers: req.headers, body: Buffer.concat(chunks).toString('utf8'), at: Date.now() };
         this.requests.push(rec);
         const [, kind, , jobId] = u.pathname.split('/');
         if (kind === 'job-take') {
@@ -50,7 +54,8 @@ export class JobServer {
             res.writeHead(429).end();
           } else if (this.queue.length) {
             res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(this.queue.shift()));
-          } else res.writeHead(204).end();
+          } else if (this.takeDelayMs > 0) setTimeout(() => res.writeHead(204).end(), this.takeDelayMs);
+          else res.writeHead(204).end();
         } else if (kind === 'job-stop') {
           if (this.stops.length) res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ jobsToStop: this.stops.splice(0) }));
           else {
