@@ -7,6 +7,7 @@ import { createApi, listen } from '../serverless/api.js';
 import { JobQueue } from '../serverless/jobs.js';
 import { createService } from '../serverless/service.js';
 import type { Context } from '../util/context.js';
+import { UsageError } from '../util/errors.js';
 
 export interface ServeOpts {
   host: string;
@@ -15,6 +16,15 @@ export interface ServeOpts {
   /** Seconds. */
   readyTimeout: number;
   workDir?: string;
+}
+
+/** MAX_QUEUE: most jobs waiting behind the running one (default 100); past it /run answers 429. */
+export function maxQueueFromEnv(env: NodeJS.ProcessEnv): number {
+  const v = env.MAX_QUEUE;
+  if (v === undefined || v === '') return 100;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new UsageError(`MAX_QUEUE=${v}: expected a whole number ≥ 1`);
+  return n;
 }
 
 export default async function serveCommand(opts: ServeOpts, ctx: Context, args: unknown[]): Promise<number> {
@@ -27,6 +37,7 @@ export default async function serveCommand(opts: ServeOpts, ctx: Context, args: 
     timeoutMs: ctx.env.JOB_TIMEOUT_MS ? Number(ctx.env.JOB_TIMEOUT_MS) : undefined,
     beforeJob: (signal) => service.ready(AbortSignal.any([signal, ctx.signal])),
     runningAbort: service.crashSignal,
+    maxQueue: maxQueueFromEnv(ctx.env),
   });
   const server = createApi({ queue, apiKey: ctx.env.STEADYDANCER_API_KEY || undefined, validate: service.validate });
   const { url } = await listen(server, opts.port, opts.host);

@@ -25,7 +25,7 @@ export default async function workerCommand(opts: WorkerOpts, ctx: Context, args
   }
   const readyTimeoutMs = opts.readyTimeout * 1000;
   const service = await createService({ comfyUrl: opts.comfyUrl, comfyCommand, readyTimeoutMs, workDir: opts.workDir, env: ctx.env, logger: ctx.logger });
-  ctx.logger.info('worker %s: waiting for ComfyUI at %s (at most %d s)', cfg.workerId, opts.comfyUrl, readyTimeoutMs / 1000);
+  ctx.logger.info('worker %s: taking jobs; each checks its inputs, then waits for ComfyUI at %s (at most %d s)', cfg.workerId, opts.comfyUrl, readyTimeoutMs / 1000);
   const worker = new Worker(cfg, { handler: service.handler, logger: ctx.logger, ready: service.ready, crashSignal: service.crashSignal, mustRefresh: service.mustRefresh });
   let result: 'stopped' | 'refresh';
   try {

@@ -9,8 +9,8 @@ import { basename, dirname, resolve } from 'node:path';
 import { ComfyClient } from '../comfy/client.js';
 import { jobVariantFor, resolveParams, type ResolvedParams } from '../comfy/params.js';
 import { fillWorkflow, findByTitle, loadTemplate, MARK, nodeTypes, templatePath, type ApiWorkflow } from '../comfy/workflow.js';
-import { findVideo, outputFiles } from '../comfy/outputs.js';
 import { checkVideo, DEFAULT_LIMITS } from '../job/media.js';
+import { runForVideo, type VideoRun } from '../job/pipeline-glue.js';
 import type { Logger } from '../util/logger.js';
 
 export type StepStatus = 'pass' | 'fail' | 'skip';
@@ -172,26 +172,26 @@ export async function runSmoke(o: SmokeOptions): Promise<SmokeResult> {
       const progress: Array<{ node?: string; value: number; max: number }> = [];
       let lastLog = 0;
       const signal = AbortSignal.any([AbortSignal.timeout(o.timeoutMs ?? 1_800_000), ...(o.signal ? [o.signal] : [])]);
-      const r = await client.run(wf, {
-        signal,
-        onEvent: (ev) => {
-          if (ev.type !== 'progress') return;
-          progress.push({ node: ev.node ?? undefined, value: ev.value, max: ev.max });
-          if (Date.now() - lastLog > 2_000 || ev.value === ev.max) {
-            lastLog = Date.now();
-            log?.info(`  progress ${ev.value}/${ev.max}${ev.node ? ` (node ${ev.node} ${wf[ev.node]?.class_type ?? ''})` : ''}`);
-          }
-        },
-      });
-      let prefer: string | undefined;
+      let r: VideoRun;
       try {
-        prefer = findByTitle(wf, MARK.saveVideo)[0];
-      } catch {
-        prefer = undefined;
+        r = await runForVideo(client, wf, {
+          signal,
+          onEvent: (ev) => {
+            if (ev.type !== 'progress') return;
+            progress.push({ node: ev.node ?? undefined, value: ev.value, max: ev.max });
+            if (Date.now() - lastLog > 2_000 || ev.value === ev.max) {
+              lastLog = Date.now();
+              log?.info(`  progress ${ev.value}/${ev.max}${ev.node ? ` (node ${ev.node} ${wf[ev.node]?.class_type ?? ''})` : ''}`);
+            }
+          },
+        });
+      } catch (err) {
+        // same text as the worker's job gets; smoke reports it as this step's failure
+        if (/saved no video/.test((err as Error).message)) return { status: 'fail', reason: (err as Error).message };
+        throw err;
       }
-      const ref = findVideo(r.outputs, { preferNode: prefer });
-      if (!ref) return { status: 'fail', reason: `the job finished (prompt ${r.promptId}) but saved no video (outputs: ${outputFiles(r.outputs).map((f) => f.filename).join(', ') || 'none'})` };
-      videoBytes = await client.view(ref, o.signal);
+      const { ref } = r;
+      videoBytes = r.bytes;
       const last = progress[progress.length - 1];
       return {
         status: 'pass',

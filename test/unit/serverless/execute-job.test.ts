@@ -7,7 +7,8 @@ describe('executeJob', () => {
   it('a handler error followed at once by a ComfyUI exit reports the exit (what the caller needs)', async () => {
     const crash = new AbortController();
     const outcome = await executeJob(
-      async () => {
+      async (_input, ctx) => {
+        await ctx.ready(); // the job reached ComfyUI
         // the client sees the socket drop first, the supervisor the exit a moment later
         setTimeout(() => crash.abort(new ComfyCrashed('killed by SIGKILL')), 50);
         throw new Error('the ComfyUI WebSocket closed (code 1006) before the job finished');
