@@ -72,7 +72,9 @@ WHOLE = ("c_crossattn", "clip_fea", "sd_clip_pose", "sd_ref", "sd_pose_ref", "sd
 
 SCHEDULES = (cw.ContextSchedules.STATIC_STANDARD, cw.ContextSchedules.UNIFORM_STANDARD,
              cw.ContextSchedules.UNIFORM_LOOPED, cw.ContextSchedules.BATCHED)
-FUSE_METHODS = tuple(cw.ContextFuseMethods.LIST_STATIC)  # pyramid, relative, flat, overlap-linear
+#: core's fuse methods but "relative" (its per-frame update indexes tensors with a list, which
+#: torch >= 2.9 no longer reads as a tuple index)
+FUSE_METHODS = (cw.ContextFuseMethods.PYRAMID, cw.ContextFuseMethods.FLAT, cw.ContextFuseMethods.OVERLAP_LINEAR)
 
 DEFAULT_WINDOW = 81       # frames: the official (and trained) length
 DEFAULT_OVERLAP = 16      # frames: WanVideoWrapper's WanVideoContextOptions default (4 latent frames)
@@ -98,12 +100,21 @@ def window_latents(window_frames: int, overlap_frames: int) -> tuple[int, int]:
 
 
 class _LatentWindow(cw.IndexListContextWindow):
-    """A window along the latent's time dim; a batch-dim request (the timestep) gets the whole."""
+    """A window along the latent's time dim; a batch-dim request (the timestep) gets the whole.
+    Indexes with a tuple (core's window builds a list index, which torch >= 2.9 rejects)."""
+
+    def _index(self):
+        return (slice(None),) * self.dim + (self.index_list,)
 
     def get_tensor(self, full: torch.Tensor, device=None, dim=None) -> torch.Tensor:
         if dim is not None and dim != self.dim:
             return full.to(device) if device is not None else full
-        return super().get_tensor(full, device, dim)
+        out = full[self._index()]
+        return out.to(device) if device is not None else out
+
+    def add_window(self, full: torch.Tensor, to_add: torch.Tensor, dim=None) -> torch.Tensor:
+        full[self._index()] += to_add
+        return full
 
 
 class SteadyDancerContextHandler(cw.IndexListContextHandler):

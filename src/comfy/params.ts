@@ -24,7 +24,8 @@ export const MAX_ROUNDED_FRAMES = 1997;
 export const DEFAULT_WINDOW = 81;
 /** WanVideoWrapper's context overlap default (16 frames = 4 latent frames). */
 export const DEFAULT_OVERLAP = 16;
-export const FUSE_METHODS = ['pyramid', 'flat', 'overlap-linear', 'relative'] as const;
+/** ComfyUI core's context-window fuse methods that the pack offers (not "relative": see context_windows.py). */
+export const FUSE_METHODS = ['pyramid', 'flat', 'overlap-linear'] as const;
 /** Wan's VAE downsamples 8× and the DiT patchifies 2×: sides must be multiples of 16. */
 export const SIZE_MULTIPLE = 16;
 export const MIN_SIDE = 64;
