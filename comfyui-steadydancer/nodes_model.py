@@ -1,6 +1,7 @@
 """SteadyDancerModelLoader: a SteadyDancer file from diffusion_models → a ComfyUI MODEL."""
 import folder_paths
 
+from .steadydancer import fast
 from .steadydancer.loading import WEIGHT_DTYPES, load_steadydancer
 
 
@@ -20,7 +21,8 @@ class SteadyDancerModelLoader:
 
     def load(self, model_name, weight_dtype="default"):
         path = folder_paths.get_full_path_or_raise("diffusion_models", model_name)
-        return (load_steadydancer(path, weight_dtype),)
+        # the fastest kernels this machine has (fast.resolve("auto"...)); SteadyDancerSpeed overrides
+        return (load_steadydancer(path, weight_dtype, speed=fast.resolve()),)
 
 
 NODE_CLASS_MAPPINGS = {"SteadyDancerModelLoader": SteadyDancerModelLoader}

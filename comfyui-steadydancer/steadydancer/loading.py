@@ -11,6 +11,7 @@ import comfy.model_management as mm
 import comfy.model_patcher
 import comfy.utils
 
+from . import fast
 from .convert import read_checkpoint, to_model_state_dict
 from .model_base import SteadyDancerConfig
 
@@ -20,7 +21,9 @@ WEIGHT_DTYPES = {"default": None, "fp8_e4m3fn": torch.float8_e4m3fn, "fp8_e4m3fn
                  "fp8_e5m2": torch.float8_e5m2, "bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 
-def load_state_dict_model(sd, weight_dtype="default", layout=None):
+def load_state_dict_model(sd, weight_dtype="default", layout=None, speed=None):
+    """``speed``: a ``fast.Speed`` (attention kernel, fp8 matmul, compile) for the blocks, or
+    None for ComfyUI's plain block path; it may set the compute dtype (bf16 for FA3 / row-wise fp8)."""
     if weight_dtype not in WEIGHT_DTYPES:
         raise ValueError(f"weight_dtype must be one of {sorted(WEIGHT_DTYPES)}, got {weight_dtype!r}")
     sd, config, scaled = to_model_state_dict(sd)
@@ -44,6 +47,9 @@ def load_state_dict_model(sd, weight_dtype="default", layout=None):
     else:
         unet_dtype = forced
     manual_cast = mm.unet_manual_cast(unet_dtype, load_device, supported)
+    need = fast.compute_dtype_for(speed, load_device) if speed is not None else None
+    if need is not None and (manual_cast or unet_dtype) != need:
+        manual_cast = need if unet_dtype != need else None
     model_config.set_inference_dtype(unet_dtype, manual_cast)
     model = model_config.get_model(sd, "")
     model = model.to(offload_device)
@@ -52,9 +58,11 @@ def load_state_dict_model(sd, weight_dtype="default", layout=None):
              layout, config["dim"], config["num_layers"], unet_dtype, manual_cast, scaled)
     patcher = comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=offload_device)
     patcher.steadydancer_layout = layout
+    if speed is not None:
+        fast.apply(patcher, speed)
     return patcher
 
 
-def load_steadydancer(path, weight_dtype="default"):
+def load_steadydancer(path, weight_dtype="default", speed=None):
     sd, layout = read_checkpoint(path)
-    return load_state_dict_model(sd, weight_dtype, layout=layout)
+    return load_state_dict_model(sd, weight_dtype, layout=layout, speed=speed)
