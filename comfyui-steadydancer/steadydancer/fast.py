@@ -31,20 +31,28 @@ from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
+from comfy.ldm.flux.math import apply_rope1
+from comfy.ldm.wan.model import repeat_e
 
 log = logging.getLogger("steadydancer")
 
 ATTENTION_CHOICES = ("auto", "sdpa", "sage", "fa3", "fa3_fp8")
 FP8_CHOICES = ("auto", "off", "rowwise", "tensorwise")
 COMPILE_CHOICES = ("auto", "on", "off")
-# auto on Hopper (sm 9.0), fastest first; and on other CUDA GPUs. Measured on an H200 (issue #13,
-# bench/steadydancer-forward.md): fa3_fp8 29.0 ms, sage 33.7, fa3 37.4, SDPA/cuDNN 45.8 per layer.
+# auto on Hopper (sm 9.0), fastest first; and on other CUDA GPUs. Whole forward at 35,880 tokens on
+# an H200 with fp8 linears and compile (bench/steadydancer-speed.md): fa3_fp8 2.265 s, fa3 2.598,
+# sdpa 2.920; SageAttention2 (33.7 ms a layer in issue #13, between fa3_fp8 and fa3) not re-measured.
 ORDER_SM90 = ("fa3_fp8", "sage", "fa3", "sdpa")
 ORDER_OTHER = ("sage", "sdpa")
 FALLBACK = {"fa3_fp8": ("fa3", "sage", "sdpa"), "fa3": ("sdpa",), "sage": ("fa3", "sdpa"), "sdpa": ()}
 # ATTENTION_BACKEND values (docker/start.sh) → our attention choice; others mean auto.
 ENV_ATTENTION = {"sage": "sage", "fa3": "fa3", "flash": "fa3", "fa3_fp8": "fa3_fp8", "pytorch": "sdpa", "sdpa": "sdpa"}
 FP8_MAX = 448.0  # largest finite float8_e4m3fn
+# "fast accumulation" for fp8 matmuls (partial sums kept in the tensor cores' own precision, not
+# promoted to fp32 per block of K): measured on the H200 at 35,880 tokens, 2.265 → 2.187 s per
+# forward with the same forward / 4-step-sample error against ComfyUI's bf16 path (0.0191 /
+# 0.0165 vs 0.0191 / 0.0164). On by default; STEADYDANCER_FP8_FAST_ACCUM=0 turns it off.
+FP8_FAST_ACCUM = os.environ.get("STEADYDANCER_FP8_FAST_ACCUM", "1") != "0"
 
 
 @dataclass(frozen=True)
@@ -198,7 +206,8 @@ def fp8_linear(x, weight, weight_scale, bias, mode):
         sb = sw.reshape(())
         out_dtype = x.dtype
     b = None if bias is None else bias.to(device=x.device, dtype=out_dtype)
-    y = torch._scaled_mm(q, weight.t(), scale_a=sa, scale_b=sb, bias=b, out_dtype=out_dtype)
+    y = torch._scaled_mm(q, weight.t(), scale_a=sa, scale_b=sb, bias=b, out_dtype=out_dtype,
+                         use_fast_accum=FP8_FAST_ACCUM)
     if isinstance(y, tuple):
         y = y[0]
     return y.to(x.dtype).reshape(*x.shape[:-1], n)
@@ -302,8 +311,6 @@ def cross_backend(backend):
 def block_forward(blk, x, e, freqs, context, context_img_len, attn, fp8):
     """ComfyUI's ``WanAttentionBlock.forward`` (i2v cross-attention), with our linears and
     attention. Same math, same order of operations as ComfyUI's block."""
-    from comfy.ldm.flux.math import apply_rope1
-    from comfy.ldm.wan.model import repeat_e
     mod = blk.modulation.to(dtype=x.dtype, device=x.device)
     e = (mod + e).chunk(6, dim=1) if e.ndim < 4 else (mod.unsqueeze(0) + e).unbind(2)
     sa, ca = blk.self_attn, blk.cross_attn
@@ -351,6 +358,8 @@ def block_runner(speed):
     """A function(block, x, e, freqs, context, context_img_len) for the model's block loop."""
     if isinstance(speed, dict):
         speed = Speed(**speed)
+    if speed.attention != "sdpa":
+        _kernel_ops()  # register the custom ops eagerly, never while dynamo traces
     fn = block_forward
     if speed.compile and not _COMPILE_BROKEN:
         fn = _compiled_block()
