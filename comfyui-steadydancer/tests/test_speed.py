@@ -277,7 +277,7 @@ def test_speed_node_patches_a_clone(comfy, fp8_model):
 # --- GPU-only ---------------------------------------------------------------------------------
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(),
                                 reason="needs a CUDA GPU (row-wise fp8 matmul, SageAttention2, FlashAttention-3); "
-                                       "measured by bench/steadydancer_forward.py --accuracy on the device")
+                                       "measured by bench/steadydancer_forward.py --speeds ... --kernels N on the device")
 
 
 @needs_cuda
@@ -302,3 +302,20 @@ def test_kernel_attention_on_gpu(fast, backend):
     q, k_, v = (torch.randn(1, 1024, 4, 128, generator=g, device="cuda").to(torch.bfloat16) for _ in range(3))
     out = fast.attention(q, k_, v, backend)
     assert rel(out, fast.attention_sdpa(q.double(), k_.double(), v.double())) < 3e-2
+
+
+def test_shipped_workflow_loader_runs_the_auto_fast_path(comfy, fast, tmp_path):
+    """docker/workflows/steadydancer-dance.api.json's loader inputs give the model the auto choice
+    (on an H200 with fa3-fwd: fa3_fp8 + row-wise fp8 + compile; here: ComfyUI's plain path)."""
+    import json
+    from pathlib import Path
+
+    import folder_paths
+    from comfyui_steadydancer.steadydancer.layouts import write_layout
+    wf = json.loads((Path(__file__).resolve().parents[2] / "docker" / "workflows" / "steadydancer-dance.api.json").read_text())
+    (inputs,) = [n["inputs"] for n in wf.values() if n["class_type"] == "SteadyDancerModelLoader"]
+    write_layout(recipe_weights(), "kj-fp8-scaled", tmp_path / inputs["model_name"])
+    folder_paths.add_model_folder_path("diffusion_models", str(tmp_path))
+    (patcher,) = comfy.NODE_CLASS_MAPPINGS["SteadyDancerModelLoader"]().load(**inputs)
+    assert patcher.model_options["transformer_options"]["steadydancer_speed"] == fast.resolve().as_options()
+    assert patcher.steadydancer_speed == fast.resolve()
