@@ -425,7 +425,9 @@ def main():
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--tiny", action="store_true", help="tiny model on CPU (smoke test of this script)")
     ap.add_argument("--json")
-    ap.add_argument("--speeds", help="speed mode: comma list of attention:fp8:compile (e.g. fa3_fp8:rowwise:on); "
+    ap.add_argument("--speeds", help="speed mode: comma list of attention:fp8:compile[:fastacc] (e.g. "
+                    "fa3_fp8:rowwise:on:fastacc = the pack's default on an H200; without :fastacc the fp8 "
+                    "matmuls promote partial sums to fp32); "
                     "'comfy' (ComfyUI's plain block path, SDPA, bf16 compute) always runs first as the reference")
     ap.add_argument("--backbone", action="store_true", help="speed mode: time the plain-PyTorch bf16 backbone too")
     ap.add_argument("--kernels", type=int, default=0, help="speed mode: attention kernels alone at this many tokens")
