@@ -26,7 +26,7 @@ def env(comfyui_source):
     model_mod = pack_module("steadydancer.model")
     guidance = pack_module("guidance")
     cw = pack_module("context_windows")
-    patcher = loading.load_state_dict_model(tiny_checkpoint(model_mod))
+    patcher = loading.load_state_dict_model(tiny_checkpoint(model_mod), num_heads=1)
     conds = make_conds(cond_mod, length=FRAMES)
     return dict(patcher=patcher, conds=conds, guidance=guidance, cw=cw, nodes=pack_module("nodes_context"))
 

@@ -183,7 +183,7 @@ def test_smoothing_is_exact_and_fp8_attention_close(fast):
 def fp8_model(comfy):
     from comfyui_steadydancer.steadydancer.layouts import to_fp8_scaled
     from comfyui_steadydancer.steadydancer.loading import load_state_dict_model
-    return load_state_dict_model(to_fp8_scaled(recipe_weights()))
+    return load_state_dict_model(to_fp8_scaled(recipe_weights()), num_heads=2)
 
 
 def block_inputs(dm, seed=3, tokens=3 * 4 * 4):
