@@ -275,7 +275,7 @@ def kernel_check(a, tokens, heads=40, head_dim=128, repeat=10):
             torch.cuda.synchronize()
             err, cos = rel_l2(out, ref), float(torch.nn.functional.cosine_similarity(
                 out.double().flatten(), ref.double().flatten(), dim=0))
-            med, _ = cuda_time(lambda: fast.attention(qb, kb, vb, name), repeat)
+            med, _ = cuda_time(lambda qb=qb, kb=kb, vb=vb, name=name: fast.attention(qb, kb, vb, name), repeat)
             emit(a, dict(kind="kernel", attention=name, tokens=tokens, ms=round(med * 1e3, 2),
                          tflops=round(flops / med / 1e12), rel_l2=float(f"{err:.3g}"), cos=round(cos, 6)))
         except Exception as e:

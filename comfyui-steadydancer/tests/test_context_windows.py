@@ -20,7 +20,6 @@ WINDOW, OVERLAP = 13, 4   # 4 latent frames, 1 shared: windows [0-3] [3-6] [5-8]
 def env(comfyui_source):
     import comfy_env
     comfy_env.setup_comfy(comfyui_source)
-    import comfy.samplers
     loading = pack_module("steadydancer.loading")
     cond_mod = pack_module("nodes_conditioning")
     model_mod = pack_module("steadydancer.model")
@@ -120,7 +119,7 @@ def test_windows_cover_every_frame_and_weights_sum_to_one(env, frames, fuse, sch
     for step in range(4):
         seen = torch.zeros(t)
 
-        def fake_calc(model, conds, sub_x, ts, mo):
+        def fake_calc(model, conds, sub_x, ts, mo, seen=seen):
             idx = mo["transformer_options"]["context_window"].index_list
             assert len(idx) == min(length, t) and sub_x.shape[2] == len(idx)
             seen[idx] += 1

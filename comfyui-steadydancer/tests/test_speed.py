@@ -188,7 +188,6 @@ def fp8_model(comfy):
 
 def block_inputs(dm, seed=3, tokens=3 * 4 * 4):
     g = torch.Generator().manual_seed(seed)
-    dt = next(p for p in dm.parameters() if p.dtype.is_floating_point and p.dtype.itemsize >= 2).dtype
     r = lambda *s: torch.randn(*s, generator=g, dtype=torch.float32)  # noqa: E731
     x = r(1, tokens, dm.dim)
     e = r(1, 1, 6, dm.dim) * 0.1

@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { ComfyClient } from '../comfy/client.js';
 import { jobVariantFor, resolveParams, type ResolvedParams } from '../comfy/params.js';
-import { fillWorkflow, findByTitle, loadTemplate, MARK, nodeTypes, templatePath, type ApiWorkflow } from '../comfy/workflow.js';
+import { fillWorkflow, loadTemplate, nodeTypes, templatePath, type ApiWorkflow } from '../comfy/workflow.js';
 import { checkVideo, DEFAULT_LIMITS } from '../job/media.js';
 import { runForVideo, type VideoRun } from '../job/pipeline-glue.js';
 import type { Logger } from '../util/logger.js';
