@@ -94,6 +94,7 @@ def run(a):
         gen_s = time.time() - t0
         t0 = time.time()
         patcher = load_state_dict_model(sd, {"fp8": "default", "fp8_fast": "fp8_e4m3fn_fast", "bf16": "bf16"}[path],
+                                        num_heads=our_config(c)["num_heads"],
                                         layout="kj-fp8-scaled" if path.startswith("fp8") else "kj-fp16")
         del sd
         mm.load_models_gpu([patcher], force_full_load=True)

@@ -13,7 +13,10 @@ COMFYUI_PORT=${COMFYUI_PORT:-8188}
 COMFYUI_LISTEN=${COMFYUI_LISTEN:-0.0.0.0}
 COMFYUI_ARGS=${COMFYUI_ARGS:-}
 ENABLE_STEADYDANCER=${ENABLE_STEADYDANCER:-false}
-STEADYDANCER_VARIANT=${STEADYDANCER_VARIANT:-fp8}
+# The model variant is decided by the toolkit's one rule (src/models/variant.ts): this value
+# when set, else what MODELS_DIR holds verified, else docker/models.json's default. No default
+# here: a second list of defaults would disagree with the manifest.
+STEADYDANCER_VARIANT=${STEADYDANCER_VARIANT:-}
 # pod | serverless | api. RunPod sets RUNPOD_WEBHOOK_GET_JOB only on serverless workers, so
 # that is the default there; everywhere else the default is pod.
 if [[ -n "${RUNPOD_WEBHOOK_GET_JOB:-}" ]]; then
@@ -132,14 +135,16 @@ ensure_models() {
     return 0
   fi
   mkdir -p "$dir"
-  log "checking SteadyDancer models ($STEADYDANCER_VARIANT) in $dir"
-  if "$script" --variant "$STEADYDANCER_VARIANT" --dest "$dir" --check >/dev/null 2>&1; then
-    log "every model file of $STEADYDANCER_VARIANT is present"
+  local what=${STEADYDANCER_VARIANT:-"the toolkit's choice"} variant_args=()
+  [[ -n "$STEADYDANCER_VARIANT" ]] && variant_args=(--variant "$STEADYDANCER_VARIANT")
+  log "checking SteadyDancer models ($what) in $dir"
+  if "$script" "${variant_args[@]}" --dest "$dir" --check >/dev/null 2>&1; then
+    log "every model file of $what is present"
     return 0
   fi
   log "fetching the missing model files"
-  if ! "$script" --variant "$STEADYDANCER_VARIANT" --dest "$dir" --jobs "$jobs"; then
-    log "model download failed (variant $STEADYDANCER_VARIANT, dest $dir)"
+  if ! "$script" "${variant_args[@]}" --dest "$dir" --jobs "$jobs"; then
+    log "model download failed (variant $what, dest $dir)"
     [[ "${STEADYDANCER_REQUIRE_MODELS:-false}" == true ]] && return 1
   fi
   return 0
@@ -224,6 +229,7 @@ start_sshd() {
 run_pod() {
   local models_dir
   models_dir=$(resolve_models_dir)
+  export MODELS_DIR="$models_dir"
   log "mode pod; MODELS_DIR=$models_dir"
   start_sshd
   ensure_models "$models_dir"
@@ -240,6 +246,7 @@ run_pod() {
 run_serverless() {
   local models_dir
   models_dir=$(resolve_models_dir)
+  export MODELS_DIR="$models_dir"
   log "mode serverless; MODELS_DIR=$models_dir"
   ensure_models "$models_dir"
   comfyui_command 127.0.0.1 "$models_dir"
@@ -254,6 +261,7 @@ run_serverless() {
 run_api() {
   local models_dir
   models_dir=$(resolve_models_dir)
+  export MODELS_DIR="$models_dir"
   log "mode api; MODELS_DIR=$models_dir; API on $API_HOST:$API_PORT"
   ensure_models "$models_dir"
   comfyui_command "$COMFYUI_LISTEN" "$models_dir"

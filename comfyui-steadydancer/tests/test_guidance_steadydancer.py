@@ -77,7 +77,7 @@ def make_conds(cond_mod, length=5, size=32):
 def sample(env, cfg, pose_cfg, steps=4, check=True):
     loading, cond_mod, model_mod, guidance = env
     import comfy.samplers
-    patcher = loading.load_state_dict_model(tiny_checkpoint(model_mod))
+    patcher = loading.load_state_dict_model(tiny_checkpoint(model_mod), num_heads=1)
     batches = []
     patcher.set_model_unet_function_wrapper(
         lambda apply, a: batches.append(a["input"].shape[0]) or apply(a["input"], a["timestep"], **a["c"]))

@@ -9,6 +9,8 @@
  */
 import { randomInt } from 'node:crypto';
 import { z } from 'zod';
+import { defaultManifestPath, loadManifest, variantNames, type Manifest } from '../models/manifest.js';
+import { resolveVariant, type VariantDecision } from '../models/variant.js';
 
 export const MIN_FRAMES = 5;
 export const MAX_FRAMES = 1025;
@@ -38,6 +40,24 @@ export const PRESETS = {
   quality: { steps: 40, cfg: 5.0, poseCfg: 1.5, sampler: 'uni_pc_bh2', scheduler: 'simple', lora: false },
 } as const;
 export type PresetName = keyof typeof PRESETS;
+
+/** The workflow every job runs (docker/models.json lists it under the workflows that can fill it). */
+export const JOB_WORKFLOW_FILE = 'docker/workflows/steadydancer-dance.api.json';
+
+/** The variants a job may ask for: those whose manifest workflow is the job workflow (not the GGUF path). */
+export function jobVariants(m: Manifest = loadManifest()): string[] {
+  return variantNames(m).filter((v) => m.workflows[m.variants[v]!.workflow]?.workflowFiles.includes(JOB_WORKFLOW_FILE));
+}
+
+/**
+ * The variant of a job that names none, for whoever runs jobs (worker, local API, smoke): the
+ * variant rule on that environment — STEADYDANCER_VARIANT, else what MODELS_DIR holds verified
+ * (start.sh exports the folder it gives ComfyUI), else the manifest's default — among the job variants.
+ */
+export function jobVariantFor(env: NodeJS.ProcessEnv): VariantDecision {
+  const m = loadManifest(defaultManifestPath(env));
+  return resolveVariant({ manifest: m, env, modelsDir: env.MODELS_DIR || undefined, forRun: true, among: jobVariants(m) });
+}
 
 export const OFFICIAL_NEGATIVE_PROMPT =
   '镜头晃动，色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，' +
@@ -87,7 +107,11 @@ export const DanceParams = z
     /** Flow shift for ModelSamplingSD3; preset / size default when absent. */
     shift: z.number().min(0).max(100).optional(),
     seed: z.number().int('seed must be an integer').min(0, 'seed must be >= 0').max(MAX_SEED, `seed must be at most ${MAX_SEED}`).optional(),
-    variant: z.enum(['fp8', 'fp16']).default('fp8'),
+    /** One of jobVariants() (from docker/models.json); absent = the variant rule's choice (what is installed). */
+    variant: z
+      .string({ error: 'variant must be a string' })
+      .refine((v) => jobVariants().includes(v), { error: (iss) => `variant must be one of ${jobVariants().join(', ')} (got ${JSON.stringify(iss.input)})` })
+      .optional(),
     preset: z.enum(['fast', 'quality']).default('fast'),
     prompt: z.string().max(4000, 'prompt must be at most 4000 characters').default('a person dancing'),
     negativePrompt: z.string().max(4000).default(OFFICIAL_NEGATIVE_PROMPT),
@@ -111,7 +135,7 @@ export interface ResolvedParams {
   shift: number;
   seed: number;
   seedWasRandom: boolean;
-  variant: 'fp8' | 'fp16';
+  variant: string;
   preset: PresetName;
   sampler: string;
   scheduler: string;
@@ -133,8 +157,13 @@ export class ParamsError extends Error {
   }
 }
 
+export interface ResolveOptions {
+  /** The variant of a job that names none: the variant rule's decision (src/models/variant.ts). Default: the manifest's. */
+  defaultVariant?: string;
+}
+
 /** Validate and resolve; throws ParamsError naming each bad field. `random` is injectable for tests. */
-export function resolveParams(input: unknown, random: () => number = () => randomInt(0, 2 ** 47)): ResolvedParams {
+export function resolveParams(input: unknown, random: () => number = () => randomInt(0, 2 ** 47), opts: ResolveOptions = {}): ResolvedParams {
   const r = DanceParams.safeParse(input ?? {});
   if (!r.success) {
     const issues = r.error.issues.map((i) => ({ path: i.path.join('.') || '(params)', message: i.message }));
@@ -157,7 +186,7 @@ export function resolveParams(input: unknown, random: () => number = () => rando
     shift: p.shift ?? (p.preset === 'fast' ? 5.0 : defaultShift(p.width, p.height)),
     seed: p.seed ?? random(),
     seedWasRandom,
-    variant: p.variant,
+    variant: p.variant ?? opts.defaultVariant ?? resolveVariant({ manifest: loadManifest(), env: {}, among: jobVariants() }).variant,
     preset: p.preset,
     sampler: preset.sampler,
     scheduler: preset.scheduler,

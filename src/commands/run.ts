@@ -3,23 +3,21 @@ import { emit, type Context } from '../util/context.js';
 import { projectRoot } from '../util/paths.js';
 import { parseIdList, renderHuman, runPlan, writeReport, type PlanReport } from '../plan/engine.js';
 import { realPhases } from '../plan/phases.js';
-import { collectParams } from './generate.js';
+import { jobParams, type JobParamFlags } from './flags.js';
 
-export interface RunCliOptions {
-  skip?: string;
-  only?: string;
+export interface RunCliOptions extends Omit<JobParamFlags, 'seed'> {
+  skip?: string[];
+  only?: string[];
   out?: string;
   variant?: string;
   tag: string;
   engine?: string;
   generate?: boolean;
   browser?: boolean;
-  params?: string;
-  set?: string[];
 }
 
 export default async function run(opts: RunCliOptions, ctx: Context): Promise<number> {
-  const params = collectParams(opts);
+  const params = jobParams(opts);
   const root = projectRoot();
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const stem = opts.out ?? join(root, 'reports', `plan-${stamp}`);

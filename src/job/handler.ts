@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import type { JobContext, JobHandler, Progress } from '../serverless/jobs.js';
 import { DEFAULT_LIMITS, InputError, prepareMedia, type FetchPolicy, type MediaLimits, type PreparedMedia } from './media.js';
 import { buildOutput, RUN_LIMIT_BYTES, RUNSYNC_LIMIT_BYTES, type S3Config } from './output.js';
-import { splitJobInput } from './schema.js';
+import { checkJobInput } from './schema.js';
 
 /** What the handler needs from ComfyUI. */
 export interface ComfyPort {
@@ -46,19 +46,6 @@ export interface DanceHandlerDeps<P extends SeededParams> {
   check?: (params: P, media: PreparedMedia) => void;
 }
 
-function resolveOrInputError<P>(resolve: (raw: Record<string, unknown>) => P, raw: Record<string, unknown>): P {
-  try {
-    return resolve(raw);
-  } catch (err) {
-    const issue = (err as { issues?: Array<{ path?: unknown; message?: string }> }).issues?.[0];
-    if (issue) {
-      const path = Array.isArray(issue.path) ? issue.path.join('.') : String(issue.path ?? 'input');
-      throw new InputError(path || 'input', issue.message ?? String(err));
-    }
-    throw err;
-  }
-}
-
 /**
  * One ComfyUI progress event as a job progress update. Only a sampler's events are sampling
  * steps (step n/N); other nodes report progress too (the pose node once per frame), and those
@@ -74,9 +61,9 @@ export function createDanceHandler<P extends SeededParams>(deps: DanceHandlerDep
   return async (raw: unknown, ctx: JobContext) => {
     const t0 = Date.now();
     const timings: Record<string, number> = {};
-    const { media: src, params: rawParams } = splitJobInput(raw);
+    // media fields and parameters checked together: every bad field in one error
+    const { media: src, params } = checkJobInput(raw, deps.resolve);
     const { image, video } = src;
-    const params = resolveOrInputError(deps.resolve, rawParams);
     const dir = join(deps.workDir, ctx.id.replace(/[^A-Za-z0-9_.-]/g, '_'));
     await mkdir(dir, { recursive: true });
     try {

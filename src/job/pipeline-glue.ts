@@ -6,8 +6,9 @@
 import { readFile } from 'node:fs/promises';
 import { ComfyClient, type ComfyEvent } from '../comfy/client.js';
 import { findVideo, outputFiles } from '../comfy/outputs.js';
-import { resolveParams, type ResolvedParams } from '../comfy/params.js';
+import { jobVariantFor, resolveParams, type ResolvedParams } from '../comfy/params.js';
 import { fillWorkflow, findByTitle, loadTemplate, MARK, templatePath, type ApiWorkflow } from '../comfy/workflow.js';
+import type { VariantDecision } from '../models/variant.js';
 import type { ComfyPort } from './handler.js';
 import { InputError, type PreparedMedia } from './media.js';
 import { inputProblem } from './schema.js';
@@ -69,10 +70,12 @@ export function comfyPort(client: ComfyClient): ComfyPort {
   };
 }
 
-export async function danceGlue(opts: { comfyUrl: string; env: NodeJS.ProcessEnv }): Promise<Glue> {
+export async function danceGlue(opts: { comfyUrl: string; env: NodeJS.ProcessEnv; onVariant?: (d: VariantDecision) => void }): Promise<Glue> {
   const client = new ComfyClient({ url: opts.comfyUrl, requestTimeoutMs: 300_000 });
   const template = loadTemplate(opts.env.STEADYDANCER_WORKFLOW || templatePath());
-  const resolve = (raw: Record<string, unknown>) => resolveParams(raw);
+  const decision = jobVariantFor(opts.env);
+  opts.onVariant?.(decision);
+  const resolve = (raw: Record<string, unknown>) => resolveParams(raw, undefined, { defaultVariant: decision.variant });
   return {
     comfy: comfyPort(client),
     resolve,

@@ -19,6 +19,8 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { doctorHost } from '../system/doctor-host.js';
+import { resolveModelsDir } from '../system/doctor.js';
+import { hostVariant } from '../docker/manifest-bridge.js';
 import { defaultBaseImage } from '../system/doctor-host.js';
 import { lintRepository } from '../docker/lint-repo.js';
 import { checkModels } from '../models/check.js';
@@ -50,7 +52,7 @@ export interface RealPhaseOptions {
   params?: Record<string, unknown>;
 }
 
-export const PHASE_IDS = ['doctor', 'lint', 'models', 'deps-build', 'build', 'local-test'] as const;
+export { PHASE_IDS } from './phase-ids.js';
 
 const COMFYUI_NAME = 'ComfyUI';
 
@@ -76,7 +78,9 @@ export function containerEnv(env: NodeJS.ProcessEnv, tag: string, modelsDir: str
 }
 
 export function realPhases(o: RealPhaseOptions): PhaseDef[] {
-  const variant = o.variant ?? o.env.STEADYDANCER_VARIANT ?? 'fp8';
+  // The variant rule (src/models/variant.ts) once for the whole plan: doctor sizes the disk for
+  // it and models checks its files.
+  const variant = hostVariant(o.root, o.env, o.variant, resolveModelsDir(o.env, o.root));
   const bin = engineBin(o.engine, o.env);
   let engine: Engine | undefined;
   let engineError: string | undefined;

@@ -7,7 +7,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { ComfyClient } from '../comfy/client.js';
-import { resolveParams, type ResolvedParams } from '../comfy/params.js';
+import { jobVariantFor, resolveParams, type ResolvedParams } from '../comfy/params.js';
 import { fillWorkflow, loadTemplate, nodeTypes, templatePath, type ApiWorkflow } from '../comfy/workflow.js';
 import { checkVideo, DEFAULT_LIMITS } from '../job/media.js';
 import { runForVideo, type VideoRun } from '../job/pipeline-glue.js';
@@ -165,7 +165,7 @@ export async function runSmoke(o: SmokeOptions): Promise<SmokeResult> {
   else if (!template) await skip('job', `no API workflow: ${templateError}`);
   else
     await step('job', async () => {
-      params = resolveParams({ ...SMOKE_DEFAULTS, ...(o.params ?? {}) });
+      params = resolveParams({ ...SMOKE_DEFAULTS, ...(o.params ?? {}) }, undefined, { defaultVariant: jobVariantFor(o.env ?? process.env).variant });
       const wf = fillWorkflow(template!, params, { image: names!.image, video: names!.video, outputPrefix: 'steadydancer/smoke' });
       const progress: Array<{ node?: string; value: number; max: number }> = [];
       let lastLog = 0;

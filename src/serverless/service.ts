@@ -69,7 +69,7 @@ export async function createService(opts: ServiceOptions): Promise<Service> {
     supervisor = new ComfySupervisor({ command: opts.comfyCommand, cwd: opts.comfyCwd, env: opts.comfyEnv, baseUrl: opts.comfyUrl, logger: logger.child('comfyui') });
     supervisor.start();
   }
-  const glue = await danceGlue({ comfyUrl: opts.comfyUrl, env });
+  const glue = await danceGlue({ comfyUrl: opts.comfyUrl, env, onVariant: (d) => logger.info('jobs without "variant" run %s (%s)', d.variant, d.reason) });
   const handler = createDanceHandler({
     comfy: glue.comfy,
     resolve: glue.resolve,

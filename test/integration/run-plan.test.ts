@@ -55,7 +55,7 @@ describe('steadydancer run', () => {
   it('rejects an unknown phase id with the known ones', async () => {
     const c = io();
     expect(await runCli(['run', '--skip', 'biuld', '--out', join(dir, 'r2')], c.io)).toBe(2);
-    expect(c.err.join('')).toMatch(/--skip: unknown phase id biuld \(known: doctor, lint, models, deps-build, build, local-test\)/);
+    expect(c.err.join('')).toMatch(/option '--skip <ids>' argument 'biuld' is invalid. unknown id\(s\) biuld \(known: doctor, lint, models, deps-build, build, local-test\)/);
     expect(existsSync(join(dir, 'r2.md'))).toBe(false);
   });
 });
@@ -66,10 +66,10 @@ describe('run: options of local-test', () => {
     try {
       const a = io();
       expect(await runCli(['run', '--set', 'frames', '--out', join(dir, 'r')], a.io)).toBe(2);
-      expect(a.err.join('')).toMatch(/--set frames: expected key=value/);
+      expect(a.err.join('')).toMatch(/option '--set <key=value>' argument 'frames' is invalid. expected key=value/);
       const b = io();
       expect(await runCli(['run', '--params', '[1,2]', '--out', join(dir, 'r')], b.io)).toBe(2);
-      expect(b.err.join('')).toMatch(/--params: not a JSON object/);
+      expect(b.err.join('')).toMatch(/option '--params <json>' argument '\[1,2\]' is invalid. not a JSON object/);
       expect(existsSync(join(dir, 'r.md'))).toBe(false);
     } finally {
       rmSync(dir, { recursive: true, force: true });

@@ -110,6 +110,26 @@ describe('start.sh models dir and command line', () => {
     expect(() => call(`ensure_models "${s.dir}/m2"`, s, { ENABLE_STEADYDANCER: 'true' })).not.toThrow();
     expect(() => call(`ensure_models "${s.dir}/m3"`, s, { ENABLE_STEADYDANCER: 'true', STEADYDANCER_REQUIRE_MODELS: 'true' })).toThrow();
   });
+  it('no STEADYDANCER_VARIANT: no --variant of its own (the toolkit decides: what the folder holds verified, else the manifest default)', () => {
+    const s = sandbox({});
+    mkdirSync(join(s.home, 'docker'));
+    const script = join(s.home, 'docker', 'download_models.sh');
+    writeFileSync(script, `#!/bin/sh\ncase "$*" in *--check*) echo "$@" >> "${s.dir}/checks"; exit 1;; esac\necho "$@" > "${s.dir}/args"\n`);
+    chmodSync(script, 0o755);
+    call(`ensure_models "${s.dir}/models"`, s, { ENABLE_STEADYDANCER: 'true' });
+    expect(readFileSync(join(s.dir, 'checks'), 'utf8').trim()).toBe(`--dest ${s.dir}/models --check`);
+    expect(readFileSync(join(s.dir, 'args'), 'utf8').trim()).toBe(`--dest ${s.dir}/models --jobs 4`);
+  });
+  it('each mode exports the MODELS_DIR it chose, so the worker/API decide the job variant on the folder ComfyUI reads', () => {
+    const s = sandbox({});
+    // run_api up to the point it starts the API: NODE is a stand-in that prints what it was given
+    writeFileSync(join(s.bin, 'fake-node'), '#!/bin/sh\necho "MODELS_DIR=$MODELS_DIR"\n');
+    chmodSync(join(s.bin, 'fake-node'), 0o755);
+    const env = { NODE: 'fake-node', COMFYUI_DIR: s.dir, STEADYDANCER_MODE: 'api', MODELS_DIR: '' };
+    const chosen = call('resolve_models_dir', s, env); // the volume when this host has one, else the image folder
+    expect(chosen).not.toBe('');
+    expect(call('run_api', s, env)).toBe(`MODELS_DIR=${chosen}`);
+  });
   it('rejects an unknown mode with exit 2', () => {
     const s = sandbox({});
     let code = 0;
