@@ -179,6 +179,7 @@ export const commands: CommandSpec[] = [
       ['--no-browser', 'local-test: skip the browser check'],
       flags.params('local-test: workflow parameters as a JSON object', 'width 512, height 512, frames 30'),
       flags.set('local-test: one workflow parameter (repeatable), e.g. --set frames=9 on a CPU'),
+      ['--strict', 'no CPU plan: what this host lacks (GPU, Docker, Hub) fails the run instead of a WARN (environment)'],
     ],
     load: () => import('./commands/run.js'),
   },

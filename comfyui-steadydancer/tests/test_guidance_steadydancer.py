@@ -22,9 +22,10 @@ def env(comfyui_source):
     comfy_env.setup_comfy(comfyui_source)
     loading = pack_module("steadydancer.loading")
     cond_mod = pack_module("nodes_conditioning")
-    import comfy.clip_vision
-    import comfy.ops
-    import comfy.samplers
+    # imported here so that a ComfyUI module that does not import fails the fixture, not a test
+    import comfy.clip_vision  # noqa: F401
+    import comfy.ops  # noqa: F401
+    import comfy.samplers  # noqa: F401
     return loading, cond_mod, pack_module("steadydancer.model"), pack_module("guidance")
 
 

@@ -11,6 +11,8 @@
  * model paths, --listen 127.0.0.1) and hands it to `steadydancer worker -- <command>`.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, mkdirSync, openSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { EventEmitter } from 'node:events';
 import { waitForComfy } from './client.js';
 import type { Logger } from '../util/logger.js';
@@ -41,8 +43,14 @@ export interface SupervisorOptions {
   maxRestarts?: number;
   /** Restart ComfyUI when it exits (default true). */
   restart?: boolean;
-  /** Where ComfyUI's stdout and stderr go; default: inherited (the container log). */
+  /** Where ComfyUI's stdout and stderr go (before logFile); default: inherited (the container log). */
   output?: (chunk: Buffer) => void;
+  /**
+   * Append ComfyUI's output to this file instead of the worker's own stdout/stderr (default: the
+   * STEADYDANCER_COMFY_LOG environment variable; unset = inherited, the container log on a pod).
+   * The tests set it so that ComfyUI's log is not interleaved with the test runner's.
+   */
+  logFile?: string;
 }
 
 export class ComfySupervisor extends EventEmitter {
@@ -78,7 +86,16 @@ export class ComfySupervisor extends EventEmitter {
     const [cmd, ...args] = this.opts.command;
     if (this.crash.signal.aborted) this.crash = new AbortController();
     const out = this.opts.output;
-    const child = spawn(cmd!, args, { stdio: ['ignore', out ? 'pipe' : 'inherit', out ? 'pipe' : 'inherit'], env: this.opts.env ?? process.env, cwd: this.opts.cwd });
+    const logFile = out ? undefined : (this.opts.logFile ?? (this.opts.env ?? process.env).STEADYDANCER_COMFY_LOG ?? process.env.STEADYDANCER_COMFY_LOG);
+    let fd: number | undefined;
+    if (logFile) {
+      mkdirSync(dirname(logFile), { recursive: true });
+      fd = openSync(logFile, 'a');
+    }
+    const stdio = out ? 'pipe' : (fd ?? 'inherit');
+    const child = spawn(cmd!, args, { stdio: ['ignore', stdio, stdio], env: this.opts.env ?? process.env, cwd: this.opts.cwd });
+    if (fd !== undefined) closeSync(fd); // the child holds its own copy
+    if (logFile) this.opts.logger.info('ComfyUI log: %s', logFile);
     this.child = child;
     this.lastExit = undefined;
     if (out) {
