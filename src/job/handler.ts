@@ -9,7 +9,7 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { JobContext, JobHandler, Progress } from '../serverless/jobs.js';
-import { DEFAULT_LIMITS, InputError, prepareMedia, type FetchPolicy, type MediaLimits, type PreparedMedia } from './media.js';
+import { DEFAULT_LIMITS, prepareMedia, type FetchPolicy, type MediaLimits, type PreparedMedia } from './media.js';
 import { buildOutput, RUN_LIMIT_BYTES, RUNSYNC_LIMIT_BYTES, type S3Config } from './output.js';
 import { checkJobInput } from './schema.js';
 

@@ -30,7 +30,10 @@ export class ProgressCoalescer {
   push(p: Progress): void {
     if (this.closed || ProgressCoalescer.key(p) === this.lastKey) return;
     const wait = this.lastSentAt + this.intervalMs - Date.now();
-    if (wait <= 0 && !this.timer) return this.emit(p);
+    if (wait <= 0 && !this.timer) {
+      this.emit(p);
+      return;
+    }
     this.held = p;
     this.timer ??= setTimeout(() => {
       this.timer = undefined;
