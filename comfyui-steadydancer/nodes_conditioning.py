@@ -149,7 +149,7 @@ class SteadyDancerConditioning:
             "negative_pose_frames": ("IMAGE",),
             "width": ("INT", {"default": 512, "min": 16, "max": 4096, "step": 16}),
             "height": ("INT", {"default": 512, "min": 16, "max": 4096, "step": 16}),
-            "length": ("INT", {"default": 33, "min": 1, "max": 1025, "step": 4}),
+            "length": ("INT", {"default": 33, "min": 1, "max": 1997, "step": 4}),
             "pose_strength_spatial": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 10.0, "step": 0.01}),
             "pose_strength_temporal": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 10.0, "step": 0.01}),
             "pose_start_percent": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01}),

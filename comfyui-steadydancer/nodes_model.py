@@ -2,6 +2,7 @@
 import folder_paths
 
 from .steadydancer.convert import KNOWN_HEADS
+from .steadydancer import fast
 from .steadydancer.loading import WEIGHT_DTYPES, load_steadydancer
 
 _KNOWN = ", ".join(f"{d} → {h}" for d, h in sorted(KNOWN_HEADS.items()))
@@ -28,7 +29,8 @@ class SteadyDancerModelLoader:
 
     def load(self, model_name, weight_dtype="default", num_heads=0):
         path = folder_paths.get_full_path_or_raise("diffusion_models", model_name)
-        return (load_steadydancer(path, weight_dtype, num_heads=num_heads),)
+        # the fastest kernels this machine has (fast.resolve("auto"...)); SteadyDancerSpeed overrides
+        return (load_steadydancer(path, weight_dtype, num_heads=num_heads, speed=fast.resolve()),)
 
 
 NODE_CLASS_MAPPINGS = {"SteadyDancerModelLoader": SteadyDancerModelLoader}

@@ -27,8 +27,11 @@ fi
 API_PORT=${API_PORT:-8000}
 API_HOST=${API_HOST:-0.0.0.0}
 NODE=${NODE:-node}
-# auto | sage | flash | xformers | pytorch
+# auto | sage | fa3 | fa3_fp8 | flash | xformers | pytorch. ComfyUI's own attention flag follows
+# from it (attention_flag); the SteadyDancer pack reads the same variable for the Wan blocks
+# (comfyui-steadydancer/steadydancer/fast.py: sage, fa3, fa3_fp8, pytorch; auto = its fastest).
 ATTENTION_BACKEND=${ATTENTION_BACKEND:-auto}
+export ATTENTION_BACKEND
 PYTHON=${PYTHON:-python}
 
 log() { echo "[start] $*" >&2; }
@@ -81,11 +84,13 @@ attention_flag() {
   local cc=$1 major
   case "$ATTENTION_BACKEND" in
     sage) echo "--use-sage-attention"; return ;;
+    # FlashAttention-3 is ours only (the pack's Wan blocks): ComfyUI keeps SDPA for the rest
+    fa3 | fa3_fp8) echo "--use-pytorch-cross-attention"; return ;;
     flash) echo "--use-flash-attention"; return ;;
     xformers) echo ""; return ;;
     pytorch) echo "--use-pytorch-cross-attention"; return ;;
     auto) ;;
-    *) log "unknown ATTENTION_BACKEND=$ATTENTION_BACKEND (auto|sage|flash|xformers|pytorch); using auto" ;;
+    *) log "unknown ATTENTION_BACKEND=$ATTENTION_BACKEND (auto|sage|fa3|fa3_fp8|flash|xformers|pytorch); using auto" ;;
   esac
   if [[ -z "$cc" ]]; then
     echo "--cpu"
@@ -161,6 +166,9 @@ comfyui_command() {
   # every worker on the volume reuses it and never loads the text encoder for a cached prompt.
   export STEADYDANCER_TEXT_CACHE="${STEADYDANCER_TEXT_CACHE:-$models_dir/text_cache}"
   log "text cache: $STEADYDANCER_TEXT_CACHE"
+  # torch.compile's cache (the pack compiles the transformer block once) with the models too, so
+  # that a new pod or worker on the same volume skips most of the compile on its first job.
+  export TORCHINDUCTOR_CACHE_DIR="${TORCHINDUCTOR_CACHE_DIR:-$models_dir/.cache/torchinductor}"
   if [[ -n "$flag" && " $COMFYUI_ARGS " != *" --cpu "* ]]; then COMFY_CMD+=("$flag"); fi
   case "$models_dir" in
     /runpod-volume/models | /workspace/models | "$COMFYUI_DIR/models") ;;

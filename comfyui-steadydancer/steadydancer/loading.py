@@ -18,6 +18,7 @@ import comfy.model_management as mm
 import comfy.model_patcher
 import comfy.utils
 
+from . import fast
 from .convert import FP8_TYPES, read_checkpoint, to_model_state_dict
 from .model_base import SteadyDancerConfig
 
@@ -42,9 +43,11 @@ def _keep_file_dtypes(module, sd, dtype=None):
                                                        requires_grad=False)
 
 
-def load_state_dict_model(sd, weight_dtype="default", layout=None, num_heads=None, declared=None):
+def load_state_dict_model(sd, weight_dtype="default", layout=None, num_heads=None, declared=None, speed=None):
     """``num_heads``: explicit head count (0/None: ``declared`` = (n, where) from the checkpoint,
-    else the known-model table; see ``convert.resolve_num_heads``)."""
+    else the known-model table; see ``convert.resolve_num_heads``). ``speed``: a ``fast.Speed``
+    (attention kernel, fp8 matmul, compile) for the blocks, or None for ComfyUI's plain block path;
+    it may set the compute dtype (bf16 for FA3 / row-wise fp8)."""
     if weight_dtype not in WEIGHT_DTYPES:
         raise ValueError(f"weight_dtype must be one of {sorted(WEIGHT_DTYPES)}, got {weight_dtype!r}")
     sd, config, scaled = to_model_state_dict(sd, num_heads=num_heads, declared=declared,
@@ -69,6 +72,9 @@ def load_state_dict_model(sd, weight_dtype="default", layout=None, num_heads=Non
     else:
         unet_dtype = forced
     manual_cast = mm.unet_manual_cast(unet_dtype, load_device, supported)
+    need = fast.compute_dtype_for(speed, load_device) if speed is not None else None
+    if need is not None and (manual_cast or unet_dtype) != need:
+        manual_cast = need if unet_dtype != need else None
     model_config.set_inference_dtype(unet_dtype, manual_cast)
     model = model_config.get_model(sd, "")
     model = model.to(offload_device)
@@ -79,9 +85,11 @@ def load_state_dict_model(sd, weight_dtype="default", layout=None, num_heads=Non
              layout, config["dim"], config["num_heads"], config["num_layers"], unet_dtype, manual_cast, scaled)
     patcher = comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=offload_device)
     patcher.steadydancer_layout = layout
+    if speed is not None:
+        fast.apply(patcher, speed)
     return patcher
 
 
-def load_steadydancer(path, weight_dtype="default", num_heads=0):
+def load_steadydancer(path, weight_dtype="default", num_heads=0, speed=None):
     sd, layout, declared = read_checkpoint(path)
-    return load_state_dict_model(sd, weight_dtype, layout=layout, num_heads=num_heads, declared=declared)
+    return load_state_dict_model(sd, weight_dtype, layout=layout, num_heads=num_heads, declared=declared, speed=speed)

@@ -11,15 +11,16 @@ non-x86 machines). A real change of the oracle (a weight, a formula) moves outpu
 """
 import json
 import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 HERE = Path(__file__).resolve().parent
 ULPS = 8
-sys.path.insert(0, str(HERE))
 
 
 def test_goldens_size_budget():
@@ -29,7 +30,7 @@ def test_goldens_size_budget():
 
 def regenerate(official_source, out, **env):
     r = subprocess.run([sys.executable, str(HERE / "make_goldens.py"), "--out", str(out), "--source", str(official_source)],
-                       capture_output=True, text=True, timeout=900, env={**os.environ, **env})
+                       capture_output=True, text=True, timeout=900, env={**os.environ, **env}, check=False)
     assert r.returncode == 0, r.stderr[-3000:]
     return np.load(Path(out) / "parity.npz")
 
@@ -66,8 +67,6 @@ def test_regeneration_matches_within_a_few_ulps(official_source, tmp_path):
 def test_generator_pins_the_cpu_isa(official_source, tmp_path):
     """Whatever ISA the caller's environment asks for, the generator computes with AVX2 kernels:
     two runs asking for AVX-512 and for AVX2 agree bit for bit (and record AVX2)."""
-    import platform
-    import pytest
     if platform.machine().lower() not in ("x86_64", "amd64"):
         pytest.skip(f"ISA pinning is for x86-64 (this is {platform.machine()}); the ulp tolerance covers the rest")
     wide = regenerate(official_source, tmp_path / "a", ATEN_CPU_CAPABILITY="avx512", ONEDNN_MAX_CPU_ISA="AVX512_CORE")

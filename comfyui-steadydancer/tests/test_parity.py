@@ -118,16 +118,12 @@ def test_fp8_file_tensors_kept_as_stored(models):
     ours = patcher.model.diffusion_model.state_dict()
     with safe_open(str(patcher.steadydancer_path), framework="pt") as f:
         stored = {k: f.get_tensor(k) for k in f.keys() if k != "scaled_fp8"}
-    hp_linears = [k for k in ("head.head.weight", "img_emb.proj.1.weight", "img_emb.proj.3.weight", "text_embedding.0.weight",
-                              "text_embedding.2.weight", "time_embedding.0.weight", "time_projection.1.weight")]
+    hp_linears = ("head.head.weight", "img_emb.proj.1.weight", "img_emb.proj.3.weight", "text_embedding.0.weight",
+                  "text_embedding.2.weight", "time_embedding.0.weight", "time_projection.1.weight")
     assert all(stored[k].dtype == torch.float16 for k in hp_linears), "the test file should keep these in fp16"
-    changed = []
-    for k, v in stored.items():
-        o = ours[k]
-        same = o.dtype == v.dtype and o.shape == v.shape and torch.equal(
-            o.view(torch.uint8) if v.dtype == torch.float8_e4m3fn else o, v.view(torch.uint8) if v.dtype == torch.float8_e4m3fn else v)
-        if not same:
-            changed.append(f"{k}: file {v.dtype} → model {o.dtype}")
+    bits = lambda t: t.view(torch.uint8) if t.dtype == torch.float8_e4m3fn else t  # noqa: E731
+    changed = [f"{k}: file {v.dtype} → model {ours[k].dtype}" for k, v in stored.items()
+               if not (ours[k].dtype == v.dtype and ours[k].shape == v.shape and torch.equal(bits(ours[k]), bits(v)))]
     assert not changed, f"{len(changed)} tensors not as stored, e.g. {changed[:5]}"
     for k in hp_linears:  # no scale of their own: exactly the stored weight
         assert float(ours[k.replace(".weight", ".scale_weight")]) == 1.0

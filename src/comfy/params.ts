@@ -6,6 +6,12 @@
  * frames): a requested count is rounded to the NEAREST 4n+1, ties going UP, minimum 5.
  * 30 → 29, 31 → 33 (tie between 29 and 33), 32 → 33, 33 → 33, 81 → 81, 1 → 5.
  * The rounded value is reported back (`frames`) together with what was asked (`framesRequested`).
+ *
+ * Long videos (context windows, the pack's SteadyDancerContextWindows node): the model samples in
+ * windows of `window.length` frames (4n+1, rounded like `frames`; 81 = the trained length)
+ * overlapping by `window.overlap` frames (a multiple of 4: the VAE's 4:1 time compression; rounded
+ * to the nearest, ties up), blended by `window.fuse`. Windows are used only when the video is longer
+ * than one window. Every value that was rounded is listed in `adjusted` ("frames 30 → 29").
  */
 import { randomInt } from 'node:crypto';
 import { z } from 'zod';
@@ -13,7 +19,15 @@ import { defaultManifestPath, loadManifest, variantNames, type Manifest } from '
 import { resolveVariant, type VariantDecision } from '../models/variant.js';
 
 export const MIN_FRAMES = 5;
-export const MAX_FRAMES = 1025;
+/** The longest request (the job accepts driving videos up to 2000 frames); rounds to at most MAX_ROUNDED_FRAMES. */
+export const MAX_FRAMES = 2000;
+/** The largest 4n+1 not above MAX_FRAMES (the conditioning node's maximum length). */
+export const MAX_ROUNDED_FRAMES = 1997;
+export const DEFAULT_WINDOW = 81;
+/** WanVideoWrapper's context overlap default (16 frames = 4 latent frames). */
+export const DEFAULT_OVERLAP = 16;
+/** ComfyUI core's context-window fuse methods that the pack offers (not "relative": see context_windows.py). */
+export const FUSE_METHODS = ['pyramid', 'flat', 'overlap-linear'] as const;
 /** Wan's VAE downsamples 8× and the DiT patchifies 2×: sides must be multiples of 16. */
 export const SIZE_MULTIPLE = 16;
 export const MIN_SIDE = 64;
@@ -21,11 +35,35 @@ export const MAX_SIDE = 2048;
 /** ComfyUI's RandomNoise accepts 0 … 2^64-1; we stay inside JSON-safe integers. */
 export const MAX_SEED = Number.MAX_SAFE_INTEGER;
 
-/** Round to the nearest 4n+1 (ties up), at least MIN_FRAMES. */
+/** Round to the nearest 4n+1 (ties up), at least MIN_FRAMES, at most MAX_ROUNDED_FRAMES. */
 export function roundFrames(requested: number): number {
   if (!Number.isFinite(requested)) throw new RangeError(`frames must be a number, got ${requested}`);
   const n = Math.round((requested - 1) / 4); // Math.round rounds .5 up: the tie rule
-  return Math.max(MIN_FRAMES, 4 * n + 1);
+  return Math.min(MAX_ROUNDED_FRAMES, Math.max(MIN_FRAMES, 4 * n + 1));
+}
+
+/** Round an overlap to the nearest multiple of 4 frames (ties up). */
+export function roundOverlap(requested: number): number {
+  return 4 * Math.round(requested / 4);
+}
+
+/**
+ * How many windows a video of `frames` frames takes (the pack's default schedule, core's
+ * "standard_static": windows start every length - overlap latent frames, the last one shifted back
+ * to end on the last frame). 1 when the video fits one window.
+ */
+export function windowCount(frames: number, length: number, overlap: number): number {
+  const latent = (f: number) => Math.floor((f - 1) / 4) + 1;
+  const t = latent(frames);
+  const l = latent(length);
+  if (t <= l) return 1;
+  const stride = l - overlap / 4;
+  let n = 0;
+  for (let start = 0; start < t; start += stride) {
+    n++;
+    if (start + l >= t) break;
+  }
+  return n;
 }
 
 /** Official flow-shift rule (generate_dancer / wan _validate_args): 3.0 at 832×480 either way, else 5.0. */
@@ -90,6 +128,21 @@ export const PoseOptions = z
   .strict()
   .refine((p) => p.start <= p.end, { message: 'pose.start must not exceed pose.end', path: ['start'] });
 
+export const WindowOptions = z
+  .object({
+    /** Frames per window; rounded to 4n+1 (81: the length SteadyDancer was trained on). */
+    length: z.number().int('window.length must be an integer').min(5, 'window.length must be at least 5').max(MAX_FRAMES).default(DEFAULT_WINDOW),
+    /** Frames shared by neighbouring windows; rounded to a multiple of 4. */
+    overlap: z.number().int('window.overlap must be an integer').min(0, 'window.overlap must be >= 0').max(MAX_FRAMES).default(DEFAULT_OVERLAP),
+    /** How overlapping windows are blended (ComfyUI core's fuse methods). */
+    fuse: z.enum(FUSE_METHODS).default('pyramid'),
+  })
+  .strict()
+  .refine((w) => roundOverlap(w.overlap) < roundFrames(w.length), {
+    message: 'window.overlap must be shorter than window.length',
+    path: ['overlap'],
+  });
+
 export const DanceParams = z
   .object({
     width: side('width', 480),
@@ -116,6 +169,7 @@ export const DanceParams = z
     prompt: z.string().max(4000, 'prompt must be at most 4000 characters').default('a person dancing'),
     negativePrompt: z.string().max(4000).default(OFFICIAL_NEGATIVE_PROMPT),
     pose: PoseOptions.default({ align: true, augmentSeed: 0, start: 0.1, end: 0.4, device: 'auto' }),
+    window: WindowOptions.default({ length: DEFAULT_WINDOW, overlap: DEFAULT_OVERLAP, fuse: 'pyramid' }),
   })
   .strict();
 export type DanceParamsInput = z.input<typeof DanceParams>;
@@ -145,6 +199,13 @@ export interface ResolvedParams {
   poseAlign: boolean;
   poseAugmentSeed: number;
   poseDevice: 'auto' | 'cuda' | 'cpu';
+  /** Context window (frames, after rounding); windows > 1 only when frames > windowLength. */
+  windowLength: number;
+  windowOverlap: number;
+  windowFuse: (typeof FUSE_METHODS)[number];
+  windows: number;
+  /** Every value that was rounded, "name asked → used". */
+  adjusted: string[];
 }
 
 export class ParamsError extends Error {
@@ -172,10 +233,22 @@ export function resolveParams(input: unknown, random: () => number = () => rando
   const p = r.data;
   const preset = PRESETS[p.preset];
   const seedWasRandom = p.seed === undefined;
+  const frames = roundFrames(p.frames);
+  const windowLength = roundFrames(p.window.length);
+  const windowOverlap = roundOverlap(p.window.overlap);
+  const adjusted = (
+    [
+      ['frames', p.frames, frames],
+      ['window.length', p.window.length, windowLength],
+      ['window.overlap', p.window.overlap, windowOverlap],
+    ] as const
+  )
+    .filter(([, asked, used]) => asked !== used)
+    .map(([name, asked, used]) => `${name} ${asked} → ${used}`);
   return {
     width: p.width,
     height: p.height,
-    frames: roundFrames(p.frames),
+    frames,
     framesRequested: p.frames,
     fps: p.fps,
     steps: p.steps ?? preset.steps,
@@ -196,5 +269,10 @@ export function resolveParams(input: unknown, random: () => number = () => rando
     poseAlign: p.pose.align,
     poseAugmentSeed: p.pose.augmentSeed,
     poseDevice: p.pose.device,
+    windowLength,
+    windowOverlap,
+    windowFuse: p.window.fuse,
+    windows: windowCount(frames, windowLength, windowOverlap),
+    adjusted,
   };
 }

@@ -41,16 +41,16 @@ export interface SupervisorOptions {
   restartDelayMs?: number;
   /** More restarts than this within 10 minutes: give up (the worker asks for a fresh one). */
   maxRestarts?: number;
-  /** Restart ComfyUI when it exits (default true). */
-  restart?: boolean;
-  /** Where ComfyUI's stdout and stderr go (before logFile); default: inherited (the container log). */
-  output?: (chunk: Buffer) => void;
   /**
    * Append ComfyUI's output to this file instead of the worker's own stdout/stderr (default: the
    * STEADYDANCER_COMFY_LOG environment variable; unset = inherited, the container log on a pod).
    * The tests set it so that ComfyUI's log is not interleaved with the test runner's.
    */
   logFile?: string;
+  /** Restart ComfyUI when it exits (default true). */
+  restart?: boolean;
+  /** Where ComfyUI's stdout and stderr go; default: inherited (the container log). */
+  output?: (chunk: Buffer) => void;
 }
 
 export class ComfySupervisor extends EventEmitter {
@@ -92,8 +92,8 @@ export class ComfySupervisor extends EventEmitter {
       mkdirSync(dirname(logFile), { recursive: true });
       fd = openSync(logFile, 'a');
     }
-    const stdio = out ? 'pipe' : (fd ?? 'inherit');
-    const child = spawn(cmd!, args, { stdio: ['ignore', stdio, stdio], env: this.opts.env ?? process.env, cwd: this.opts.cwd });
+    const sink = out ? 'pipe' : (fd ?? 'inherit');
+    const child = spawn(cmd!, args, { stdio: ['ignore', sink, sink], env: this.opts.env ?? process.env, cwd: this.opts.cwd });
     if (fd !== undefined) closeSync(fd); // the child holds its own copy
     if (logFile) this.opts.logger.info('ComfyUI log: %s', logFile);
     this.child = child;

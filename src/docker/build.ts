@@ -94,6 +94,8 @@ export const STANDIN_ARGS = {
   BASE_IMAGE: 'local/base:bookworm',
   PYTHON_VERSION: '3.11',
   TORCH_INDEX_URL: 'https://pypi.org/simple',
+  // the CUDA devel base of the SageAttention2 stage comes from a registry the stand-in host lacks
+  ENABLE_SAGEATTN: 'false',
 };
 
 /** Parses repeated `K=V` flags; a malformed one is a usage error naming it. */
