@@ -15,7 +15,7 @@
  * arriving for bodyIdleTimeoutMs gets a 408 (Node's own limits alone let a slowloris client or
  * an endless chunked body hold a connection for minutes).
  * The same routes also answer under /v2/<anything>/ so a RunPod-style base URL works unchanged.
- * Everything runs on the JobQueue (src/runpod/jobs.ts), the runner the worker uses.
+ * Everything runs on the JobQueue (src/serverless/jobs.ts), the runner the worker uses.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';

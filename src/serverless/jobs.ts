@@ -1,6 +1,6 @@
 /**
- * The job runner shared by the RunPod worker (src/runpod/worker.ts) and the local API
- * (src/runpod/api.ts): one job at a time, RunPod's job states, progress updates, cancellation
+ * The job runner shared by the RunPod worker (src/serverless/worker.ts) and the local API
+ * (src/serverless/api.ts): one job at a time, RunPod's job states, progress updates, cancellation
  * and a time limit. The handler does the work; this module owns the life cycle around it.
  *
  * States and their meaning follow RunPod's serverless API (the same names the platform's
