@@ -1,27 +1,25 @@
 """SteadyDancerModelLoader: a SteadyDancer file from diffusion_models → a ComfyUI MODEL."""
 import folder_paths
+from comfy_api.latest import io
 
 from .steadydancer.loading import WEIGHT_DTYPES, load_steadydancer
 
 
-class SteadyDancerModelLoader:
+class SteadyDancerModelLoader(io.ComfyNode):
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "model_name": (folder_paths.get_filename_list("diffusion_models"),
-                           {"tooltip": "SteadyDancer checkpoint: official, Kijai fp16/bf16 or fp8_e4m3fn_scaled_KJ"}),
-            "weight_dtype": (list(WEIGHT_DTYPES), {"default": "default",
-                             "tooltip": "default keeps the file's precision (scaled fp8 stays fp8); fp8_* stores weights in fp8"}),
-        }}
+    def define_schema(cls):
+        return io.Schema(node_id="SteadyDancerModelLoader", display_name="SteadyDancer Model Loader",
+                         category="SteadyDancer", inputs=[
+            io.Combo.Input("model_name", options=folder_paths.get_filename_list("diffusion_models"),
+                           tooltip="SteadyDancer checkpoint: official, Kijai fp16/bf16 or fp8_e4m3fn_scaled_KJ"),
+            io.Combo.Input("weight_dtype", options=list(WEIGHT_DTYPES), default="default",
+                           tooltip="default keeps the file's precision (scaled fp8 stays fp8); fp8_* stores weights in fp8"),
+        ], outputs=[io.Model.Output()])
 
-    RETURN_TYPES = ("MODEL",)
-    FUNCTION = "load"
-    CATEGORY = "SteadyDancer"
-
-    def load(self, model_name, weight_dtype="default"):
+    @classmethod
+    def execute(cls, model_name, weight_dtype="default") -> io.NodeOutput:
         path = folder_paths.get_full_path_or_raise("diffusion_models", model_name)
-        return (load_steadydancer(path, weight_dtype),)
+        return io.NodeOutput(load_steadydancer(path, weight_dtype))
 
 
-NODE_CLASS_MAPPINGS = {"SteadyDancerModelLoader": SteadyDancerModelLoader}
-NODE_DISPLAY_NAME_MAPPINGS = {"SteadyDancerModelLoader": "SteadyDancer Model Loader"}
+NODES = [SteadyDancerModelLoader]

@@ -108,9 +108,9 @@ def test_loader_node_reads_diffusion_models_folder(comfy, sd_mod, weights, tmp_p
     import folder_paths
     p = sd_mod.layouts.write_layout(weights, "kj-fp8-scaled", tmp_path / "Wan21_SteadyDancer_fp8_e4m3fn_scaled_KJ.safetensors")
     folder_paths.add_model_folder_path("diffusion_models", str(tmp_path))
-    node = comfy.NODE_CLASS_MAPPINGS["SteadyDancerModelLoader"]
-    assert p.name in node.INPUT_TYPES()["required"]["model_name"][0]
-    (patcher,) = node().load(p.name, "default")
+    node = comfy.nodes_model.SteadyDancerModelLoader
+    assert p.name in node.INPUT_TYPES()["required"]["model_name"][1]["options"]
+    (patcher,) = node.execute(p.name, "default").result
     _model_is_comfy(patcher)
     assert patcher.model.diffusion_model.blocks[0].self_attn.k.weight.dtype == torch.float8_e4m3fn
 
@@ -122,7 +122,7 @@ def test_one_shard_of_official_layout_loads_the_whole_checkpoint(comfy, sd_mod, 
     folder_paths.add_model_folder_path("diffusion_models", str(tmp_path))
     name = "SteadyDancer-14B/diffusion_pytorch_model-00002-of-00002.safetensors"
     assert name in folder_paths.get_filename_list("diffusion_models")
-    (patcher,) = comfy.NODE_CLASS_MAPPINGS["SteadyDancerModelLoader"]().load(name, "default")
+    (patcher,) = comfy.nodes_model.SteadyDancerModelLoader.execute(name, "default").result
     assert patcher.steadydancer_layout == "official"
     assert torch.equal(patcher.model.diffusion_model.blocks[1].ffn[2].weight, weights["blocks.1.ffn.2.weight"])
     assert d.is_dir()
