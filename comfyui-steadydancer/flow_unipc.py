@@ -106,8 +106,8 @@ def _unipc_update(x, s_from, s_to, m_cur, history, order, corrector_m=None):
     """One UniPC update from ``s_from`` to ``s_to`` in data prediction with B(h) = expm1(-h).
 
     ``m_cur`` is the x0 at ``s_from``; ``history`` the earlier (sigma, x0) pairs, newest last,
-    used for order > 1. Without ``corrector_m`` this is the predictor UniP; with it (the x0 at
-    ``s_to``, evaluated on the predicted sample) the corrector UniC of the same order.
+    used at order 2 (``ORDER``). Without ``corrector_m`` this is the predictor UniP; with it (the
+    x0 at ``s_to``, evaluated on the predicted sample) the corrector UniC of the same order.
     """
     if s_to == 0.0:                                  # the last step: lambda = inf, e^-h = 0
         if corrector_m is not None:
@@ -127,22 +127,16 @@ def _unipc_update(x, s_from, s_to, m_cur, history, order, corrector_m=None):
         r = (_lam(s_k) - lam_from) / h
         rks.append(r)
         d1s.append((m_k - m_cur) / r)
-    if corrector_m is None:
-        if order == 1:
-            return base
-        if order == 2:
-            rhos = [0.5]
-        else:
-            rhos = _rhos(rks, hh, b_h, order - 1)
-        res = sum(rho * d for rho, d in zip(rhos, d1s))
-        return base - (alpha_to * b_h) * res
+    if corrector_m is None:                          # UniP: order 1 is DPM-Solver-1, order 2 weighs D_1 by 1/2
+        return base if order == 1 else base - (alpha_to * b_h * 0.5) * d1s[0]
     rhos = [0.5] if order == 1 else _rhos(rks + [1.0], hh, b_h, order)
     res = sum(rho * d for rho, d in zip(rhos[:-1], d1s)) if d1s else 0.0
     return base - (alpha_to * b_h) * (res + rhos[-1] * (corrector_m - m_cur))
 
 
 def _rhos(rks, hh, b_h, p):
-    """Solve the UniPC order conditions: sum_k rho_k r_k^(i-1) = i! * phi_{i+1}(hh) * hh / B(h)."""
+    """The corrector weights: solve sum_k rho_k r_k^(i-1) = i! hh phi_{i+1}(hh) / B(h), i = 1..p, with
+    phi_1(z) = (e^z - 1) / z, phi_{i+1}(z) = (phi_i(z) - 1/i!) / z and hh = -h."""
     rows, rhs = [], []
     phi_k = math.expm1(hh) / hh - 1.0
     fact = 1
@@ -185,8 +179,9 @@ def sample_flow_unipc(model, x, sigmas, extra_args=None, callback=None, disable=
     ts = integer_timesteps(sigmas, shift, multiplier)
     # the official loop starts from pure noise at its top sigma (0.999 before the shift)
     top = float(official_schedule(1, shift, multiplier)[0][0])
-    if sig[0] >= top and hasattr(model, "noise"):
-        x = ms.noise_scaling(torch.ones_like(sigmas[0]), model.noise, model.latent_image)
+    if sig[0] >= top and getattr(model, "noise", None) is not None:
+        latent = getattr(model, "latent_image", None)
+        x = model.noise if latent is None else ms.noise_scaling(torch.ones_like(sigmas[0]), model.noise, latent)
     s_in = x.new_ones([x.shape[0]])
     history: list[tuple[float, torch.Tensor]] = []    # (sigma, x0) of the steps so far
     x_before = None                                   # the sample the last predictor started from
