@@ -8,7 +8,7 @@ export default defineConfig({
     hookTimeout: 1_800_000,
     pool: 'forks',
     // 2 cores here: integration suites that build images or run ComfyUI must not overlap.
-    fileParallelism: process.env.VITEST_SERIAL === '1' ? false : true,
+    fileParallelism: process.env.VITEST_SERIAL !== '1',
     maxWorkers: 2,
     setupFiles: ['test/helpers/setup.ts'],
   },

@@ -8,7 +8,16 @@ one per size (e.g. 512x512x33.json). Steps: make the model set (make_tiny_models
 GPU), start ComfyUI, queue each workflow twice (the first run includes loading), follow /ws with
 timestamps per node and per sampling step, sample nvidia-smi memory every 0.2 s.
 """
-import argparse, asyncio, json, os, shutil, subprocess, sys, threading, time, uuid
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import uuid
 from pathlib import Path
 
 import aiohttp
@@ -99,7 +108,7 @@ def main():
             res["system_stats"] = json.load(urllib.request.urlopen(url + "/system_stats", timeout=2)); break
         except Exception:
             if p.poll() is not None:
-                raise SystemExit("ComfyUI exited; see comfyui.log")
+                raise SystemExit("ComfyUI exited; see comfyui.log") from None
             time.sleep(0.5)
     stop, peak = threading.Event(), [0]
     th = threading.Thread(target=mem_sampler, args=(stop, peak), daemon=True); th.start()

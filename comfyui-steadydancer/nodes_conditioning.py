@@ -154,7 +154,7 @@ class SteadyDancerConditioning(io.ComfyNode):
                 io.Image.Input("negative_pose_frames"),
                 io.Int.Input("width", default=512, min=16, max=4096, step=16),
                 io.Int.Input("height", default=512, min=16, max=4096, step=16),
-                io.Int.Input("length", default=33, min=1, max=1025, step=4),
+                io.Int.Input("length", default=33, min=1, max=1997, step=4),
                 strength("pose_strength_spatial"),
                 strength("pose_strength_temporal"),
                 percent("pose_start_percent", 0.0),

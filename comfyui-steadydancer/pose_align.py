@@ -3,7 +3,8 @@
 Our implementation of the semantics of the official SteadyDancer preprocessing
 (``preprocess/pose_align.py`` and ``preprocess/pose_align_withdiffaug.py`` + ``utils_aug.py`` at
 MCG-NJU/SteadyDancer 866a7219): no code is taken from there, the maths is restated here and
-checked by ``tests/test_pose_align.py`` against values worked out by hand.
+checked by ``tests/test_pose_align.py`` against values worked out by hand and by
+``tests/test_pose_official.py`` against the official drivers themselves, run as the oracle.
 
 Keypoint layout (OpenPose-18 body as DWPose reports it, after inserting the neck):
     0 nose, 1 neck, 2 R shoulder, 3 R elbow, 4 R wrist, 5 L shoulder, 6 L elbow, 7 L wrist,
@@ -14,7 +15,9 @@ Keypoint layout (OpenPose-18 body as DWPose reports it, after inserting the neck
 Coordinates are normalised to the frame: x in [0, 1] of the width, y in [0, 1] of the height.
 Points below the detector's confidence threshold are marked invalid in the ``*_valid`` masks
 (the official code writes -1 into the coordinates instead; a mask says the same thing without
-letting -1 take part in arithmetic).
+letting -1 take part in arithmetic). Body points keep their coordinates when invalid, as in the
+official detector (it copies the body before writing -1): the alignment uses them all, only
+drawing skips them.
 
 Alignment (official ``align_img`` + the scale estimation in
 ``run_align_video_with_filterPose_translate_smooth``), in "aspect space" where x is multiplied by
@@ -29,9 +32,11 @@ the frame's width/height so that distances are isotropic:
     from its parent (shoulders and hips hang from the neck; the nose from the neck; eyes and ears
     from the nose; hands from the wrists); the face is not rescaled;
   * then every point is shifted by ``neck(reference) - neck(first frame)`` and x is divided by the
-    reference's width/height, i.e. the result is normalised to the reference frame.
-Undefined scales (a zero-length or undetected segment) take the mean of the defined ones, as the
-official code does for infinite ones (1.0 when none is defined).
+    reference's width/height, i.e. the result is normalised to the reference frame. That
+    width/height is the one of the official reference resize (1024*576 area, sides multiples of
+    16: ``official_reference_size``), not of the image as given.
+A scale 0/0 (a segment of zero length in both poses) is 1, as upstream; an infinite one (zero
+length in the first frame only) takes the mean of the finite ones (see ``body_part_scales``).
 
 Negative-pose augmentation (official ``pose_aug_diff``), independently for every frame: draw
 ``offset_x, offset_y`` (drawn but unused, as upstream), ``scale ~ U(0.7, 1.3)``,
@@ -117,52 +122,53 @@ class PoseSequence:
 
 
 def _dist(a: Pose, i: int, j: int) -> float:
-    """Length of body segment i-j, NaN when either end is undetected."""
-    if not (a.body_valid[i] and a.body_valid[j]):
-        return float("nan")
+    """Length of body segment i-j. Every body point takes part, detected or not: the official
+    detector keeps the coordinates of low-score body points (only its drawing skips them)."""
     return float(np.linalg.norm(a.body[i] - a.body[j]))
 
 
 def _ratio(num: float, den: float) -> float:
-    if not np.isfinite(num) or not np.isfinite(den) or den == 0.0:
-        return float("nan")
-    return num / den
-
-
-def _mean_defined(*vals: float) -> float:
-    ok = [v for v in vals if np.isfinite(v)]
-    return float(np.mean(ok)) if ok else float("nan")
+    """num / den with IEEE semantics, as the official numpy division: x/0 = inf, 0/0 = NaN."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(np.float64(num) / np.float64(den))
 
 
 def body_part_scales(ref: Pose, first: Pose) -> dict:
-    """The ten scale factors reference / first driving frame; both poses in aspect space."""
+    """The ten scale factors reference / first driving frame; both poses in aspect space.
+
+    Paired limbs take the mean of both sides' ratios; the hand scale is (upper arm + lower arm)
+    / 2. A ratio 0/0 (a zero-length segment in both) becomes 1, as upstream; a ratio x/0 (zero
+    length in the first frame only) is infinite and takes the mean of the finite scales (what
+    the official ``align_img`` computes for infinite scales; its transforms then use the
+    unreplaced infinite value, which only turns those joints into -1, so we keep the mean).
+    """
     def path(p: Pose, *idx: int) -> float:
         return float(sum(_dist(p, a, b) for a, b in zip(idx, idx[1:])))
 
     def trunk(p: Pose) -> float:
-        if not (p.body_valid[1] and p.body_valid[8] and p.body_valid[11]):
-            return float("nan")
         return float(np.linalg.norm(p.body[1] - (p.body[8] + p.body[11]) / 2))
+
+    def pair(a: tuple, b: tuple) -> float:
+        return (_ratio(_dist(ref, *a), _dist(first, *a)) + _ratio(_dist(ref, *b), _dist(first, *b))) / 2
 
     s = {
         "scale_neck": _ratio(_dist(ref, 0, 1), _dist(first, 0, 1)),
         "scale_face_left": _ratio(path(ref, 16, 14, 0), path(first, 16, 14, 0)),
         "scale_face_right": _ratio(path(ref, 17, 15, 0), path(first, 17, 15, 0)),
         "scale_shoulder": _ratio(_dist(ref, 2, 5), _dist(first, 2, 5)),
-        "scale_arm_upper": _mean_defined(_ratio(_dist(ref, 2, 3), _dist(first, 2, 3)),
-                                         _ratio(_dist(ref, 5, 6), _dist(first, 5, 6))),
-        "scale_arm_lower": _mean_defined(_ratio(_dist(ref, 3, 4), _dist(first, 3, 4)),
-                                         _ratio(_dist(ref, 6, 7), _dist(first, 6, 7))),
+        "scale_arm_upper": pair((2, 3), (5, 6)),
+        "scale_arm_lower": pair((3, 4), (6, 7)),
         "scale_body_len": _ratio(trunk(ref), trunk(first)),
-        "scale_leg_upper": _mean_defined(_ratio(_dist(ref, 8, 9), _dist(first, 8, 9)),
-                                         _ratio(_dist(ref, 11, 12), _dist(first, 11, 12))),
-        "scale_leg_lower": _mean_defined(_ratio(_dist(ref, 9, 10), _dist(first, 9, 10)),
-                                         _ratio(_dist(ref, 12, 13), _dist(first, 12, 13))),
+        "scale_leg_upper": pair((8, 9), (11, 12)),
+        "scale_leg_lower": pair((9, 10), (12, 13)),
     }
     s["scale_hand"] = (s["scale_arm_upper"] + s["scale_arm_lower"]) / 2
-    defined = [v for v in s.values() if np.isfinite(v)]
-    fill = float(np.mean(defined)) if defined else 1.0
-    return {k: (s[k] if np.isfinite(s[k]) else fill) for k in SCALE_NAMES}
+    s = {k: (1.0 if np.isnan(v) else v) for k, v in s.items()}
+    finite = [v for v in s.values() if not np.isinf(v)]
+    if not finite:
+        raise ValueError("the align frame's skeleton is degenerate: every body segment has zero length")
+    fill = float(np.mean(finite))
+    return {k: (fill if np.isinf(s[k]) else float(s[k])) for k in SCALE_NAMES}
 
 
 def align_pose(pose: Pose, scales: dict) -> Pose:
@@ -207,24 +213,43 @@ def _translated(p: Pose, d: np.ndarray) -> Pose:
     return out
 
 
+OFFICIAL_AREA = 1024 * 576
+
+
+def official_reference_size(width: int, height: int) -> tuple:
+    """(width, height) the official preprocessing resizes the reference image to before anything
+    else: the 1024*576 area at the image's aspect, each side floored to a multiple of 16
+    (700x1000 -> 640x912). The alignment's reference aspect is this size's, not the original's."""
+    if width <= 0 or height <= 0:
+        raise ValueError(f"reference size must be positive, got {width}x{height}")
+    ar = height / width
+    w16 = int(round(np.sqrt(OFFICIAL_AREA / ar) // 16)) * 16
+    h16 = int(round(np.sqrt(OFFICIAL_AREA * ar) // 16)) * 16
+    if w16 == 0 or h16 == 0:
+        raise ValueError(f"reference image {width}x{height} is too elongated: its 1024*576-area resize "
+                         f"has a side under 16 px")
+    return w16, h16
+
+
 def align_sequence(reference: Pose, reference_size: tuple, driving: PoseSequence,
                    align_frame: int = 0) -> PoseSequence:
     """Align every driving frame to the reference person; the result is in the reference frame.
 
-    ``reference_size`` is (width, height) of the reference image; ``align_frame`` picks the
-    driving frame whose proportions are matched to the reference (official ``--align_frame``;
-    the frames before it are kept here, aligned with the same factors).
+    ``reference_size`` is (width, height) of the reference image as given (the aspect used is
+    that of its official resize, ``official_reference_size``; the result keeps the given size);
+    ``align_frame`` picks the driving frame whose proportions are matched to the reference
+    (official ``--align_frame``; the frames before it are kept here, aligned with the same
+    factors, where upstream drops them).
     """
     if len(driving) == 0:
         raise ValueError("align_sequence: the driving pose sequence is empty")
     if not 0 <= align_frame < len(driving):
         raise ValueError(f"align_frame {align_frame} is outside the driving video (0..{len(driving) - 1})")
     rw, rh = reference_size
-    if rw <= 0 or rh <= 0:
-        raise ValueError(f"reference size must be positive, got {rw}x{rh}")
+    ow, oh = official_reference_size(rw, rh)
     if not reference.body_valid[1]:
         raise ValueError("no person (neck keypoint) detected in the reference image")
-    ref_aspect = rw / rh
+    ref_aspect = ow / oh
     ref = reference.scaled_x(ref_aspect)
     first = driving.frames[align_frame].scaled_x(driving.aspect)
     if not first.body_valid[1]:

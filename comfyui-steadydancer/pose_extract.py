@@ -18,7 +18,9 @@ Behaviour restated from the official ``DWposeDetector`` / ``Wholebody`` (no code
     person (the one the official pipeline keeps); with no box, the whole frame is the box;
   * COCO-WholeBody 133 points -> OpenPose-18 body with a neck = midpoint of the shoulders
     (valid only when both shoulder scores > 0.3); body/hands/face points with score < 0.35 are
-    invalid (body: score > 0.35 is valid; hands/face: score >= 0.35);
+    invalid (body: score > 0.35 is valid; hands/face: score >= 0.35), compared in float64 as
+    upstream does (a float32 score of 0.35 is below 0.35 there); invalid body points keep their
+    coordinates (upstream copies the body before writing -1), so the alignment still uses them;
     coordinates are divided by the resized frame's width and height.
 Models are local files only: rtmlib downloads when given a URL or a missing path, so we check
 the paths ourselves first and never let it. CUDA execution when onnxruntime has the CUDA
@@ -88,6 +90,9 @@ def keypoints_to_pose(kpts: np.ndarray, scores: np.ndarray, width: int, height: 
     if kpts.shape != (133, 2) or scores.shape != (133,):
         raise ValueError(f"expected 133 whole-body keypoints, got {kpts.shape} / {scores.shape}")
     xy = kpts.astype(np.float64) / np.array([width, height], dtype=np.float64)
+    # thresholds compared in float64, as upstream (its Wholebody concatenates the network's
+    # float32 scores with float64 ones): a float32 0.35 is 0.3499999940..., below 0.35
+    scores = np.asarray(scores).astype(np.float64)
     ok = scores > SCORE_THRESHOLD          # body joints: official subset test "score > 0.35"
     ok_parts = scores >= SCORE_THRESHOLD   # hands/face: official "-1 where score < 0.35"
     body = np.zeros((N_BODY, 2))

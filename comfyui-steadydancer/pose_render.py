@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from .pose_align import Pose, PoseSequence
+from .pose_align import Pose, PoseSequence, official_reference_size
 
 LIMBS = [(1, 2), (1, 5), (2, 3), (3, 4), (5, 6), (6, 7), (1, 8), (8, 9), (9, 10), (1, 11),
          (11, 12), (12, 13), (1, 0), (0, 14), (14, 16), (0, 15), (15, 17)]
@@ -85,15 +85,10 @@ def draw_pose(pose: Pose, width: int, height: int) -> np.ndarray:
     return canvas
 
 
-OFFICIAL_AREA = 1024 * 576
-
-
 def official_canvas(frame_width: int, frame_height: int) -> tuple[int, int]:
     """(width, height) the official preprocessing draws at for a reference of this size:
     twice the 1024*576-area size at the same aspect ratio, sides multiples of 16."""
-    ar = frame_height / frame_width
-    h16 = round(np.sqrt(OFFICIAL_AREA * ar) // 16) * 16
-    w16 = round(np.sqrt(OFFICIAL_AREA / ar) // 16) * 16
+    w16, h16 = official_reference_size(frame_width, frame_height)
     return 2 * w16, 2 * h16
 
 

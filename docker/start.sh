@@ -13,7 +13,10 @@ COMFYUI_PORT=${COMFYUI_PORT:-8188}
 COMFYUI_LISTEN=${COMFYUI_LISTEN:-0.0.0.0}
 COMFYUI_ARGS=${COMFYUI_ARGS:-}
 ENABLE_STEADYDANCER=${ENABLE_STEADYDANCER:-false}
-STEADYDANCER_VARIANT=${STEADYDANCER_VARIANT:-fp8}
+# The model variant is decided by the toolkit's one rule (src/models/variant.ts): this value
+# when set, else what MODELS_DIR holds verified, else docker/models.json's default. No default
+# here: a second list of defaults would disagree with the manifest.
+STEADYDANCER_VARIANT=${STEADYDANCER_VARIANT:-}
 # pod | serverless | api. RunPod sets RUNPOD_WEBHOOK_GET_JOB only on serverless workers, so
 # that is the default there; everywhere else the default is pod.
 if [[ -n "${RUNPOD_WEBHOOK_GET_JOB:-}" ]]; then
@@ -24,8 +27,11 @@ fi
 API_PORT=${API_PORT:-8000}
 API_HOST=${API_HOST:-0.0.0.0}
 NODE=${NODE:-node}
-# auto | sage | flash | xformers | pytorch
+# auto | sage | fa3 | fa3_fp8 | flash | xformers | pytorch. ComfyUI's own attention flag follows
+# from it (attention_flag); the SteadyDancer pack reads the same variable for the Wan blocks
+# (comfyui-steadydancer/steadydancer/fast.py: sage, fa3, fa3_fp8, pytorch; auto = its fastest).
 ATTENTION_BACKEND=${ATTENTION_BACKEND:-auto}
+export ATTENTION_BACKEND
 PYTHON=${PYTHON:-python}
 
 log() { echo "[start] $*" >&2; }
@@ -78,11 +84,13 @@ attention_flag() {
   local cc=$1 major
   case "$ATTENTION_BACKEND" in
     sage) echo "--use-sage-attention"; return ;;
+    # FlashAttention-3 is ours only (the pack's Wan blocks): ComfyUI keeps SDPA for the rest
+    fa3 | fa3_fp8) echo "--use-pytorch-cross-attention"; return ;;
     flash) echo "--use-flash-attention"; return ;;
     xformers) echo ""; return ;;
     pytorch) echo "--use-pytorch-cross-attention"; return ;;
     auto) ;;
-    *) log "unknown ATTENTION_BACKEND=$ATTENTION_BACKEND (auto|sage|flash|xformers|pytorch); using auto" ;;
+    *) log "unknown ATTENTION_BACKEND=$ATTENTION_BACKEND (auto|sage|fa3|fa3_fp8|flash|xformers|pytorch); using auto" ;;
   esac
   if [[ -z "$cc" ]]; then
     echo "--cpu"
@@ -132,14 +140,16 @@ ensure_models() {
     return 0
   fi
   mkdir -p "$dir"
-  log "checking SteadyDancer models ($STEADYDANCER_VARIANT) in $dir"
-  if "$script" --variant "$STEADYDANCER_VARIANT" --dest "$dir" --check >/dev/null 2>&1; then
-    log "every model file of $STEADYDANCER_VARIANT is present"
+  local what=${STEADYDANCER_VARIANT:-"the toolkit's choice"} variant_args=()
+  [[ -n "$STEADYDANCER_VARIANT" ]] && variant_args=(--variant "$STEADYDANCER_VARIANT")
+  log "checking SteadyDancer models ($what) in $dir"
+  if "$script" "${variant_args[@]}" --dest "$dir" --check >/dev/null 2>&1; then
+    log "every model file of $what is present"
     return 0
   fi
   log "fetching the missing model files"
-  if ! "$script" --variant "$STEADYDANCER_VARIANT" --dest "$dir" --jobs "$jobs"; then
-    log "model download failed (variant $STEADYDANCER_VARIANT, dest $dir)"
+  if ! "$script" "${variant_args[@]}" --dest "$dir" --jobs "$jobs"; then
+    log "model download failed (variant $what, dest $dir)"
     [[ "${STEADYDANCER_REQUIRE_MODELS:-false}" == true ]] && return 1
   fi
   return 0
@@ -156,6 +166,9 @@ comfyui_command() {
   # every worker on the volume reuses it and never loads the text encoder for a cached prompt.
   export STEADYDANCER_TEXT_CACHE="${STEADYDANCER_TEXT_CACHE:-$models_dir/text_cache}"
   log "text cache: $STEADYDANCER_TEXT_CACHE"
+  # torch.compile's cache (the pack compiles the transformer block once) with the models too, so
+  # that a new pod or worker on the same volume skips most of the compile on its first job.
+  export TORCHINDUCTOR_CACHE_DIR="${TORCHINDUCTOR_CACHE_DIR:-$models_dir/.cache/torchinductor}"
   if [[ -n "$flag" && " $COMFYUI_ARGS " != *" --cpu "* ]]; then COMFY_CMD+=("$flag"); fi
   case "$models_dir" in
     /runpod-volume/models | /workspace/models | "$COMFYUI_DIR/models") ;;
@@ -224,6 +237,7 @@ start_sshd() {
 run_pod() {
   local models_dir
   models_dir=$(resolve_models_dir)
+  export MODELS_DIR="$models_dir"
   log "mode pod; MODELS_DIR=$models_dir"
   start_sshd
   ensure_models "$models_dir"
@@ -240,6 +254,7 @@ run_pod() {
 run_serverless() {
   local models_dir
   models_dir=$(resolve_models_dir)
+  export MODELS_DIR="$models_dir"
   log "mode serverless; MODELS_DIR=$models_dir"
   ensure_models "$models_dir"
   comfyui_command 127.0.0.1 "$models_dir"
@@ -254,6 +269,7 @@ run_serverless() {
 run_api() {
   local models_dir
   models_dir=$(resolve_models_dir)
+  export MODELS_DIR="$models_dir"
   log "mode api; MODELS_DIR=$models_dir; API on $API_HOST:$API_PORT"
   ensure_models "$models_dir"
   comfyui_command "$COMFYUI_LISTEN" "$models_dir"

@@ -1,9 +1,11 @@
 /**
  * Prints one closing line for the whole `make test` run (vitest + pytest), in the plain form
- * "tests: N passed, N failed, N skipped", and lists every loud skip with its reason.
+ * "tests: N passed, N failed, N skipped"; repeats each vitest and pytest failure with its first
+ * message lines, and lists every loud skip with its reason.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { XMLParser } from 'fast-xml-parser';
 
 const dir = process.argv[2] ?? '.test-results';
 let passed = 0;
@@ -38,15 +40,31 @@ if (existsSync(vj)) {
   console.log('vitest produced no results file');
 }
 
+// pytest's JUnit XML: <testsuites><testsuite errors failures skipped tests><testcase classname
+// name><failure message>…</failure> | <error message>…</error></testcase>
+interface JUnitProblem { '@_message'?: string; '#text'?: string }
+interface JUnitCase { '@_classname'?: string; '@_name'?: string; failure?: JUnitProblem | JUnitProblem[]; error?: JUnitProblem | JUnitProblem[] }
+interface JUnitSuite { '@_errors'?: string; '@_failures'?: string; '@_skipped'?: string; '@_tests'?: string; testcase?: JUnitCase | JUnitCase[] }
+const list = <T>(x: T | T[] | undefined): T[] => (x === undefined ? [] : Array.isArray(x) ? x : [x]);
+
 const px = join(dir, 'pytest.xml');
 if (existsSync(px)) {
-  const xml = readFileSync(px, 'utf8');
-  const m = /<testsuite[^>]*\berrors="(\d+)"[^>]*\bfailures="(\d+)"[^>]*\bskipped="(\d+)"[^>]*\btests="(\d+)"/.exec(xml);
-  if (m) {
-    const [errors, failures, sk, tests] = m.slice(1).map(Number) as [number, number, number, number];
+  const doc = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: '@_', parseAttributeValue: false, parseTagValue: false }).parse(readFileSync(px, 'utf8')) as {
+    testsuites?: { testsuite?: JUnitSuite | JUnitSuite[] };
+    testsuite?: JUnitSuite;
+  };
+  for (const suite of [...list(doc.testsuites?.testsuite), ...list(doc.testsuite)]) {
+    const [errors, failures, sk, tests] = [suite['@_errors'], suite['@_failures'], suite['@_skipped'], suite['@_tests']].map((v) => Number(v ?? 0)) as [number, number, number, number];
     failed += errors + failures;
     skipped += sk;
     passed += tests - errors - failures - sk;
+    for (const c of list(suite.testcase)) {
+      for (const [kind, p] of [...list(c.failure).map((x) => ['failed', x] as const), ...list(c.error).map((x) => ['error', x] as const)]) {
+        const id = `${(c['@_classname'] ?? '').replace(/\./g, '/')}.py::${c['@_name'] ?? '?'}`;
+        const text = (p['@_message'] ?? String(p['#text'] ?? '').split('\n').filter((l) => l.trim()).pop() ?? '').trim();
+        console.log(`${kind === 'failed' ? 'FAILED' : 'ERROR'} ${id}\n      ${text.split('\n').slice(0, 6).join('\n      ').slice(0, 1200)}`);
+      }
+    }
   }
 }
 

@@ -3,30 +3,34 @@
  * The command table of `steadydancer`. Only declarations live here: each entry lazily imports
  * its command module, whose default export does the work and returns an exit code.
  */
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { CommandSpec, CommandMain } from './commands/types.js';
+import * as flags from './commands/flags.js';
+import type { OptionDef } from './commands/flags.js';
+import type { CommandSpec, CommandMain, OptionSpec } from './commands/types.js';
+import { PHASE_IDS } from './plan/phase-ids.js';
 import type { Context } from './util/context.js';
 import { ActionableError, ExitError, errorMessage } from './util/errors.js';
 import { createLogger, registerEnvSecrets, redactText } from './util/logger.js';
+import { toolkitVersion } from './util/paths.js';
 
 export const commands: CommandSpec[] = [
   // Each issue's commands are added here as they land: doctor, lint, sources, build, models,
-  // up, down, smoke, run, generate, worker, serve.
+  // up, down, smoke, run, generate, worker, serve. Shared options and every parser: ./commands/flags.ts.
   { name: 'version', summary: 'print the toolkit version', load: () => import('./commands/version.js') },
   {
     name: 'generate',
     summary: 'submit a dance job (reference image + driving video) to the local API or a RunPod endpoint and write the mp4',
     options: [
-      ['--image <file|url>', 'reference image of the person (PNG, JPEG or WebP; a path or an https URL)'],
-      ['--video <file|url>', 'driving dance video (a path or an https URL)'],
+      { flags: '--image <file|url>', description: 'reference image of the person (PNG, JPEG or WebP; a path or an https URL)', required: true },
+      { flags: '--video <file|url>', description: 'driving dance video (a path or an https URL)', required: true },
       ['--endpoint <local|id|url>', 'local (the local API), a RunPod endpoint id, or a base URL', 'local'],
       ['--out <file>', 'where to write the mp4', 'steadydancer.mp4'],
-      ['--params <json>', 'workflow parameters as a JSON object (width, height, frames, fps, steps, cfg, seed, variant, prompt, pose…)'],
-      ['--set <key=value...>', 'one workflow parameter (repeatable), e.g. --set frames=33'],
-      ['--seed <n>', 'seed (default: random; the one used is reported)'],
-      ['--poll-ms <ms>', 'status polling interval', '1000'],
+      flags.params(),
+      flags.set(),
+      { flags: '--seed <n>', description: 'seed; the one used is reported', defaultText: 'random', parse: flags.nonNegativeInt },
+      { flags: '--poll-ms <ms>', description: 'status polling interval', default: 1000, parse: flags.positiveInt },
     ],
     load: () => import('./commands/generate.js'),
   },
@@ -34,11 +38,7 @@ export const commands: CommandSpec[] = [
     name: 'worker',
     summary: 'the RunPod serverless worker (the image entry in serverless mode): takes jobs, runs them in ComfyUI',
     args: ['[comfy...]'],
-    options: [
-      ['--comfy-url <url>', 'ComfyUI base URL', 'http://127.0.0.1:8188'],
-      ['--ready-timeout <s>', 'longest wait for ComfyUI to be ready (start and after a crash)', '600'],
-      ['--work-dir <dir>', 'scratch folder for job inputs'],
-    ],
+    options: [flags.comfyUrl(), flags.seconds('--ready-timeout <s>', 'longest wait for ComfyUI to be ready (start and after a crash)', 600), flags.workDir()],
     load: () => import('./commands/worker.js'),
   },
   {
@@ -47,10 +47,10 @@ export const commands: CommandSpec[] = [
     args: ['[comfy...]'],
     options: [
       ['--host <addr>', 'address to listen on', '127.0.0.1'],
-      ['--port <n>', 'port to listen on', '8000'],
-      ['--comfy-url <url>', 'ComfyUI base URL', 'http://127.0.0.1:8188'],
-      ['--ready-timeout <s>', 'longest wait for ComfyUI to be ready before each job', '600'],
-      ['--work-dir <dir>', 'scratch folder for job inputs'],
+      { flags: '--port <n>', description: 'port to listen on (0: any free port)', default: 8000, parse: flags.port },
+      flags.comfyUrl(),
+      flags.seconds('--ready-timeout <s>', 'longest wait for ComfyUI to be ready before each job', 600),
+      flags.workDir(),
     ],
     load: () => import('./commands/serve.js'),
   },
@@ -58,11 +58,11 @@ export const commands: CommandSpec[] = [
     name: 'doctor',
     summary: 'phase 1: host preflight (GPU, driver/CUDA, Docker, BuildKit, Compose, disk, base image)',
     options: [
-      ['--models-dir <dir>', 'where models go (default: $MODELS_DIR, /runpod-volume/models, /workspace/models, ./models)'],
-      ['--variant <name>', 'model variant to size the models disk for (default: $STEADYDANCER_VARIANT or fp8)'],
-      ['--models-size-gb <n>', "the variant's total size in GB (default: from docker/models.json)"],
-      ['--base-image <image>', 'base image to look for (default: BASE_IMAGE in docker/Dockerfile)'],
-      ['--min-docker-free-gb <n>', 'free space wanted at the Docker root', '20'],
+      { flags: '--models-dir <dir>', description: 'where models go', defaultText: '$MODELS_DIR, /runpod-volume/models, /workspace/models, ./models' },
+      flags.variant('model variant to size the models disk for'),
+      { flags: '--models-size-gb <n>', description: "the variant's total size in GB", defaultText: 'from docker/models.json', parse: flags.nonNegativeGb },
+      { flags: '--base-image <image>', description: 'base image to look for', defaultText: 'BASE_IMAGE in docker/Dockerfile' },
+      { flags: '--min-docker-free-gb <n>', description: 'free space wanted at the Docker root', default: 20, parse: flags.nonNegativeGb },
       ['--record <file>', "write every probe's command output to FILE (a test fixture of this host)"],
     ],
     load: () => import('./commands/doctor.js'),
@@ -73,7 +73,7 @@ export const commands: CommandSpec[] = [
     args: ['[dir]'],
     options: [
       ['--no-external', 'skip checks that run other programs (docker compose config, shellcheck)'],
-      ['--rule <ids>', 'only these rule ids (comma list)'],
+      { flags: '--rule <ids>', description: 'only these rule ids (comma list)', parse: flags.idList() },
     ],
     load: () => import('./commands/lint.js'),
   },
@@ -88,24 +88,21 @@ export const commands: CommandSpec[] = [
         options: [
           ['--from <path>', 'seed from a local git repository or a folder of mirrors instead of the network'],
           ['--force', 'refetch even when the cache entry verifies'],
-          ['--lock <file>', 'lock file (default docker/custom-nodes.lock.json)'],
+          flags.lockFile(),
         ],
         load: () => import('./commands/sources/fetch.js'),
       },
       {
         name: 'list',
         summary: 'every source of the lock and its cache state',
-        options: [['--lock <file>', 'lock file (default docker/custom-nodes.lock.json)']],
+        options: [flags.lockFile()],
         load: () => import('./commands/sources/list.js'),
       },
       {
         name: 'verify',
         summary: 'check that cached sources are git checkouts at their pinned commits',
         args: ['[names...]'],
-        options: [
-          ['--require-all', 'also fail when a source is not in the cache'],
-          ['--lock <file>', 'lock file (default docker/custom-nodes.lock.json)'],
-        ],
+        options: [['--require-all', 'also fail when a source is not in the cache'], flags.lockFile()],
         load: () => import('./commands/sources/verify.js'),
       },
     ],
@@ -116,13 +113,13 @@ export const commands: CommandSpec[] = [
     options: [
       ['--tag <tag>', 'image tag', 'steadydancer:local'],
       ['--no-cache', 'build without the layer cache'],
-      ['--variant <variant>', 'STEADYDANCER_VARIANT: fp8 | fp16 | gguf-<quant>'],
+      flags.variant('STEADYDANCER_VARIANT build arg: the variant --bake puts in the image', "the Dockerfile's"),
       ['--bake', 'bake the model weights into the image (HF_TOKEN goes in as a BuildKit secret)'],
       ['--build-arg <K=V...>', 'extra build args (repeatable)'],
       ['--log <file>', 'full build log', 'build-full.log'],
-      ['--size-budget-gb <n>', 'fail when the image is larger', '50'],
+      { flags: '--size-budget-gb <n>', description: 'fail when the image is larger', default: 50, parse: flags.positiveGb },
       ['--packs <list>', 'node packs: all | none | cached | comma list of lock names', 'all'],
-      ['--engine <path>', 'docker client (default $STEADYDANCER_DOCKER, /usr/bin/docker, docker)'],
+      flags.engine(),
       ['--standin', 'build on the local stand-in base (local/base:bookworm, Python 3.11, torch from PyPI)'],
       ['--no-verify', 'skip the verification run inside the image'],
       ['--no-flash-fallback', 'do not rebuild without flash-attn when its step fails'],
@@ -133,11 +130,11 @@ export const commands: CommandSpec[] = [
     name: 'up',
     summary: 'start the image with compose (docker/docker-compose.yml, + the GPU override when a GPU is seen) and wait until ComfyUI answers',
     options: [
-      ['--cpu', 'leave the GPU override out (CPU mode)'],
-      ['--gpu', 'add the GPU override even when nvidia-smi sees no GPU'],
-      ['--timeout <s>', 'longest wait for /system_stats', '300'],
-      ['--file <compose.yml>', 'base compose file (default docker/docker-compose.yml)'],
-      ['--engine <path>', 'docker client (default $STEADYDANCER_DOCKER, /usr/bin/docker, docker)'],
+      { flags: '--cpu', description: 'leave the GPU override out (CPU mode)', conflicts: ['gpu'] },
+      { flags: '--gpu', description: 'add the GPU override even when nvidia-smi sees no GPU' },
+      flags.seconds('--timeout <s>', 'longest wait for /system_stats', 300),
+      flags.composeFile(),
+      flags.engine(),
       ['--build', 'let compose build the image first'],
     ],
     load: () => import('./commands/up.js'),
@@ -145,30 +142,26 @@ export const commands: CommandSpec[] = [
   {
     name: 'down',
     summary: 'stop and remove what `up` started (compose down)',
-    options: [
-      ['--file <compose.yml>', 'base compose file (default docker/docker-compose.yml)'],
-      ['--engine <path>', 'docker client (default $STEADYDANCER_DOCKER, /usr/bin/docker, docker)'],
-      ['--volumes', 'also remove named volumes'],
-    ],
+    options: [flags.composeFile(), flags.engine(), ['--volumes', 'also remove named volumes']],
     load: () => import('./commands/down.js'),
   },
   {
     name: 'smoke',
     summary: 'check a running ComfyUI: UI, node types, the UI workflow in Chromium, upload, a 512x512 ~30-frame job, the mp4 (ffprobe)',
     options: [
-      ['--url <url>', 'ComfyUI base URL', 'http://127.0.0.1:8188'],
-      ['--workflow <api.json>', 'API-format workflow (default docker/workflows/steadydancer-dance.api.json)'],
-      ['--ui-workflow <json>', 'UI-format workflow for the browser check (default docker/workflows/steadydancer-dance.json)'],
-      ['--image <file>', 'reference image (default docker/samples/reference.png)'],
-      ['--video <file>', 'driving video (default docker/samples/dance.mp4)'],
+      { flags: '--url <url>', description: 'ComfyUI base URL', default: 'http://127.0.0.1:8188', parse: flags.httpUrl },
+      { flags: '--workflow <api.json>', description: 'API-format workflow', defaultText: 'docker/workflows/steadydancer-dance.api.json' },
+      { flags: '--ui-workflow <json>', description: 'UI-format workflow for the browser check', defaultText: 'docker/workflows/steadydancer-dance.json' },
+      { flags: '--image <file>', description: 'reference image', defaultText: 'docker/samples/reference.png' },
+      { flags: '--video <file>', description: 'driving video', defaultText: 'docker/samples/dance.mp4' },
       ['--screenshot <file>', 'where the browser check saves its screenshot', 'reports/smoke-ui.png'],
       ['--out <file>', 'where to save the generated mp4', 'reports/smoke.mp4'],
-      ['--chromium <path>', 'Chromium executable (default $CHROMIUM_PATH or /usr/bin/chromium)'],
+      { flags: '--chromium <path>', description: 'Chromium executable', defaultText: '$CHROMIUM_PATH, else /usr/bin/chromium' },
       ['--no-browser', 'skip the browser check'],
       ['--no-generate', 'skip upload, job, and mp4 checks'],
-      ['--params <json>', 'workflow parameters as a JSON object (default width 512, height 512, frames 30)'],
-      ['--set <key=value...>', 'one workflow parameter (repeatable), e.g. --set steps=4'],
-      ['--timeout <s>', 'longest wait for the job', '1800'],
+      flags.params('workflow parameters as a JSON object', 'width 512, height 512, frames 30'),
+      flags.set('one workflow parameter (repeatable), e.g. --set steps=4'),
+      flags.seconds('--timeout <s>', 'longest wait for the job', 1800),
     ],
     load: () => import('./commands/smoke.js'),
   },
@@ -176,16 +169,17 @@ export const commands: CommandSpec[] = [
     name: 'run',
     summary: 'every phase in its wave (doctor; lint; models ∥ deps-build; build; local-test) with a markdown + JSON report',
     options: [
-      ['--skip <ids>', 'leave these phases out (comma list)'],
-      ['--only <ids>', 'run only these phases (comma list)'],
-      ['--out <file>', 'report path without extension (default reports/plan-<timestamp>)'],
-      ['--variant <name>', 'model variant for doctor and models (default $STEADYDANCER_VARIANT or fp8)'],
+      { flags: '--skip <ids>', description: 'leave these phases out (comma list)', parse: flags.idList(PHASE_IDS) },
+      { flags: '--only <ids>', description: 'run only these phases (comma list)', parse: flags.idList(PHASE_IDS) },
+      { flags: '--out <file>', description: 'report path without extension', defaultText: 'reports/plan-<timestamp>' },
+      flags.variant('model variant for doctor and models'),
       ['--tag <tag>', 'image tag the build phase builds and local-test runs', 'steadydancer:local'],
-      ['--engine <path>', 'docker client (default $STEADYDANCER_DOCKER, /usr/bin/docker, docker)'],
+      flags.engine(),
       ['--no-generate', 'local-test: check UI and node types only, no job'],
       ['--no-browser', 'local-test: skip the browser check'],
-      ['--params <json>', 'local-test: workflow parameters as a JSON object (default width 512, height 512, frames 30)'],
-      ['--set <key=value...>', 'local-test: one workflow parameter (repeatable), e.g. --set frames=9 on a CPU'],
+      flags.params('local-test: workflow parameters as a JSON object', 'width 512, height 512, frames 30'),
+      flags.set('local-test: one workflow parameter (repeatable), e.g. --set frames=9 on a CPU'),
+      ['--strict', 'no CPU plan: what this host lacks (GPU, Docker, Hub) fails the run instead of a WARN (environment)'],
     ],
     load: () => import('./commands/run.js'),
   },
@@ -197,11 +191,11 @@ export const commands: CommandSpec[] = [
         name: 'check',
         summary: 'ask the Hub about every file of a variant (ok / missing / gated / network error)',
         options: [
-          ['--variant <name>', 'fp8 (default), fp16, gguf-…'],
-          ['--jobs <n>', 'files asked in parallel (default 8)'],
-          ['--timeout <s>', 'connect/response timeout in seconds (default 10)'],
-          ['--token-file <path>', 'read the Hugging Face token from this file (default: HF_TOKEN)'],
-          ['--manifest <path>', 'model manifest (default docker/models.json)'],
+          flags.variant('model variant to check', flags.VARIANT_DEFAULT, { choices: false }),
+          flags.jobs('files asked in parallel', 8),
+          flags.seconds('--timeout <s>', 'connect/response timeout', 10),
+          flags.tokenFile(),
+          flags.manifest(),
         ],
         load: () => import('./commands/models-check.js'),
       },
@@ -209,17 +203,17 @@ export const commands: CommandSpec[] = [
         name: 'download',
         summary: 'download every file of a variant into DIR: parallel, resumable, sha256-verified',
         options: [
-          ['--variant <name>', 'fp8 (default), fp16, gguf-… (env STEADYDANCER_VARIANT)'],
-          ['--dest <dir>', 'models directory (env MODELS_DIR)'],
-          ['--jobs <n>', 'files downloaded in parallel (default 4)'],
-          ['--connections <n>', 'connections (byte ranges) per file of 256 MiB or more (default 1)'],
+          flags.variant('model variant to download', "$STEADYDANCER_VARIANT, else the variant DIR holds verified, else the manifest's defaultVariant", { choices: false }),
+          { flags: '--dest <dir>', description: 'models directory', defaultText: '$MODELS_DIR' },
+          flags.jobs('files downloaded in parallel', 4),
+          { flags: '--connections <n>', description: 'connections (byte ranges) per file of 256 MiB or more', default: 1, parse: flags.positiveInt },
           ['--check', 'no download: report whether DIR already has every file'],
           ['--no-fallback', 'do not fall back from fp8 to fp16'],
           ['--no-presets', 'leave out the presets\' files (the fast LoRA)'],
-          ['--retries <n>', 'retries per file on drops and 5xx (default 5)'],
-          ['--timeout <s>', 'read timeout in seconds (default 60)'],
-          ['--token-file <path>', 'read the Hugging Face token from this file (default: HF_TOKEN)'],
-          ['--manifest <path>', 'model manifest (default docker/models.json)'],
+          { flags: '--retries <n>', description: 'retries per file on drops and 5xx', default: 5, parse: flags.nonNegativeInt },
+          flags.seconds('--timeout <s>', 'read timeout', 60),
+          flags.tokenFile(),
+          flags.manifest(),
         ],
         load: () => import('./commands/models-download.js'),
       },
@@ -227,16 +221,27 @@ export const commands: CommandSpec[] = [
   },
 ];
 
-function addCommand(parent: Command, spec: CommandSpec, run: (spec: CommandSpec, cmd: Command, args: string[]) => Promise<void>): void {
+/** An OptionSpec as commander's Option: parser, choices, mandatory, conflicts and the default shown one way. */
+function toOption(spec: OptionSpec, env: NodeJS.ProcessEnv): Option {
+  const def: OptionDef = Array.isArray(spec) ? { flags: spec[0], description: spec[1], ...(spec[2] === undefined ? {} : { default: spec[2] }) } : spec;
+  // A default known only at run time is shown in commander's own "(default: …)" form.
+  const o = new Option(def.flags, def.default === undefined && def.defaultText ? `${def.description} (default: ${def.defaultText})` : def.description);
+  if (def.parse) o.argParser(def.parse as (value: string, previous: unknown) => unknown);
+  const choices = typeof def.choices === 'function' ? def.choices(env) : def.choices;
+  if (choices) o.choices(choices);
+  if (def.default !== undefined) o.default(def.default);
+  if (def.required) o.makeOptionMandatory();
+  if (def.conflicts) o.conflicts(def.conflicts);
+  return o;
+}
+
+function addCommand(parent: Command, spec: CommandSpec, env: NodeJS.ProcessEnv, run: (spec: CommandSpec, cmd: Command, args: string[]) => Promise<void>): void {
   const cmd = parent.command(spec.name).description(spec.summary);
   for (const a of spec.args ?? []) cmd.argument(a);
-  for (const [flags, desc, def] of spec.options ?? []) {
-    if (def === undefined) cmd.option(flags, desc);
-    else cmd.option(flags, desc, def as string);
-  }
-  cmd.option('--json', 'print one JSON document on stdout');
+  for (const o of spec.options ?? []) cmd.addOption(toOption(o, env));
+  cmd.option('--json', 'print one JSON document on stdout (errors too)');
   if (spec.subcommands?.length) {
-    for (const sub of spec.subcommands) addCommand(cmd, sub, run);
+    for (const sub of spec.subcommands) addCommand(cmd, sub, env, run);
   }
   if (spec.load) cmd.action(async (...params: unknown[]) => run(spec, params[params.length - 1] as Command, params.slice(0, -2) as string[]));
 }
@@ -255,13 +260,16 @@ export async function runCli(argv: string[], io: CliIO = {}): Promise<number> {
   registerEnvSecrets(env);
   const errStream = io.err ?? process.stderr;
   let exitCode = 0;
-  let jsonMode = argv.includes('--json');
+  // Until commander has parsed, --json is looked for among our own arguments (not after `--`).
+  const dashdash = argv.indexOf('--');
+  let jsonMode = (dashdash < 0 ? argv : argv.slice(0, dashdash)).includes('--json');
   const out = io.out ?? ((t: string) => void process.stdout.write(t.endsWith('\n') ? t : t + '\n'));
 
   const program = new Command('steadydancer')
     .description('Build, verify and run SteadyDancer (ComfyUI) on rented GPUs')
     .option('-v, --verbose', 'debug output')
     .option('-q, --quiet', 'warnings and errors only')
+    .version(toolkitVersion(), '-V, --version', 'print the toolkit version')
     .exitOverride()
     .configureOutput({ writeOut: (s) => out(s.trimEnd()), writeErr: (s) => void errStream.write(s) })
     .showHelpAfterError('(run with --help for usage)');
@@ -282,7 +290,7 @@ export async function runCli(argv: string[], io: CliIO = {}): Promise<number> {
     const mod = await spec.load!();
     exitCode = await (mod.default as CommandMain)(opts, ctx, args);
   };
-  for (const spec of commands) addCommand(program, spec, run);
+  for (const spec of commands) addCommand(program, spec, env, run);
 
   try {
     await program.parseAsync(argv, { from: 'user' });
@@ -295,8 +303,10 @@ export async function runCli(argv: string[], io: CliIO = {}): Promise<number> {
 function reportError(err: unknown, json: boolean, errStream: NodeJS.WritableStream, out: (t: string) => void): number {
   if (err instanceof CommanderError) {
     // help and version are "errors" in commander's exitOverride model
-    if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return 0;
-    return err.exitCode === 0 ? 0 : 2;
+    if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help' || err.exitCode === 0) return 0;
+    // A usage error in commander's words (already on stderr): under --json also one JSON document.
+    if (json) out(JSON.stringify({ ok: false, error: { code: 'E_USAGE', commanderCode: err.code, message: redactText(err.message.replace(/^error: /, '')), hint: 'run with --help for usage' } }, null, 2));
+    return 2;
   }
   if (err instanceof ExitError) {
     if (err.message) errStream.write(redactText(err.message) + '\n');

@@ -35,10 +35,15 @@ def to_fp8_scaled(sd, half=torch.float16):
     return out
 
 
-def write_layout(sd, layout, dest, shards=2, prefix=""):
-    """Write ``sd`` as ``layout`` under ``dest`` (a directory for official, else a file path)."""
+def write_layout(sd, layout, dest, shards=2, prefix="", config=None):
+    """Write ``sd`` as ``layout`` under ``dest`` (a directory for official, else a file path).
+
+    ``config`` (the official ``WanModel`` init arguments, e.g. ``{"num_heads": 40, ...}``) is
+    stored where the loader looks for the head count: a diffusers ``config.json`` beside the
+    official shards, safetensors metadata ``config`` (JSON) in a single file."""
     dest = Path(dest)
     sd = {k: v.detach().contiguous() for k, v in sd.items()}
+    meta = None if config is None else {"config": json.dumps(config, sort_keys=True)}
     if layout == "official":
         dest.mkdir(parents=True, exist_ok=True)
         keys = sorted(sd)
@@ -50,6 +55,8 @@ def write_layout(sd, layout, dest, shards=2, prefix=""):
             weight_map.update({k: name for k in part})
         (dest / "diffusion_pytorch_model.safetensors.index.json").write_text(
             json.dumps({"metadata": {}, "weight_map": weight_map}, indent=1, sort_keys=True))
+        if config is not None:
+            (dest / "config.json").write_text(json.dumps({"_class_name": "WanModel", **config}, indent=1, sort_keys=True))
         return dest
     if layout == "kj-fp16":
         out = {prefix + k: v.to(torch.float16) for k, v in sd.items()}
@@ -58,5 +65,5 @@ def write_layout(sd, layout, dest, shards=2, prefix=""):
     else:
         raise ValueError(f"unknown layout {layout!r}; one of {LAYOUTS}")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    save_file(out, str(dest))
+    save_file(out, str(dest), metadata=meta)
     return dest

@@ -23,6 +23,7 @@ import comfy.ldm.common_dit
 import comfy.ops
 from comfy.ldm.wan.model import WanModel, sinusoidal_embedding_1d
 
+from . import fast
 from .modules import DynamicConv, FactorConv3d, PoseNoiseAlign
 
 
@@ -122,6 +123,9 @@ class SteadyDancerWanModel(WanModel):
         context_img_len = clip_fea.shape[-2]
 
         blocks_replace = transformer_options.get("patches_replace", {}).get("dit", {})
+        speed = transformer_options.get(fast.TRANSFORMER_OPTIONS_KEY)
+        # the fast block (fast.py) when a speed choice other than ComfyUI's plain path is set
+        run_fast = fast.block_runner(speed) if speed and fast.Speed(**speed) != fast.Speed() else None
         for i, block in enumerate(self.blocks):
             if ("double_block", i) in blocks_replace:
                 def block_wrap(args, block=block):
@@ -130,6 +134,8 @@ class SteadyDancerWanModel(WanModel):
                 h = blocks_replace[("double_block", i)](
                     {"img": h, "txt": context, "vec": e0, "pe": freqs, "transformer_options": transformer_options},
                     {"original_block": block_wrap})["img"]
+            elif run_fast is not None:
+                h = run_fast(block, h, e0, freqs, context, context_img_len)
             else:
                 h = block(h, e=e0, freqs=freqs, context=context, context_img_len=context_img_len,
                           transformer_options=transformer_options)

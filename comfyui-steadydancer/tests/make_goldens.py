@@ -16,21 +16,36 @@ from the cache unchanged, with two substitutions made at import time, nothing ed
 
 Outputs ``golden/parity.npz``: for every case the small latent inputs and the oracle output for
 three weight variants — ``fp32`` (the recipe weights: official layout), ``fp16`` (the same weights
-rounded to fp16: Kijai fp16 layout) and ``fp8`` (fp16 weights with the backbone Linear weights
-per-tensor e4m3fn-quantised and dequantised exactly as the scaled-fp8 layout loads them) — plus
-``meta`` (JSON: config, seeds, SHA-256 fingerprints of the recipe weights and shared inputs).
-Deterministic: one CPU thread, fixed seeds; a test checks that a rerun is bit-identical.
-"""
-import argparse
-import importlib.util
-import json
-import sys
-import types
-from pathlib import Path
+rounded to fp16: Kijai fp16 layout) and ``fp8`` (the Kijai fp8-scaled FILE written by
+``layouts.write_layout``, read back and dequantised as the file stores it: fp8 × scale_weight
+where it holds fp8, its fp16 tensors as they are — no re-quantisation of anything it keeps in
+high precision) — plus ``meta`` (JSON: config, seeds, SHA-256 fingerprints of the recipe weights
+and shared inputs, the CPU kernel ISA used).
 
-import numpy as np
-import torch
-import torch.nn.functional as F
+Deterministic: one CPU thread, fixed seeds, and the CPU kernel ISA pinned to AVX2 when run as a
+script on x86-64 (``ATEN_CPU_CAPABILITY=avx2``, ``ONEDNN_MAX_CPU_ISA=AVX2``, set before torch is
+imported): AVX-512 kernels sum in another order and move outputs by a few ulps.
+``test_goldens_regen.py`` compares a rerun with the committed goldens within ``ULPS`` ulps.
+"""
+import os
+import platform
+
+# pinned ISA: only effective before torch is imported, i.e. when this file runs as a script
+PINNED_ISA = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+if __name__ == "__main__" and platform.machine().lower() in ("x86_64", "amd64"):
+    os.environ.update(PINNED_ISA)
+
+import argparse  # noqa: E402
+import importlib.util  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import types  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -116,16 +131,28 @@ def official_shapes(md):
     return {k: tuple(v.shape) for k, v in m.state_dict().items()}
 
 
+def dequantised_file(path):
+    """The tensors a scaled-fp8 file holds, as the real weights: fp8 × scale_weight, the rest as stored."""
+    from safetensors import safe_open
+    with safe_open(str(path), framework="pt") as f:
+        raw = {k: f.get_tensor(k) for k in f.keys()}
+    out = {}
+    for k, v in raw.items():
+        if k == "scaled_fp8" or k.endswith(".scale_weight"):
+            continue
+        if v.dtype in (torch.float8_e4m3fn, torch.float8_e5m2):
+            v = v.float() * raw[k[: -len("weight")] + "scale_weight"].float()
+        out[k] = v.float()
+    return out
+
+
 def variants(weights):
-    """fp32 / fp16 / fp8 weight variants as the three layouts load them (fp32 compute)."""
+    """fp32 / fp16 / fp8 weight variants: what each layout's file holds (fp32 compute)."""
     import_steadydancer()
-    from steadydancer.convert import quantize_fp8
-    from steadydancer.layouts import backbone_linear_names
+    from steadydancer.layouts import write_layout
     fp16 = {k: v.half().float() for k, v in weights.items()}
-    fp8 = dict(fp16)
-    for name in backbone_linear_names(weights):
-        q, s = quantize_fp8(fp16[name + ".weight"])
-        fp8[name + ".weight"] = q.float() * s
+    with tempfile.TemporaryDirectory() as d:
+        fp8 = dequantised_file(write_layout(weights, "kj-fp8-scaled", Path(d) / "sd_fp8_e4m3fn_scaled_KJ.safetensors"))
     return {"fp32": weights, "fp16": fp16, "fp8": fp8}
 
 
@@ -157,7 +184,7 @@ def generate(source):
     meta = {"official_commit": OFFICIAL_COMMIT, "config": R.CONFIG, "weight_seed": R.WEIGHT_SEED,
             "cases": R.CASES, "timestep": R.TIMESTEP, "weights_sha256": R.fingerprint(weights),
             "shared_sha256": R.fingerprint(shared), "n_weights": len(weights),
-            "torch": torch.__version__}
+            "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability()}
     for vname, w in variants(weights).items():
         model = official_model(md, w)
         for case in R.CASES:

@@ -100,7 +100,7 @@ def test_bad_inputs(comfy, vae, kw, msg):
 @pytest.fixture(scope="module")
 def model(comfy):
     from comfyui_steadydancer.steadydancer.loading import load_state_dict_model
-    return load_state_dict_model(recipe_weights())
+    return load_state_dict_model(recipe_weights(), num_heads=2)
 
 
 def test_extra_conds_give_model_kwargs(model, built):

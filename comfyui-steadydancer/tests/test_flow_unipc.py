@@ -239,12 +239,11 @@ STEP_GRID = [1, 2, 3, 5, 10, 37, 40, 50, 74]
 
 
 @pytest.mark.parametrize("shift", [1.0, 3.0, 5.0, 7.5])
-def test_scheduler_gives_official_sigmas_and_timesteps(comfy, official, shift):
+def test_scheduler_gives_official_sigmas_and_timesteps(official, comfy_side, shift):
     import comfy.samplers
-    from comfy_extras.nodes_model_advanced import ModelSamplingSD3  # noqa: F401  (flow model_sampling below)
     fu = pack_module("flow_unipc")
     fm, _ = official
-    ms = _flow_model_sampling(shift)
+    ms = comfy_side["model_for"](shift).get_model_object("model_sampling")   # ModelSamplingSD3(shift)
     naive_differs = False
     for steps in STEP_GRID:
         ref = fm.FlowUniPCMultistepScheduler(num_train_timesteps=1000, shift=1, use_dynamic_shifting=False)
@@ -257,16 +256,6 @@ def test_scheduler_gives_official_sigmas_and_timesteps(comfy, official, shift):
         naive_differs |= not torch.equal(torch.floor(sigmas[:-1].double() * 1000).long(), ref.timesteps)
     if shift == 1.0:  # 37 and 74 steps at shift 1 hit an integer that float32 cannot place
         assert naive_differs
-
-
-def _flow_model_sampling(shift):
-    import comfy.model_sampling as cms
-
-    class Flow(cms.ModelSamplingDiscreteFlow, cms.CONST):
-        pass
-    ms = Flow()
-    ms.set_parameters(shift=shift, multiplier=1000)
-    return ms
 
 
 @pytest.mark.parametrize("shift", [3.0, 5.0])

@@ -94,6 +94,8 @@ def test_every_pack_node_is_on_the_v3_schema(core):
     # the two nodes that used the v1 API keep their inputs and outputs
     loader = nodes.NODE_CLASS_MAPPINGS["SteadyDancerModelLoader"].GET_NODE_INFO_V1()
     assert list(loader["input"]["required"]) == ["model_name", "weight_dtype"] and loader["output"] == ["MODEL"]
+    assert list(loader["input"]["optional"]) == ["num_heads"]
+    assert loader["input"]["optional"]["num_heads"][1]["default"] == 0
     assert loader["input"]["required"]["weight_dtype"][1]["default"] == "default"
     cond = nodes.NODE_CLASS_MAPPINGS["SteadyDancerConditioning"].GET_NODE_INFO_V1()
     assert list(cond["input"]["required"]) == [
@@ -102,7 +104,7 @@ def test_every_pack_node_is_on_the_v3_schema(core):
         "pose_start_percent", "pose_end_percent"]
     assert cond["output"] == ["CONDITIONING", "CONDITIONING", "CONDITIONING", "LATENT"]
     assert cond["output_name"] == ["positive", "negative", "negative_pose", "latent"]
-    assert cond["input"]["required"]["length"][1] == {"default": 33, "min": 1, "max": 1025, "step": 4}
+    assert cond["input"]["required"]["length"][1] == {"default": 33, "min": 1, "max": 1997, "step": 4}
 
 
 def _requirements(path: Path):

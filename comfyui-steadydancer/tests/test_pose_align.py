@@ -47,8 +47,8 @@ R_ASPECT = {
     10: (0.95, 1.0), 12: (1.05, 0.8), 13: (1.05, 0.9),
 }
 VIDEO_W, VIDEO_H = 200, 100   # video aspect 2
-REF_W, REF_H = 100, 50        # reference aspect 2 as well, but a different pixel size
-REF_W, REF_H = 300, 150
+REF_W, REF_H = 300, 150       # a 2:1 reference image; the official resize makes it 1072x528
+REF_ASPECT = 1072 / 528       # the aspect the alignment uses (official_reference_size)
 
 
 def to_norm(points, aspect):
@@ -95,10 +95,12 @@ def test_align_sequence_by_hand():
       8' = (0.5,0.3) + 1.5*(-0.05, 0.3) = (0.425, 0.75); 9' = 8' + 1.5*(0, 0.1) = (0.425, 0.9)
       10' = 9' + 1.0*(0, 0.1) = (0.425, 1.0)
       face: not rescaled.
-    Shift by neck(R) - neck(F) = (1.0,0.25) - (0.5,0.3) = (0.5, -0.05), then x / (ref W/H = 2):
-      neck (0.5, 0.25); 4 (0.35, 0.05); hands[1][8] (0.35, -0.0375); 0 (0.5, 0.05);
-      16 (0.47, 0.05); 17 (0.55, 0.05); 7 (0.575, 0.6); hands[0][4] (0.61875, 0.6);
-      10 (0.4625, 0.95); face point (0.5, 0.2).
+    Shift by neck(R) - neck(F) = (1.0,0.25) - (0.5,0.3) = (0.5, -0.05):
+      neck (1.0, 0.25); 4 (0.70, 0.05); hands[1][8] (0.70, -0.0375); 0 (1.0, 0.05);
+      16 (0.94, 0.05); 17 (1.10, 0.05); 7 (1.15, 0.6); hands[0][4] (1.2375, 0.6);
+      10 (0.925, 0.95); face point (1.0, 0.2);
+    then x / the reference aspect, which is that of the official resize of the 300x150 image,
+    1072x528 (not 2).
     """
     P = dict(F_ASPECT)
     P[3] = (0.3, 0.3)
@@ -108,32 +110,51 @@ def test_align_sequence_by_hand():
     f_pose = make_pose(to_norm(F_ASPECT, va))
     p_pose = make_pose(to_norm(P, va), {k: (x / va, y) for k, (x, y) in hands.items()},
                        {30: (0.5 / va, 0.25)})
-    ref = make_pose(to_norm(R_ASPECT, REF_W / REF_H))
+    ref = make_pose(to_norm(R_ASPECT, REF_ASPECT))
     seq = PoseSequence([f_pose, p_pose], VIDEO_W, VIDEO_H)
     out = pa.align_sequence(ref, (REF_W, REF_H), seq, align_frame=0)
     assert (out.width, out.height) == (REF_W, REF_H) and len(out) == 2
     a = out.frames[1]
-    exp = {1: (0.5, 0.25), 4: (0.35, 0.05), 0: (0.5, 0.05), 16: (0.47, 0.05), 17: (0.55, 0.05),
-           7: (0.575, 0.6), 10: (0.4625, 0.95)}
+    exp = {1: (1.0, 0.25), 4: (0.70, 0.05), 0: (1.0, 0.05), 16: (0.94, 0.05), 17: (1.10, 0.05),
+           7: (1.15, 0.6), 10: (0.925, 0.95)}
+    a_ = np.array([REF_ASPECT, 1.0])
     for i, xy in exp.items():
-        np.testing.assert_allclose(a.body[i], xy, atol=1e-12, err_msg=f"body {i}")
-    np.testing.assert_allclose(a.hands[1, 8], (0.35, -0.0375), atol=1e-12)
-    np.testing.assert_allclose(a.hands[0, 4], (0.61875, 0.6), atol=1e-12)
-    np.testing.assert_allclose(a.face[30], (0.5, 0.2), atol=1e-12)
+        np.testing.assert_allclose(a.body[i], np.array(xy) / a_, atol=1e-12, err_msg=f"body {i}")
+    np.testing.assert_allclose(a.hands[1, 8], np.array((0.70, -0.0375)) / a_, atol=1e-12)
+    np.testing.assert_allclose(a.hands[0, 4], np.array((1.2375, 0.6)) / a_, atol=1e-12)
+    np.testing.assert_allclose(a.face[30], np.array((1.0, 0.2)) / a_, atol=1e-12)
     # validity masks travel unchanged
     assert a.body_valid.all() and a.hands_valid[1, 8] and not a.hands_valid[1, 5]
     # the align frame's neck lands on the reference neck
-    np.testing.assert_allclose(out.frames[0].body[1], (0.5, 0.25), atol=1e-12)
+    np.testing.assert_allclose(out.frames[0].body[1], (1.0 / REF_ASPECT, 0.25), atol=1e-12)
 
 
-def test_undefined_scale_takes_mean_of_defined():
-    """Ears 16 and 17 undetected in F: both face scales are undefined, so each becomes the mean of
-    the 8 defined ones (2.0+1.5+1.5+2.0+1.75+1.5+1.5+1.0)/8 = 12.75/8 = 1.59375."""
-    f = {k: v for k, v in F_ASPECT.items() if k not in (16, 17)}
-    s = pa.body_part_scales(make_pose(R_ASPECT), make_pose(f))
-    assert s["scale_face_left"] == pytest.approx(1.59375)
-    assert s["scale_face_right"] == pytest.approx(1.59375)
+def test_low_score_body_points_still_set_the_scales():
+    """The official detector keeps the coordinates of low-score body points (its subset marks them
+    -1 for drawing only), so they take part in the scale estimation: marking the elbows and ears
+    undetected changes no scale."""
+    f = make_pose(F_ASPECT)
+    f.body_valid[[3, 6, 16, 17]] = False
+    r = make_pose(R_ASPECT)
+    r.body_valid[[14, 9]] = False
+    assert pa.body_part_scales(r, f) == pa.body_part_scales(make_pose(R_ASPECT), make_pose(F_ASPECT))
+
+
+def test_zero_length_segments_follow_official_rules():
+    """Ear 16 and eye 14 of F on its nose 0: face-left path 0 in F, 0.06 in R -> infinite -> the
+    mean of the other nine scales; ear 17 and eye 15 on the nose in both R and F -> 0/0 -> 1.
+    Mean of the nine: (2.0 + 1.0 + 1.5 + 1.5 + 2.0 + 1.75 + 1.5 + 1.5 + 1.0) / 9 = 13.75 / 9."""
+    f = dict(F_ASPECT)
+    f[16] = f[14] = f[15] = f[17] = f[0]
+    r = dict(R_ASPECT)
+    r[15] = r[17] = r[0]
+    s = pa.body_part_scales(make_pose(r), make_pose(f))
+    assert s["scale_face_right"] == 1.0
+    assert s["scale_face_left"] == pytest.approx(13.75 / 9, abs=1e-12)
     assert s["scale_neck"] == pytest.approx(2.0)
+    degenerate = make_pose({i: (0.5, 0.5) for i in range(18)})
+    with pytest.raises(ValueError, match="degenerate"):
+        pa.body_part_scales(make_pose(R_ASPECT), degenerate)
 
 
 def test_align_bad_inputs():

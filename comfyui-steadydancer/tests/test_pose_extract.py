@@ -90,6 +90,22 @@ def test_openpose_mapping_and_thresholds():
         pe.keypoints_to_pose(np.zeros((17, 2)), np.zeros(17), 10, 10)
 
 
+def test_thresholds_compare_in_float64():
+    """The network hands over float32 scores; upstream compares them in float64 (its Wholebody
+    concatenates float64 ones). float32(0.35) = 0.3499999940 is then below 0.35: a hand or face
+    point scored so is dropped (a float32 comparison would keep it), and float32(0.30) =
+    0.3000000119 is above 0.3: both shoulders scored so still give a neck."""
+    k = np.stack([np.arange(133, dtype=float), np.full(133, 5.0)], axis=1).astype(np.float32)
+    s = np.full(133, 0.9, np.float32)
+    s[[5, 6]] = np.float32(0.30)
+    s[[100, 40]] = np.float32(0.35)
+    p = pe.keypoints_to_pose(k, s, 200, 10)
+    assert p.body_valid[1]                       # neck
+    assert not p.hands_valid[0, 100 - 91]        # left-hand point at float32 0.35
+    assert not p.face_valid[40 - 23]             # face point at float32 0.35
+    assert p.hands_valid[0, 0] and p.face_valid[0]
+
+
 def test_missing_model_names_file_and_command(tmp_path, models):
     with pytest.raises(pe.MissingModelError, match=r"yolox_l\.onnx.*steadydancer models download"):
         pe.DWPoseEstimator(tmp_path / "yolox_l.onnx", models / "dw-ll_ucoco_384.onnx")

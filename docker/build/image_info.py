@@ -29,6 +29,7 @@ def collect() -> dict:
     import torch
 
     status = HOME / "flash-attn.status"
+    fa3_status = HOME / "fa3.status"
     return {
         "python": ".".join(map(str, sys.version_info[:3])),
         "torch": torch.__version__,
@@ -39,8 +40,10 @@ def collect() -> dict:
             "xformers": try_import("xformers"),
             "flash_attn": try_import("flash_attn"),
             "sageattention": try_import("sageattention"),
+            "fa3": try_import("fa3_fwd_interface"),
         },
         "flashAttnStatus": status.read_text().strip() if status.exists() else None,
+        "fa3Status": fa3_status.read_text().strip() if fa3_status.exists() else None,
         "comfyui": read_json(HOME / "comfyui.json"),
         "packs": read_json(HOME / "packs.json"),
     }

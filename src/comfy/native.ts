@@ -3,13 +3,14 @@
  * (models, custom_nodes, input, output, user) so that nothing touches the checkout. Used by the
  * CPU end-to-end tests, `steadydancer run` on machines without a Docker engine, and the GPU bench.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, existsSync, createWriteStream } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { ActionableError } from '../util/errors.js';
+import { createLogger } from '../util/logger.js';
 import { waitForComfy } from './client.js';
+import { ComfySupervisor } from './supervisor.js';
 
 export interface NativeComfyOptions {
   /** ComfyUI source checkout (holds main.py). */
@@ -37,7 +38,8 @@ export interface NativeComfy {
   inputDir: string;
   outputDir: string;
   logFile: string;
-  process: ChildProcess;
+  /** The process (the project's one ComfyUI launcher, here without restarts). */
+  supervisor: ComfySupervisor;
   /** The last lines of ComfyUI's log. */
   logTail(lines?: number): string;
   stop(): Promise<void>;
@@ -76,41 +78,35 @@ async function startNativeComfyOnce(opts: NativeComfyOptions): Promise<NativeCom
     '--disable-auto-launch',
     '--database-url', 'sqlite:///:memory:',
   ];
-  const child = spawn(opts.python, args, {
+  const url = `http://127.0.0.1:${port}`;
+  const supervisor = new ComfySupervisor({
+    command: [opts.python, ...args],
     cwd: opts.source,
     env: { ...process.env, PYTHONUNBUFFERED: '1', ...opts.env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    baseUrl: url,
+    restart: false,
+    // ComfyUI's own output goes to the log file and the tail; our lines about it only on error
+    logger: createLogger({ level: 'error', stream: log, color: false }),
+    output: (b: Buffer) => {
+      log.write(b);
+      for (const l of b.toString().split('\n')) if (l) tail.push(l);
+      if (tail.length > 400) tail.splice(0, tail.length - 400);
+    },
   });
-  let exited: string | undefined;
-  child.once('exit', (code, sig) => (exited = `exit code ${code ?? ''}${sig ? ` signal ${sig}` : ''}`));
-  child.once('error', (err) => (exited = `could not start ${opts.python}: ${err.message}`));
-  const onData = (b: Buffer) => {
-    log.write(b);
-    for (const l of b.toString().split('\n')) if (l) tail.push(l);
-    if (tail.length > 400) tail.splice(0, tail.length - 400);
-  };
-  child.stdout!.on('data', onData);
-  child.stderr!.on('data', onData);
-  const url = `http://127.0.0.1:${port}`;
+  supervisor.start();
   const logTail = (n = 40) => tail.slice(-n).join('\n');
   const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      const gone = new Promise((r) => child.once('exit', r));
-      child.kill('SIGTERM');
-      const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
-      await gone;
-      clearTimeout(t);
-    }
+    await supervisor.stop(10_000);
     log.end();
     if (!opts.keep) rmSync(base, { recursive: true, force: true });
   };
   try {
-    await waitForComfy(url, { timeoutMs: opts.readyTimeoutMs ?? 300_000, signal: opts.signal, isDead: () => exited && `${exited}\n${logTail()}` });
+    await waitForComfy(url, { timeoutMs: opts.readyTimeoutMs ?? 300_000, signal: opts.signal, isDead: () => supervisor.lastExit && `${supervisor.lastExit}\n${logTail()}` });
   } catch (err) {
     await stop();
     throw err;
   }
-  return { url, port, baseDir: base, inputDir: join(base, 'input'), outputDir: join(base, 'output'), logFile, process: child, logTail, stop };
+  return { url, port, baseDir: base, inputDir: join(base, 'input'), outputDir: join(base, 'output'), logFile, supervisor, logTail, stop };
 }
 
 /**

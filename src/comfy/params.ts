@@ -6,12 +6,28 @@
  * frames): a requested count is rounded to the NEAREST 4n+1, ties going UP, minimum 5.
  * 30 → 29, 31 → 33 (tie between 29 and 33), 32 → 33, 33 → 33, 81 → 81, 1 → 5.
  * The rounded value is reported back (`frames`) together with what was asked (`framesRequested`).
+ *
+ * Long videos (context windows, the pack's SteadyDancerContextWindows node): the model samples in
+ * windows of `window.length` frames (4n+1, rounded like `frames`; 81 = the trained length)
+ * overlapping by `window.overlap` frames (a multiple of 4: the VAE's 4:1 time compression; rounded
+ * to the nearest, ties up), blended by `window.fuse`. Windows are used only when the video is longer
+ * than one window. Every value that was rounded is listed in `adjusted` ("frames 30 → 29").
  */
 import { randomInt } from 'node:crypto';
 import { z } from 'zod';
+import { defaultManifestPath, loadManifest, variantNames, type Manifest } from '../models/manifest.js';
+import { resolveVariant, type VariantDecision } from '../models/variant.js';
 
 export const MIN_FRAMES = 5;
-export const MAX_FRAMES = 1025;
+/** The longest request (the job accepts driving videos up to 2000 frames); rounds to at most MAX_ROUNDED_FRAMES. */
+export const MAX_FRAMES = 2000;
+/** The largest 4n+1 not above MAX_FRAMES (the conditioning node's maximum length). */
+export const MAX_ROUNDED_FRAMES = 1997;
+export const DEFAULT_WINDOW = 81;
+/** WanVideoWrapper's context overlap default (16 frames = 4 latent frames). */
+export const DEFAULT_OVERLAP = 16;
+/** ComfyUI core's context-window fuse methods that the pack offers (not "relative": see context_windows.py). */
+export const FUSE_METHODS = ['pyramid', 'flat', 'overlap-linear'] as const;
 /** Wan's VAE downsamples 8× and the DiT patchifies 2×: sides must be multiples of 16. */
 export const SIZE_MULTIPLE = 16;
 export const MIN_SIDE = 64;
@@ -19,11 +35,35 @@ export const MAX_SIDE = 2048;
 /** ComfyUI's RandomNoise accepts 0 … 2^64-1; we stay inside JSON-safe integers. */
 export const MAX_SEED = Number.MAX_SAFE_INTEGER;
 
-/** Round to the nearest 4n+1 (ties up), at least MIN_FRAMES. */
+/** Round to the nearest 4n+1 (ties up), at least MIN_FRAMES, at most MAX_ROUNDED_FRAMES. */
 export function roundFrames(requested: number): number {
   if (!Number.isFinite(requested)) throw new RangeError(`frames must be a number, got ${requested}`);
   const n = Math.round((requested - 1) / 4); // Math.round rounds .5 up: the tie rule
-  return Math.max(MIN_FRAMES, 4 * n + 1);
+  return Math.min(MAX_ROUNDED_FRAMES, Math.max(MIN_FRAMES, 4 * n + 1));
+}
+
+/** Round an overlap to the nearest multiple of 4 frames (ties up). */
+export function roundOverlap(requested: number): number {
+  return 4 * Math.round(requested / 4);
+}
+
+/**
+ * How many windows a video of `frames` frames takes (the pack's default schedule, core's
+ * "standard_static": windows start every length - overlap latent frames, the last one shifted back
+ * to end on the last frame). 1 when the video fits one window.
+ */
+export function windowCount(frames: number, length: number, overlap: number): number {
+  const latent = (f: number) => Math.floor((f - 1) / 4) + 1;
+  const t = latent(frames);
+  const l = latent(length);
+  if (t <= l) return 1;
+  const stride = l - overlap / 4;
+  let n = 0;
+  for (let start = 0; start < t; start += stride) {
+    n++;
+    if (start + l >= t) break;
+  }
+  return n;
 }
 
 /** Official flow-shift rule (generate_dancer / wan _validate_args): 3.0 at 832×480 either way, else 5.0. */
@@ -42,6 +82,24 @@ export const PRESETS = {
   quality: { steps: 40, cfg: 5.0, poseCfg: 1.5, sampler: 'flow_unipc_bh2', scheduler: 'flow_unipc_official', lora: false },
 } as const;
 export type PresetName = keyof typeof PRESETS;
+
+/** The workflow every job runs (docker/models.json lists it under the workflows that can fill it). */
+export const JOB_WORKFLOW_FILE = 'docker/workflows/steadydancer-dance.api.json';
+
+/** The variants a job may ask for: those whose manifest workflow is the job workflow (not the GGUF path). */
+export function jobVariants(m: Manifest = loadManifest()): string[] {
+  return variantNames(m).filter((v) => m.workflows[m.variants[v]!.workflow]?.workflowFiles.includes(JOB_WORKFLOW_FILE));
+}
+
+/**
+ * The variant of a job that names none, for whoever runs jobs (worker, local API, smoke): the
+ * variant rule on that environment — STEADYDANCER_VARIANT, else what MODELS_DIR holds verified
+ * (start.sh exports the folder it gives ComfyUI), else the manifest's default — among the job variants.
+ */
+export function jobVariantFor(env: NodeJS.ProcessEnv): VariantDecision {
+  const m = loadManifest(defaultManifestPath(env));
+  return resolveVariant({ manifest: m, env, modelsDir: env.MODELS_DIR || undefined, forRun: true, among: jobVariants(m) });
+}
 
 export const OFFICIAL_NEGATIVE_PROMPT =
   '镜头晃动，色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，' +
@@ -74,6 +132,21 @@ export const PoseOptions = z
   .strict()
   .refine((p) => p.start <= p.end, { message: 'pose.start must not exceed pose.end', path: ['start'] });
 
+export const WindowOptions = z
+  .object({
+    /** Frames per window; rounded to 4n+1 (81: the length SteadyDancer was trained on). */
+    length: z.number().int('window.length must be an integer').min(5, 'window.length must be at least 5').max(MAX_FRAMES).default(DEFAULT_WINDOW),
+    /** Frames shared by neighbouring windows; rounded to a multiple of 4. */
+    overlap: z.number().int('window.overlap must be an integer').min(0, 'window.overlap must be >= 0').max(MAX_FRAMES).default(DEFAULT_OVERLAP),
+    /** How overlapping windows are blended (ComfyUI core's fuse methods). */
+    fuse: z.enum(FUSE_METHODS).default('pyramid'),
+  })
+  .strict()
+  .refine((w) => roundOverlap(w.overlap) < roundFrames(w.length), {
+    message: 'window.overlap must be shorter than window.length',
+    path: ['overlap'],
+  });
+
 export const DanceParams = z
   .object({
     width: side('width', 480),
@@ -91,11 +164,16 @@ export const DanceParams = z
     /** Flow shift for ModelSamplingSD3; preset / size default when absent. */
     shift: z.number().min(0).max(100).optional(),
     seed: z.number().int('seed must be an integer').min(0, 'seed must be >= 0').max(MAX_SEED, `seed must be at most ${MAX_SEED}`).optional(),
-    variant: z.enum(['fp8', 'fp16']).default('fp8'),
+    /** One of jobVariants() (from docker/models.json); absent = the variant rule's choice (what is installed). */
+    variant: z
+      .string({ error: 'variant must be a string' })
+      .refine((v) => jobVariants().includes(v), { error: (iss) => `variant must be one of ${jobVariants().join(', ')} (got ${JSON.stringify(iss.input)})` })
+      .optional(),
     preset: z.enum(['fast', 'quality']).default('fast'),
     prompt: z.string().max(4000, 'prompt must be at most 4000 characters').default('a person dancing'),
     negativePrompt: z.string().max(4000).default(OFFICIAL_NEGATIVE_PROMPT),
     pose: PoseOptions.default({ align: true, augmentSeed: 0, start: 0.1, end: 0.4, device: 'auto' }),
+    window: WindowOptions.default({ length: DEFAULT_WINDOW, overlap: DEFAULT_OVERLAP, fuse: 'pyramid' }),
   })
   .strict();
 export type DanceParamsInput = z.input<typeof DanceParams>;
@@ -115,7 +193,7 @@ export interface ResolvedParams {
   shift: number;
   seed: number;
   seedWasRandom: boolean;
-  variant: 'fp8' | 'fp16';
+  variant: string;
   preset: PresetName;
   sampler: string;
   scheduler: string;
@@ -125,6 +203,13 @@ export interface ResolvedParams {
   poseAlign: boolean;
   poseAugmentSeed: number;
   poseDevice: 'auto' | 'cuda' | 'cpu';
+  /** Context window (frames, after rounding); windows > 1 only when frames > windowLength. */
+  windowLength: number;
+  windowOverlap: number;
+  windowFuse: (typeof FUSE_METHODS)[number];
+  windows: number;
+  /** Every value that was rounded, "name asked → used". */
+  adjusted: string[];
 }
 
 export class ParamsError extends Error {
@@ -137,8 +222,13 @@ export class ParamsError extends Error {
   }
 }
 
+export interface ResolveOptions {
+  /** The variant of a job that names none: the variant rule's decision (src/models/variant.ts). Default: the manifest's. */
+  defaultVariant?: string;
+}
+
 /** Validate and resolve; throws ParamsError naming each bad field. `random` is injectable for tests. */
-export function resolveParams(input: unknown, random: () => number = () => randomInt(0, 2 ** 47)): ResolvedParams {
+export function resolveParams(input: unknown, random: () => number = () => randomInt(0, 2 ** 47), opts: ResolveOptions = {}): ResolvedParams {
   const r = DanceParams.safeParse(input ?? {});
   if (!r.success) {
     const issues = r.error.issues.map((i) => ({ path: i.path.join('.') || '(params)', message: i.message }));
@@ -147,10 +237,22 @@ export function resolveParams(input: unknown, random: () => number = () => rando
   const p = r.data;
   const preset = PRESETS[p.preset];
   const seedWasRandom = p.seed === undefined;
+  const frames = roundFrames(p.frames);
+  const windowLength = roundFrames(p.window.length);
+  const windowOverlap = roundOverlap(p.window.overlap);
+  const adjusted = (
+    [
+      ['frames', p.frames, frames],
+      ['window.length', p.window.length, windowLength],
+      ['window.overlap', p.window.overlap, windowOverlap],
+    ] as const
+  )
+    .filter(([, asked, used]) => asked !== used)
+    .map(([name, asked, used]) => `${name} ${asked} → ${used}`);
   return {
     width: p.width,
     height: p.height,
-    frames: roundFrames(p.frames),
+    frames,
     framesRequested: p.frames,
     fps: p.fps,
     steps: p.steps ?? preset.steps,
@@ -161,7 +263,7 @@ export function resolveParams(input: unknown, random: () => number = () => rando
     shift: p.shift ?? (p.preset === 'fast' ? 5.0 : defaultShift(p.width, p.height)),
     seed: p.seed ?? random(),
     seedWasRandom,
-    variant: p.variant,
+    variant: p.variant ?? opts.defaultVariant ?? resolveVariant({ manifest: loadManifest(), env: {}, among: jobVariants() }).variant,
     preset: p.preset,
     sampler: preset.sampler,
     scheduler: preset.scheduler,
@@ -171,5 +273,10 @@ export function resolveParams(input: unknown, random: () => number = () => rando
     poseAlign: p.pose.align,
     poseAugmentSeed: p.pose.augmentSeed,
     poseDevice: p.pose.device,
+    windowLength,
+    windowOverlap,
+    windowFuse: p.window.fuse,
+    windows: windowCount(frames, windowLength, windowOverlap),
+    adjusted,
   };
 }

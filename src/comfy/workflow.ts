@@ -29,6 +29,7 @@ export const MARK = {
   model: 'SteadyDancer model',
   lora: 'Fast LoRA',
   modelSampling: 'Model sampling',
+  contextWindows: 'Context windows',
   text: 'Text encode',
   clipVision: 'CLIP vision',
   vae: 'VAE',
@@ -158,6 +159,7 @@ export function fillWorkflow(template: ApiWorkflow, params: ResolvedParams, inpu
   set(wf, MARK.posePrep, { width: params.width, height: params.height, frame_count: params.frames, align: params.poseAlign, seed: params.poseAugmentSeed });
   set(wf, MARK.model, { model_name: files.diffusionModel });
   set(wf, MARK.modelSampling, { shift: params.shift });
+  set(wf, MARK.contextWindows, { window_length: params.windowLength, overlap: params.windowOverlap, fuse_method: params.windowFuse });
   set(wf, MARK.text, { text_encoder: files.textEncoder, positive_prompt: params.prompt, negative_prompt: params.negativePrompt });
   set(wf, MARK.clipVision, { clip_name: files.clipVision });
   set(wf, MARK.vae, { vae_name: files.vae });

@@ -1,6 +1,5 @@
 import { resolve } from 'node:path';
 import { emit, type Context } from '../util/context.js';
-import { UsageError } from '../util/errors.js';
 import { projectRoot } from '../util/paths.js';
 import { runBuild, parseBuildArgs, type BuildReport } from '../docker/build.js';
 import { engineBin } from '../docker/engine.js';
@@ -12,7 +11,7 @@ interface BuildOpts {
   bake?: boolean;
   buildArg?: string[];
   log?: string;
-  sizeBudgetGb?: string;
+  sizeBudgetGb: number;
   packs?: string;
   engine?: string;
   standin?: boolean;
@@ -22,11 +21,7 @@ interface BuildOpts {
 }
 
 export default async function build(opts: BuildOpts, ctx: Context): Promise<number> {
-  const budget = Number(opts.sizeBudgetGb ?? '50');
-  if (!Number.isFinite(budget) || budget <= 0) throw new UsageError(`--size-budget-gb must be a positive number (got "${opts.sizeBudgetGb}")`);
-  if (opts.variant !== undefined && !/^(fp8|fp16|gguf-[A-Za-z0-9_]+)$/.test(opts.variant)) {
-    throw new UsageError(`--variant must be fp8, fp16 or gguf-<quant> (got "${opts.variant}")`);
-  }
+  const budget = opts.sizeBudgetGb;
   const root = resolve(opts.root ?? projectRoot());
   const report = await runBuild({
     root,

@@ -9,13 +9,14 @@ import { lintRepository } from '../docker/lint-repo.js';
 
 export interface LintCliOptions {
   external?: boolean;
-  rule?: string;
+  /** Rule ids (commander's comma-list parser). */
+  rule?: string[];
 }
 
 export default async function lint(opts: LintCliOptions, ctx: Context, args: string[]): Promise<number> {
   const root = args[0] ? resolve(ctx.cwd, args[0]) : projectRoot();
   if (!existsSync(resolve(root, 'docker'))) throw new UsageError(`${root} has no docker/ folder: nothing to lint`, 'pass the repository root (the folder holding docker/)');
-  const only = opts.rule ? opts.rule.split(',').map((s) => s.trim().toUpperCase()).filter(Boolean) : undefined;
+  const only = opts.rule?.map((id) => id.toUpperCase());
   if (only) {
     const known = new Set(rules.map((r) => r.id));
     const bad = only.filter((id) => !known.has(id));

@@ -3,21 +3,15 @@ import { hubConfig } from '../models/hub.js';
 import { defaultManifestPath, loadManifest } from '../models/manifest.js';
 import { formatBytes } from '../models/progress.js';
 import { emit, type Context } from '../util/context.js';
-import { UsageError } from '../util/errors.js';
+import { resolveVariant } from '../models/variant.js';
 
 export interface ModelsCheckOptions {
   variant?: string;
   manifest?: string;
-  jobs?: string;
-  timeout?: string;
+  jobs: number;
+  /** Seconds. */
+  timeout: number;
   tokenFile?: string;
-}
-
-export function parsePositiveInt(flag: string, v: string | undefined, def: number): number {
-  if (v === undefined) return def;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new UsageError(`${flag} must be a positive integer, got "${v}"`);
-  return n;
 }
 
 const MARK: Record<string, string> = { ok: 'ok', missing: 'MISSING', gated: 'GATED', network: 'NETWORK', offline: 'OFFLINE', mismatch: 'MISMATCH', error: 'ERROR' };
@@ -49,14 +43,16 @@ export function renderCheck(r: CheckResult): string {
 
 export default async function modelsCheck(opts: ModelsCheckOptions, ctx: Context): Promise<number> {
   const manifest = loadManifest(opts.manifest ?? defaultManifestPath(ctx.env));
-  const variant = opts.variant ?? manifest.defaultVariant;
-  const timeoutS = parsePositiveInt('--timeout', opts.timeout, 10);
+  // The variant rule: --variant, $STEADYDANCER_VARIANT, what $MODELS_DIR holds verified, the manifest's default.
+  const { variant, reason } = resolveVariant({ manifest, flag: opts.variant, env: ctx.env, modelsDir: ctx.env.MODELS_DIR || undefined });
+  ctx.logger.debug('variant %s: %s', variant, reason);
+  const timeoutS = opts.timeout;
   const hub = hubConfig(ctx.env, {
     manifest,
     tokenFile: opts.tokenFile,
     timeouts: { connectTimeoutMs: timeoutS * 1000, headersTimeoutMs: timeoutS * 1000, bodyTimeoutMs: timeoutS * 1000 },
   });
-  const result = await checkModels({ manifest, variant, hub, jobs: parsePositiveInt('--jobs', opts.jobs, 8), signal: ctx.signal });
+  const result = await checkModels({ manifest, variant, hub, jobs: opts.jobs, signal: ctx.signal });
   emit(ctx, result, renderCheck);
   return result.exitCode;
 }

@@ -5,20 +5,21 @@ import { defaultManifestPath, loadManifest } from '../models/manifest.js';
 import { barProgress, formatBytes, formatDuration, plainProgress, silentProgress } from '../models/progress.js';
 import { emit, type Context } from '../util/context.js';
 import { UsageError } from '../util/errors.js';
-import { parsePositiveInt } from './models-check.js';
+import { resolveVariant } from '../models/variant.js';
 
 export interface ModelsDownloadOptions {
   variant?: string;
   dest?: string;
-  jobs?: string;
-  connections?: string;
+  jobs: number;
+  connections: number;
   check?: boolean;
   fallback?: boolean;
   presets?: boolean;
   manifest?: string;
   tokenFile?: string;
-  retries?: string;
-  timeout?: string;
+  retries: number;
+  /** Seconds. */
+  timeout: number;
 }
 
 const MARK: Record<string, string> = { downloaded: 'fetched', present: 'ok', 'present-unverified': 'present', absent: 'ABSENT', failed: 'FAILED' };
@@ -42,10 +43,13 @@ export function renderDownload(s: DownloadSummary): string {
 
 export default async function modelsDownload(opts: ModelsDownloadOptions, ctx: Context): Promise<number> {
   const manifest = loadManifest(opts.manifest ?? defaultManifestPath(ctx.env));
-  const variant = opts.variant ?? ctx.env.STEADYDANCER_VARIANT ?? manifest.defaultVariant;
   const destRaw = opts.dest ?? ctx.env.MODELS_DIR;
   if (!destRaw) throw new UsageError('no destination: pass --dest DIR or set MODELS_DIR');
-  const timeoutS = parsePositiveInt('--timeout', opts.timeout, 60);
+  const dest = resolve(ctx.cwd, destRaw);
+  // The variant rule: --variant, $STEADYDANCER_VARIANT, what DIR holds verified, the manifest's default.
+  const { variant, reason } = resolveVariant({ manifest, flag: opts.variant, env: ctx.env, modelsDir: dest });
+  ctx.logger.debug('variant %s: %s', variant, reason);
+  const timeoutS = opts.timeout;
   const hub = hubConfig(ctx.env, {
     manifest,
     tokenFile: opts.tokenFile,
@@ -56,12 +60,12 @@ export default async function modelsDownload(opts: ModelsDownloadOptions, ctx: C
   const summary = await downloadModels({
     manifest,
     variant,
-    dest: resolve(ctx.cwd, destRaw),
+    dest,
     hub,
     logger: ctx.logger,
-    jobs: parsePositiveInt('--jobs', opts.jobs, 4),
-    connections: parsePositiveInt('--connections', opts.connections, 1),
-    retries: opts.retries === undefined ? 5 : Number.isInteger(Number(opts.retries)) && Number(opts.retries) >= 0 ? Number(opts.retries) : (() => { throw new UsageError(`--retries must be a whole number, got "${opts.retries}"`); })(),
+    jobs: opts.jobs,
+    connections: opts.connections,
+    retries: opts.retries,
     progress,
     signal: ctx.signal,
     fallback: opts.fallback !== false,

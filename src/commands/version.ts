@@ -1,10 +1,7 @@
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { emit, type Context } from '../util/context.js';
-import { projectRoot } from '../util/paths.js';
+import { toolkitVersion } from '../util/paths.js';
 
 export default async function version(_opts: Record<string, unknown>, ctx: Context): Promise<number> {
-  const pkg = JSON.parse(readFileSync(join(projectRoot(), 'package.json'), 'utf8')) as { version: string };
-  emit(ctx, { version: pkg.version, node: process.version }, (r) => `steadydancer ${r.version} (node ${r.node})`);
+  emit(ctx, { version: toolkitVersion(), node: process.version }, (r) => `steadydancer ${r.version} (node ${r.node})`);
   return 0;
 }

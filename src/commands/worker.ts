@@ -3,21 +3,16 @@
  * With a ComfyUI command after `--` (what start.sh passes in serverless mode) the worker starts
  * and supervises ComfyUI; without one it uses a ComfyUI that is already running at --comfy-url.
  */
-import { createService } from '../runpod/service.js';
-import { Worker, workerConfigFromEnv } from '../runpod/worker.js';
+import { createService } from '../serverless/service.js';
+import { Worker, workerConfigFromEnv } from '../serverless/worker.js';
 import type { Context } from '../util/context.js';
-import { ActionableError, UsageError } from '../util/errors.js';
+import { ActionableError } from '../util/errors.js';
 
 export interface WorkerOpts {
-  comfyUrl?: string;
-  readyTimeout?: string;
+  comfyUrl: string;
+  /** Seconds. */
+  readyTimeout: number;
   workDir?: string;
-}
-
-export function seconds(flag: string, v: string | undefined, def: number): number {
-  const n = v === undefined ? def : Number(v);
-  if (!Number.isFinite(n) || n <= 0) throw new UsageError(`${flag} ${v}: expected a number of seconds > 0`);
-  return n * 1000;
 }
 
 export default async function workerCommand(opts: WorkerOpts, ctx: Context, args: unknown[]): Promise<number> {
@@ -28,9 +23,9 @@ export default async function workerCommand(opts: WorkerOpts, ctx: Context, args
   } catch (err) {
     throw new ActionableError((err as Error).message, { hint: 'for local testing use `steadydancer serve` (the same job runner behind RunPod-style routes)', code: 'E_NOT_RUNPOD', exitCode: 2 });
   }
-  const readyTimeoutMs = seconds('--ready-timeout', opts.readyTimeout, 600);
-  const service = await createService({ comfyUrl: opts.comfyUrl ?? 'http://127.0.0.1:8188', comfyCommand, readyTimeoutMs, workDir: opts.workDir, env: ctx.env, logger: ctx.logger });
-  ctx.logger.info('worker %s: waiting for ComfyUI at %s (at most %d s)', cfg.workerId, opts.comfyUrl, readyTimeoutMs / 1000);
+  const readyTimeoutMs = opts.readyTimeout * 1000;
+  const service = await createService({ comfyUrl: opts.comfyUrl, comfyCommand, readyTimeoutMs, workDir: opts.workDir, env: ctx.env, logger: ctx.logger });
+  ctx.logger.info('worker %s: taking jobs; each checks its inputs, then waits for ComfyUI at %s (at most %d s)', cfg.workerId, opts.comfyUrl, readyTimeoutMs / 1000);
   const worker = new Worker(cfg, { handler: service.handler, logger: ctx.logger, ready: service.ready, crashSignal: service.crashSignal, mustRefresh: service.mustRefresh });
   let result: 'stopped' | 'refresh';
   try {

@@ -94,6 +94,8 @@ export const STANDIN_ARGS = {
   BASE_IMAGE: 'local/base:bookworm',
   PYTHON_VERSION: '3.11',
   TORCH_INDEX_URL: 'https://pypi.org/simple',
+  // the CUDA devel base of the SageAttention2 stage comes from a registry the stand-in host lacks
+  ENABLE_SAGEATTN: 'false',
 };
 
 /** Parses repeated `K=V` flags; a malformed one is a usage error naming it. */
@@ -386,12 +388,11 @@ export async function runBuild(o: BuildOptions): Promise<BuildReport> {
       o.logger.info('verifying the image (image.json, ComfyUI --quick-test-for-ci, toolkit)');
       report.verification = await verifyImage(engine, o.tag, selected.map((p) => p.name).concat(existsPack(root) ? ['comfyui-steadydancer'] : []), o.signal);
     }
-    const att = (report.verification?.imageInfo as { attention?: Record<string, unknown> } | undefined)?.attention;
-    if (att) {
+    const found = verifiedLabels(report.verification?.imageInfo);
+    if (found) {
       // What the image can actually use (known only after the build): a metadata-only rebuild
-      // (FROM the image + LABEL) adds it as a label without touching any layer.
-      const backends = Object.entries(att).filter(([, v]) => Boolean(v)).map(([k]) => k).join(',');
-      const relabeled = await addLabels(engine, o.tag, { 'org.steadydancer.attention': backends || 'none' }, o.env);
+      // (FROM the image + LABEL) adds it as labels without touching any layer.
+      const relabeled = await addLabels(engine, o.tag, found, o.env);
       if (relabeled) report.image = { ...report.image, id: relabeled.id, labels: relabeled.labels };
     }
     // Keep the number of heavy images small: the image this tag pointed to before, once
@@ -414,6 +415,27 @@ export async function runBuild(o: BuildOptions): Promise<BuildReport> {
     if (secretDir) rmSync(secretDir, { recursive: true, force: true });
   }
   return report;
+}
+
+/**
+ * The attention labels from what the image verification found in the image (image.json's
+ * `attention`: the backends that import there), never from what the build was asked for: a
+ * flash-attn wheel that could not be had leaves ENABLE_FLASH_ATTN=true but no flash_attn. The
+ * build arguments stay visible as the Dockerfile's `*.requested` labels. Undefined when there is
+ * no image.json to go by (verification off or failed to read it): then no such label is set.
+ */
+export function verifiedLabels(imageInfo: Record<string, unknown> | undefined): Record<string, string> | undefined {
+  const att = (imageInfo as { attention?: unknown } | undefined)?.attention;
+  if (!att || typeof att !== 'object' || Array.isArray(att)) return undefined;
+  const a = att as Record<string, unknown>;
+  const usable = (k: string) => a[k] !== undefined && a[k] !== null && a[k] !== false && a[k] !== '';
+  const backends = Object.keys(a).filter(usable);
+  return {
+    'org.steadydancer.attention': backends.join(',') || 'none',
+    'org.steadydancer.flash-attn': String(usable('flash_attn')),
+    'org.steadydancer.sageattn': String(usable('sageattention')),
+    'org.steadydancer.xformers': String(usable('xformers')),
+  };
 }
 
 function existsPack(root: string): boolean {

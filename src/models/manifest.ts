@@ -3,7 +3,7 @@
  * doctor, lint), docker/download_models.sh (Dockerfile bake, start.sh) all read it through
  * this module. Unknown facts (sizes, sha256, commits) are null — never guessed.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { join, posix } from 'node:path';
 import { z } from 'zod';
 import { ActionableError, UsageError } from '../util/errors.js';
@@ -182,8 +182,29 @@ export function parseManifest(data: unknown, source = 'models.json'): Manifest {
   });
 }
 
-/** Read and validate the manifest (default: docker/models.json). Sync: callers are CLIs. */
+/**
+ * Parsed manifests by path: each file is read and validated once per process (every command,
+ * the job schema and the workflow filler share it). An entry is re-read only when the file's
+ * size or mtime changed (tests rewrite manifests in place).
+ */
+const manifestCache = new Map<string, { mtimeMs: number; size: number; manifest: Manifest }>();
+
+/** Read and validate the manifest (default: docker/models.json), cached per process. Sync: callers are CLIs. */
 export function loadManifest(path: string = defaultManifestPath()): Manifest {
+  let st: { mtimeMs: number; size: number } | undefined;
+  try {
+    st = statSync(path);
+  } catch {
+    st = undefined; // readManifest reports the error
+  }
+  const hit = manifestCache.get(path);
+  if (hit && st && hit.mtimeMs === st.mtimeMs && hit.size === st.size) return hit.manifest;
+  const manifest = readManifest(path);
+  if (st) manifestCache.set(path, { mtimeMs: st.mtimeMs, size: st.size, manifest });
+  return manifest;
+}
+
+function readManifest(path: string): Manifest {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');

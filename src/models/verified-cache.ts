@@ -4,6 +4,7 @@
  * match is trusted without re-hashing (16 GB at every container start would cost minutes).
  */
 import { randomBytes } from 'node:crypto';
+import { readFileSync, statSync } from 'node:fs';
 import { readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
@@ -21,6 +22,33 @@ const entrySchema = z.object({
 });
 const recordSchema = z.object({ version: z.literal(1), files: z.record(z.string(), entrySchema) });
 export type VerifiedEntry = z.infer<typeof entrySchema>;
+
+/**
+ * The sync view of the record for deciders that must not be async (the variant rule): the
+ * relative paths whose recorded size, mtime (and the expected sha256/size, when known) still
+ * match the file on disk. Same rule as VerifiedCache.match.
+ */
+export function verifiedSync(dir: string, wanted: { rel: string; sha256?: string | null; size?: number | null }[]): Set<string> {
+  let files: Record<string, VerifiedEntry>;
+  try {
+    const r = recordSchema.safeParse(JSON.parse(readFileSync(join(dir, VERIFIED_FILE), 'utf8')));
+    files = r.success ? r.data.files : {};
+  } catch {
+    files = {};
+  }
+  const ok = new Set<string>();
+  for (const w of wanted) {
+    const e = files[w.rel];
+    if (!e || (w.sha256 && w.sha256 !== e.sha256) || (w.size != null && w.size !== e.size)) continue;
+    try {
+      const st = statSync(join(dir, w.rel));
+      if (st.isFile() && st.size === e.size && st.mtimeMs === e.mtimeMs) ok.add(w.rel);
+    } catch {
+      /* gone */
+    }
+  }
+  return ok;
+}
 
 export class VerifiedCache {
   private files: Record<string, VerifiedEntry> = {};

@@ -9,7 +9,7 @@ import { realRunner, type Runner } from './exec.js';
 import { GB } from './df.js';
 import { resolveModelsDir, runDoctor, type DoctorResult } from './doctor.js';
 import { globalArgDefault, parseDockerfile } from '../docker/dockerfile.js';
-import { variantBytes } from '../docker/manifest-bridge.js';
+import { hostVariant, variantBytes } from '../docker/manifest-bridge.js';
 
 export const FALLBACK_BASE_IMAGE = 'nvidia/cuda:12.8.1-runtime-ubuntu24.04';
 
@@ -33,7 +33,8 @@ export function defaultBaseImage(root: string): string {
 }
 
 export async function doctorHost(o: HostDoctorOptions): Promise<DoctorResult> {
-  const variant = o.variant ?? o.env.STEADYDANCER_VARIANT ?? 'fp8';
+  const modelsDir = o.modelsDir ?? resolveModelsDir(o.env, o.root);
+  const variant = hostVariant(o.root, o.env, o.variant, modelsDir);
   let modelBytes: number | null = null;
   let modelBytesSource: string | undefined;
   if (o.modelsSizeGb !== undefined) {
@@ -45,7 +46,7 @@ export async function doctorHost(o: HostDoctorOptions): Promise<DoctorResult> {
   }
   return runDoctor({
     run: o.run ?? realRunner,
-    modelsDir: o.modelsDir ?? resolveModelsDir(o.env, o.root),
+    modelsDir,
     variant,
     modelBytes,
     modelBytesSource,

@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -11,6 +11,11 @@ export function projectRoot(): string {
     dir = dirname(dir);
   }
   return resolve(process.cwd());
+}
+
+/** The toolkit's version (package.json): `steadydancer --version` and `steadydancer version`. */
+export function toolkitVersion(): string {
+  return (JSON.parse(readFileSync(join(projectRoot(), 'package.json'), 'utf8')) as { version: string }).version;
 }
 
 export function dockerDir(root = projectRoot()): string {

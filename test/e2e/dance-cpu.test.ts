@@ -5,6 +5,7 @@
  * our node pack, progress over the WebSocket, and an mp4 that ffprobe accepts.
  */
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ComfyClient, type ComfyEvent } from '../../src/comfy/client.js';
@@ -63,6 +64,9 @@ describe.skipIf(skip)('dance workflow end to end on CPU (native ComfyUI)', () =>
     expect(v?.filename).toMatch(/\.mp4$/);
     const p = probe(await client.view(v!));
     expect(p).toMatchObject({ codec_name: 'h264', width: 128, height: 128, nb_read_frames: '9' });
+    // the tiny model is the official one with 2 heads of 64: the loader node read that from the
+    // file's metadata (no override in the shipped workflow), not dim / 128 = 1
+    expect(readFileSync(comfy.logFile, 'utf8')).toMatch(/SteadyDancer: 2 attention heads \(checkpoint metadata\), dim 128/);
   }, 1_200_000);
 
   it('quality preset (no LoRA file, three-way guidance, 2 steps) at 160×96', async () => {

@@ -12,6 +12,8 @@ export interface Recorded {
   query: URLSearchParams;
   headers: IncomingMessage['headers'];
   body: string;
+  /** When the request arrived (Date.now()). */
+  at: number;
 }
 
 export class JobServer {
@@ -22,6 +24,14 @@ export class JobServer {
   /** Answer this many job-takes with 429 first. */
   tooManyRequests = 0;
   readonly stops: string[] = [];
+  /** How long job-stop holds an empty answer (RunPod long-polls; 0 = answer at once). */
+  stopDelayMs = 50;
+  /** The empty job-stop answer: 204, or 200 with an empty list. */
+  stopEmpty: 204 | 'list' = 204;
+  /** How long job-take holds an empty answer (RunPod long-polls; 0 = a 204 at once). */
+  takeDelayMs = 0;
+  /** Answer this many job-takes with HTTP 500 first. */
+  serverErrors = 0;
   /** Posts per job id, parsed. */
   readonly posts = new Map<string, Array<Record<string, unknown>>>();
   private waiters: Array<() => void> = [];
@@ -32,22 +42,36 @@ export class JobServer {
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
         const u = new URL(req.url ?? '/', 'http://x');
-        const rec: Recorded = { method: req.method ?? '', path: u.pathname, query: u.searchParams, headers: req.headers, body: Buffer.concat(chunks).toString('utf8') };
+        const rec: Recorded = { method: req.method ?? '', path: u.pathname, query: u.searchParams, headers: req.headers, body: Buffer.concat(chunks).toString('utf8'), at: Date.now() };
         this.requests.push(rec);
         const [, kind, , jobId] = u.pathname.split('/');
         if (kind === 'job-take') {
-          if (this.tooManyRequests > 0) {
+          if (this.serverErrors > 0) {
+            this.serverErrors--;
+            res.writeHead(500).end();
+          } else if (this.tooManyRequests > 0) {
             this.tooManyRequests--;
             res.writeHead(429).end();
           } else if (this.queue.length) {
             res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(this.queue.shift()));
-          } else res.writeHead(204).end();
+          } else if (this.takeDelayMs > 0) setTimeout(() => res.writeHead(204).end(), this.takeDelayMs);
+          else res.writeHead(204).end();
         } else if (kind === 'job-stop') {
           if (this.stops.length) res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ jobsToStop: this.stops.splice(0) }));
-          else setTimeout(() => res.writeHead(204).end(), 50);
+          else {
+            const empty = () => (this.stopEmpty === 204 ? res.writeHead(204).end() : res.writeHead(200, { 'content-type': 'application/json' }).end('{"jobsToStop":[]}'));
+            if (this.stopDelayMs > 0) setTimeout(empty, this.stopDelayMs);
+            else empty();
+          }
         } else if (kind === 'job-done' && jobId) {
           const list = this.posts.get(jobId) ?? [];
-          list.push(JSON.parse(rec.body) as Record<string, unknown>);
+          let parsed: Record<string, unknown>;
+          try {
+            parsed = JSON.parse(rec.body) as Record<string, unknown>;
+          } catch {
+            parsed = { unparsable: rec.body };
+          }
+          list.push(parsed);
           this.posts.set(jobId, list);
           res.writeHead(200).end();
         } else if (kind === 'ping') {

@@ -2,7 +2,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
-import { s3ConfigFromEnv, type S3Config } from '../../src/runpod/output.js';
+import { s3ConfigFromEnv, type S3Config } from '../../src/job/output.js';
 import { freePort } from '../../src/comfy/native.js';
 
 const venvBin = join(process.env.STEADYDANCER_PYTHON ? join(process.env.STEADYDANCER_PYTHON, '..') : join(process.cwd(), '.venv', 'bin'));

@@ -41,10 +41,10 @@ describe('up/down without Compose', () => {
   it('rejects --cpu with --gpu and a bad --timeout', async () => {
     const c = io(process.env);
     expect(await runCli(['up', '--cpu', '--gpu'], c.io)).toBe(2);
-    expect(c.err.join('')).toMatch(/--cpu and --gpu exclude each other/);
+    expect(c.err.join('')).toMatch(/option '--cpu' cannot be used with option '--gpu'/);
     const d = io(process.env);
     expect(await runCli(['up', '--timeout', 'soon'], d.io)).toBe(2);
-    expect(d.err.join('')).toMatch(/--timeout must be a positive number of seconds, got "soon"/);
+    expect(d.err.join('')).toMatch(/option '--timeout <s>' argument 'soon' is invalid. expected a positive number of seconds/);
   });
 });
 

@@ -59,6 +59,6 @@ describe('steadydancer doctor on this machine', () => {
   it('a bad number is a usage error (exit 2) naming the flag', async () => {
     const c = capture();
     expect(await runCli(['doctor', '--models-size-gb', 'lots'], c.io)).toBe(2);
-    expect(c.err.join('')).toMatch(/--models-size-gb must be a non-negative number of GB, got "lots"/);
+    expect(c.err.join('')).toMatch(/option '--models-size-gb <n>' argument 'lots' is invalid. expected a number of GB/);
   });
 });

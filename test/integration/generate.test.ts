@@ -10,9 +10,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../src/cli.js';
-import { createApi, listen } from '../../src/runpod/api.js';
-import { resolveEndpoint } from '../../src/runpod/client.js';
-import { JobQueue, type JobHandler } from '../../src/runpod/jobs.js';
+import { createApi, listen } from '../../src/serverless/api.js';
+import { resolveEndpoint } from '../../src/serverless/client.js';
+import { JobQueue, type JobHandler } from '../../src/serverless/jobs.js';
 import { memoryLogger } from '../../src/util/logger.js';
 
 const VIDEO = Buffer.from('\x00\x00\x00\x18ftypisom fake mp4 payload for the client test');
@@ -24,14 +24,15 @@ let blobUrl = '';
 const seen: unknown[] = [];
 
 const handler: JobHandler = async (input, ctx) => {
-  const i = input as { image: string; video: string; mode?: string; frames?: number };
+  // the test steers the fake job by its prompt (a real job field: generate checks the job schema before sending)
+  const i = input as { image: string; video: string; prompt?: string; frames?: number };
   seen.push(i);
   for (let s = 1; s <= 3; s++) {
     ctx.progress({ stage: 'sampling', step: s, total: 3, percent: Math.round((s * 100) / 3), message: `step ${s}/3` });
     await new Promise((r) => setTimeout(r, 30));
   }
-  if (i.mode === 'fail') throw new Error('video: has 3000 frames; at most 2000 are accepted');
-  if (i.mode === 's3') return { video: { type: 's3_url', data: `${blobUrl}/result.mp4?X-Amz-Signature=abc`, mime: 'video/mp4' }, seed: 5, timings: {} };
+  if (i.prompt === 'mode fail') throw new Error('video: has 3000 frames; at most 2000 are accepted');
+  if (i.prompt === 'mode s3') return { video: { type: 's3_url', data: `${blobUrl}/result.mp4?X-Amz-Signature=abc`, mime: 'video/mp4' }, seed: 5, timings: {} };
   return { video: { type: 'base64', data: VIDEO.toString('base64'), mime: 'video/mp4' }, seed: 42, timings: { total_ms: 90 } };
 };
 
@@ -82,7 +83,7 @@ describe('steadydancer generate', () => {
   });
 
   it('downloads an s3_url result; --json prints the summary', async () => {
-    const r = await cli(['generate', '--image', 'ref.png', '--video', 'https://cdn.example.com/d.mp4', '--set', 'mode=s3', '--out', 'b.mp4', '--poll-ms', '20', '--json']);
+    const r = await cli(['generate', '--image', 'ref.png', '--video', 'https://cdn.example.com/d.mp4', '--set', 'prompt=mode s3', '--out', 'b.mp4', '--poll-ms', '20', '--json']);
     expect(r.code).toBe(0);
     expect(readFileSync(join(dir, 'b.mp4'))).toEqual(VIDEO);
     expect(JSON.parse(r.out)).toMatchObject({ status: 'COMPLETED', source: 's3_url', seed: 5, bytes: VIDEO.length });
@@ -90,18 +91,18 @@ describe('steadydancer generate', () => {
   });
 
   it('a failed job is an error with the job’s message', async () => {
-    const r = await cli(['generate', '--image', 'ref.png', '--video', 'dance.mp4', '--set', 'mode=fail', '--poll-ms', '20']);
+    const r = await cli(['generate', '--image', 'ref.png', '--video', 'dance.mp4', '--set', 'prompt=mode fail', '--poll-ms', '20']);
     expect(r.code).toBe(1);
     expect(r.err).toMatch(/job .* FAILED: video: has 3000 frames/);
   });
 
   it.each([
-    [['generate', '--video', 'dance.mp4'], /--image is required/],
-    [['generate', '--image', 'ref.png'], /--video is required/],
+    [['generate', '--video', 'dance.mp4'], /required option '--image <file\|url>' not specified/],
+    [['generate', '--image', 'ref.png'], /required option '--video <file\|url>' not specified/],
     [['generate', '--image', 'nope.png', '--video', 'dance.mp4'], /--image .*nope\.png: cannot read the file \(ENOENT\)/],
-    [['generate', '--image', 'ref.png', '--video', 'dance.mp4', '--params', '[1]'], /--params: not a JSON object/],
-    [['generate', '--image', 'ref.png', '--video', 'dance.mp4', '--set', 'oops'], /--set oops: expected key=value/],
-    [['generate', '--image', 'ref.png', '--video', 'dance.mp4', '--seed', '-3'], /--seed -3/],
+    [['generate', '--image', 'ref.png', '--video', 'dance.mp4', '--params', '[1]'], /option '--params <json>' argument '\[1\]' is invalid. not a JSON object \(got an array\)/],
+    [['generate', '--image', 'ref.png', '--video', 'dance.mp4', '--set', 'oops'], /option '--set <key=value>' argument 'oops' is invalid. expected key=value/],
+    [['generate', '--image', 'ref.png', '--video', 'dance.mp4', '--seed', '-3'], /option '--seed <n>' argument '-3' is invalid. expected a whole number/],
     [['generate', '--image', 'ref.png', '--video', 'dance.mp4', '--endpoint', 'bad id!'], /expected "local", a RunPod endpoint id/],
   ])('bad usage %j', async (args, msg) => {
     const r = await cli(args);

@@ -1,8 +1,8 @@
 /** The local API's routes, shapes and states over real HTTP (test handler; dance e2e elsewhere). */
 import type { Server } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createApi, listen } from '../../src/runpod/api.js';
-import { JobQueue } from '../../src/runpod/jobs.js';
+import { createApi, listen } from '../../src/serverless/api.js';
+import { JobQueue } from '../../src/serverless/jobs.js';
 import { memoryLogger } from '../../src/util/logger.js';
 import { stepper } from '../helpers/stepper.js';
 

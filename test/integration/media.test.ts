@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEFAULT_LIMITS, InputError, prepareMedia, type MediaLimits } from '../../src/runpod/media.js';
+import { DEFAULT_LIMITS, InputError, prepareMedia, type MediaLimits } from '../../src/job/media.js';
 import { needs } from '../helpers/skips.js';
 import { b64, dataUri, ffmpegMissing, makeImage, makeVideo } from '../helpers/media.js';
 

@@ -594,13 +594,13 @@ describe('the CLI (runCli) on loopback', () => {
   });
 
   it('bad flags are usage errors', async () => {
-    expect((await cli(['models', 'download', '--jobs', '0', '--dest', dest], {})).err).toContain('--jobs must be a positive integer, got "0"');
+    expect((await cli(['models', 'download', '--jobs', '0', '--dest', dest], {})).err).toContain("option '--jobs <n>' argument '0' is invalid. expected a positive integer");
     const nodest = await cli(['models', 'download'], {});
     expect(nodest.code).toBe(2);
     expect(nodest.err).toContain('no destination: pass --dest DIR or set MODELS_DIR');
     const badv = await cli(['models', 'check', '--variant', 'fp4'], {});
     expect(badv.code).toBe(2);
-    expect(badv.err).toContain('unknown variant "fp4"');
+    expect(badv.err).toContain('--variant fp4: unknown variant "fp4"');
   });
 });
 

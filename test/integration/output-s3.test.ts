@@ -4,7 +4,7 @@
  */
 import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildOutput, OutputTooLargeError, RUN_LIMIT_BYTES, RUNSYNC_LIMIT_BYTES, s3ConfigFromEnv, serializedSize } from '../../src/runpod/output.js';
+import { buildOutput, OutputTooLargeError, RUN_LIMIT_BYTES, RUNSYNC_LIMIT_BYTES, s3ConfigFromEnv, serializedSize } from '../../src/job/output.js';
 import { needs } from '../helpers/skips.js';
 import { motoServer, startMoto } from '../helpers/moto.js';
 

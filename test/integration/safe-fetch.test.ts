@@ -5,7 +5,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { blockedReason, FetchLimitError, safeFetch, UnsafeUrlError, type Resolver } from '../../src/runpod/safe-fetch.js';
+import { blockedReason, FetchLimitError, safeFetch, UnsafeUrlError, type Resolver } from '../../src/job/safe-fetch.js';
 
 let server: Server;
 let port = 0;

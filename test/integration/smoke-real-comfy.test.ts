@@ -3,7 +3,7 @@
  * cache (without our node pack, so the dance workflow's SteadyDancer node types are absent), and
  * the browser check in Debian's Chromium driving ComfyUI's real frontend.
  */
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,7 +11,7 @@ import { runCli } from '../../src/cli.js';
 import type { NativeComfy } from '../../src/comfy/native.js';
 import { loadTemplate, nodeTypes, templatePath } from '../../src/comfy/workflow.js';
 import { DEFAULT_CHROMIUM, runSmoke, uiNodeTypes, type SmokeResult } from '../../src/plan/smoke.js';
-import { cacheDir, projectRoot } from '../../src/util/paths.js';
+import { projectRoot } from '../../src/util/paths.js';
 import { comfySkipReason, startTestComfy } from '../helpers/comfy.js';
 import { needs } from '../helpers/skips.js';
 import { ensureTinyModels, tinyModelsSkipReason } from '../helpers/tiny-models.js';
@@ -41,7 +41,23 @@ describe.skipIf(skip)('smoke against a real ComfyUI', () => {
   let dir: string;
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'sd-smoke-'));
-    comfy = await startTestComfy({ packs: [], readyTimeoutMs: 240_000 });
+    // a node pack with no nodes, only a frontend extension that raises a page error or an error
+    // toast for a graph node with a given title (the browser check must fail on both)
+    const pack = join(dir, 'sd_test_page_errors');
+    mkdirSync(join(pack, 'web'), { recursive: true });
+    writeFileSync(join(pack, '__init__.py'), 'NODE_CLASS_MAPPINGS = {}\nWEB_DIRECTORY = "./web"\n');
+    writeFileSync(join(pack, 'web', 'errors.js'), [
+      'import { app } from "../../scripts/app.js";',
+      'app.registerExtension({',
+      '  name: "sd.test.pageErrors",',
+      '  loadedGraphNode(node) {',
+      '    if (node.title === "sd-test: page error") setTimeout(() => { throw new Error("sd-test: a page error on purpose"); }, 0);',
+      '    if (node.title === "sd-test: toast") app.extensionManager.toast.add({ severity: "error", summary: "sd-test", detail: "sd-test: an error toast on purpose" });',
+      '  },',
+      '});',
+      '',
+    ].join('\n'));
+    comfy = await startTestComfy({ packs: [pack], readyTimeoutMs: 240_000 });
   }, 1_800_000);
   afterAll(async () => {
     await comfy?.stop();
@@ -89,6 +105,21 @@ describe.skipIf(skip)('smoke against a real ComfyUI', () => {
     expect(b.status, b.reason).toBe('pass');
     expect(b.details!.loadedNodes).toBe(2);
     expect(readFileSync(join(dir, 'good.png')).subarray(1, 4).toString()).toBe('PNG');
+
+    // the pinned frontend's own start-up errors are known-benign, each with its reason
+    expect((b.details!.benignErrors as Array<{ reason: string }>).every((e) => e.reason.length > 60)).toBe(true);
+    // the screenshot is fitted to the graph at a legible zoom
+    expect((b.details!.view as { scale: number }).scale).toBeGreaterThanOrEqual(0.6);
+
+    for (const [title, text] of [['sd-test: page error', 'sd-test: a page error on purpose'], ['sd-test: toast', 'sd-test: an error toast on purpose']] as const) {
+      const g = uiGraph(['LoadImage']);
+      (g.nodes[0] as Record<string, unknown>).title = title;
+      const f = join(dir, `${title.replace(/\W+/g, '-')}.json`);
+      writeFileSync(f, JSON.stringify(g));
+      const r = step(await runSmoke({ url: comfy.url, root: projectRoot(), uiWorkflow: f, screenshot: join(dir, 'err.png'), generate: false, chromium }), 'browser');
+      expect(r.status, r.reason).toBe('fail');
+      expect(r.reason).toContain(`the page reported 1 error(s) (page errors or error toasts): ${text}`);
+    }
 
     const ko = await runSmoke({ url: comfy.url, root: projectRoot(), uiWorkflow: bad, screenshot: join(dir, 'bad.png'), generate: false, chromium });
     const k = step(ko, 'browser');

@@ -1,9 +1,10 @@
 /** scripts/test-summary.ts: the closing line of `make test`, the failures repeated at the end, the loud skips. */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { needs } from '../helpers/skips.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sd-summary-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -42,4 +43,38 @@ describe('test summary', () => {
     expect(out).toContain('vitest produced no results file');
     expect(out.trim().split('\n').pop()).toBe('tests: 0 passed, 1 failed, 0 skipped');
   });
+
+  const py = join(process.cwd(), '.venv', 'bin', 'python');
+  const noPy = needs('test summary of a real pytest run', existsSync(py) ? undefined : `no Python venv at ${py} (make venv)`);
+  it.skipIf(noPy)('lists each pytest failure and error by its test id, from the JUnit XML pytest itself writes', () => {
+    const d = join(dir, 'py');
+    mkdirSync(join(d, 'pkg'), { recursive: true });
+    writeFileSync(join(d, 'pkg', 'test_demo.py'), [
+      'import pytest',
+      'def test_ok():',
+      '    assert 1 == 1',
+      'def test_bad():',
+      '    assert 2 + 2 == 5, "arithmetic is off"',
+      '@pytest.fixture',
+      'def broken():',
+      '    raise RuntimeError("fixture exploded")',
+      'def test_uses_broken(broken):',
+      '    pass',
+      '@pytest.mark.skip(reason="not here")',
+      'def test_skipped():',
+      '    pass',
+      '',
+    ].join('\n'));
+    writeFileSync(join(d, 'vitest.json'), JSON.stringify({ numPassedTests: 0, numFailedTests: 0, numPendingTests: 0, numTodoTests: 0, testResults: [] }));
+    try {
+      execFileSync(py, ['-m', 'pytest', '-q', '-p', 'no:cacheprovider', '--rootdir', d, `--junitxml=${join(d, 'pytest.xml')}`, join(d, 'pkg', 'test_demo.py')], { cwd: d, stdio: 'ignore' });
+    } catch {
+      // pytest exits 1: a test failed (that is the point)
+    }
+    const out = summary(d);
+    expect(out).toMatch(/^FAILED pkg\/test_demo\.py::test_bad\n {6}AssertionError: arithmetic is off/m);
+    expect(out).toMatch(/^ERROR pkg\/test_demo\.py::test_uses_broken\n {6}.*fixture exploded/m);
+    expect(out).not.toMatch(/test_ok|test_skipped/);
+    expect(out.trim().split('\n').pop()).toBe('tests: 1 passed, 2 failed, 1 skipped');
+  }, 120_000);
 });

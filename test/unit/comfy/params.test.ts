@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DanceParams, ParamsError, resolveParams, roundFrames, defaultShift } from '../../../src/comfy/params.js';
+import { DanceParams, ParamsError, resolveParams, roundFrames, roundOverlap, defaultShift, windowCount } from '../../../src/comfy/params.js';
 
 describe('frames rule: nearest 4n+1, ties up, minimum 5', () => {
   it.each([
@@ -15,6 +15,11 @@ describe('frames rule: nearest 4n+1, ties up, minimum 5', () => {
   ])('%i → %i', (asked, want) => {
     expect(roundFrames(asked)).toBe(want);
     expect((roundFrames(asked) - 1) % 4).toBe(0);
+  });
+  it('never goes above 1997, the largest 4n+1 of a 2000-frame video', () => {
+    expect(roundFrames(1997)).toBe(1997);
+    expect(roundFrames(1999)).toBe(1997); // the tie would go up to 2001
+    expect(roundFrames(2000)).toBe(1997);
   });
   it('never goes below 5', () => {
     expect(roundFrames(1)).toBe(5);
@@ -73,6 +78,43 @@ describe('resolveParams', () => {
       const e = err as ParamsError;
       const hit = e.issues.find((i) => i.path === field);
       expect(hit, JSON.stringify(e.issues)).toBeTruthy();
+      expect(e.message).toContain(text);
+    }
+  });
+  it('long videos: frames up to 2000, the window group with its defaults and its rounding reported', () => {
+    const d = resolveParams({ seed: 1 });
+    expect(d).toMatchObject({ frames: 81, windowLength: 81, windowOverlap: 16, windowFuse: 'pyramid', windows: 1, adjusted: [] });
+    const p = resolveParams({ frames: 482, window: { length: 80, overlap: 18, fuse: 'overlap-linear' }, seed: 1 });
+    expect(p).toMatchObject({ frames: 481, windowLength: 81, windowOverlap: 20, windowFuse: 'overlap-linear' });
+    expect(p.adjusted).toEqual(['frames 482 → 481', 'window.length 80 → 81', 'window.overlap 18 → 20']);
+    expect(resolveParams({ frames: 2000, seed: 1 }).frames).toBe(1997);
+    expect(roundOverlap(2)).toBe(4);
+    expect(roundOverlap(1)).toBe(0);
+  });
+  it('window count: the static schedule of the pack (one window while the video fits)', () => {
+    // the same layouts as the pack's test_window_layout_in_frames (context_windows.frame_windows)
+    expect(windowCount(81, 81, 16)).toBe(1);
+    expect(windowCount(61, 81, 16)).toBe(1);
+    expect(windowCount(85, 81, 16)).toBe(2);
+    expect(windowCount(161, 81, 16)).toBe(3);
+    expect(windowCount(481, 81, 16)).toBe(7);
+    expect(windowCount(33, 13, 4)).toBe(3);
+  });
+  it.each([
+    [{ frames: 2001 }, 'frames', 'at most 2000'],
+    [{ window: { length: 3 } }, 'window.length', 'at least 5'],
+    [{ window: { overlap: -4 } }, 'window.overlap', '>= 0'],
+    [{ window: { length: 33, overlap: 36 } }, 'window.overlap', 'shorter than window.length'],
+    [{ window: { fuse: 'max' } }, 'window.fuse', ''],
+    [{ window: { size: 81 } }, 'window', 'size'],
+  ])('rejects the window/frames input %j naming %s', (input, field, text) => {
+    try {
+      resolveParams(input);
+      expect.unreachable();
+    } catch (err) {
+      expect(err).toBeInstanceOf(ParamsError);
+      const e = err as ParamsError;
+      expect(e.issues.find((i) => i.path === field), JSON.stringify(e.issues)).toBeTruthy();
       expect(e.message).toContain(text);
     }
   });

@@ -29,6 +29,18 @@ describe('fillWorkflow on docker/workflows/steadydancer-dance.api.json', () => {
     expect(get(MARK.createVideo).fps).toBe(12);
     expect(get(MARK.model).model_name).toBe('Wan21_SteadyDancer_fp8_e4m3fn_scaled_KJ.safetensors');
     expect(get(MARK.lora).strength_model).toBe(1);
+    expect(get(MARK.contextWindows)).toMatchObject({ window_length: 81, overlap: 16, fuse_method: 'pyramid' });
+  });
+
+  it('the context-window node sits between the model sampling and the guider, with the job window', () => {
+    const p = resolveParams({ frames: 481, window: { length: 49, overlap: 9, fuse: 'flat' }, seed: 1 });
+    const wf = fillWorkflow(template, p, inputs);
+    const [cwId, cw] = findByTitle(wf, MARK.contextWindows);
+    expect(cw.class_type).toBe('SteadyDancerContextWindows');
+    expect(cw.inputs).toMatchObject({ window_length: 49, overlap: 8, fuse_method: 'flat', schedule: 'standard_static' });
+    expect(cw.inputs.model).toEqual([findByTitle(wf, MARK.modelSampling)[0], 0]);
+    expect(findByTitle(wf, MARK.guider)[1].inputs.model).toEqual([cwId, 0]);
+    expect(findByTitle(wf, MARK.conditioning)[1].inputs.length).toBe(481);
   });
 
   it('fp16 variant takes the fp16 model and text encoder from the manifest', () => {

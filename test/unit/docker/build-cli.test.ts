@@ -8,12 +8,12 @@ describe('steadydancer build: bad input is refused before any engine work', () =
   it('--size-budget-gb must be a positive number', async () => {
     const c = capture();
     expect(await runCli(['build', '--size-budget-gb', 'lots'], c.io)).toBe(2);
-    expect(c.err.join('')).toContain('--size-budget-gb must be a positive number (got "lots")');
+    expect(c.err.join('')).toContain("option '--size-budget-gb <n>' argument 'lots' is invalid. expected a positive number of GB");
   });
-  it('--variant must be fp8, fp16 or gguf-<quant>', async () => {
+  it("--variant must be one of docker/models.json's variants", async () => {
     const c = capture();
     expect(await runCli(['build', '--variant', 'fp4'], c.io)).toBe(2);
-    expect(c.err.join('')).toContain('--variant must be fp8, fp16 or gguf-<quant> (got "fp4")');
+    expect(c.err.join('')).toContain("option '--variant <name>' argument 'fp4' is invalid. Allowed choices are fp8, fp16, gguf-q5_k_m, gguf-q6_k.");
   });
   it('--build-arg must be K=V and never a secret', async () => {
     const c = capture();

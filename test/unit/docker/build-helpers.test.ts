@@ -1,10 +1,13 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { composeBuildArgs, packLabels, parseBuildArgs, parseComfyImports, STANDIN_ARGS, type BuildOptions } from '../../../src/docker/build.js';
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { composeBuildArgs, packLabels, parseBuildArgs, parseComfyImports, STANDIN_ARGS, verifiedLabels, type BuildOptions } from '../../../src/docker/build.js';
 import { loadLock, lockPath, selectPacks } from '../../../src/docker/lock.js';
 import { ActionableError } from '../../../src/util/errors.js';
 import { memoryLogger } from '../../../src/util/logger.js';
+import { needs } from '../../helpers/skips.js';
 
 const lock = loadLock(lockPath(process.cwd()));
 const opts = (o: Partial<BuildOptions>): BuildOptions => ({ root: '.', tag: 't', engineBin: 'docker', logPath: 'x.log', env: {}, logger: memoryLogger(), ...o });
@@ -61,4 +64,45 @@ describe('ComfyUI --quick-test-for-ci output (recorded in the built image)', () 
     expect(r.importFailed).toEqual(['ComfyUI-KJNodes']);
     expect(r.packs.find((p) => p.name === 'ComfyUI-WanVideoWrapper')?.loaded).toBe(false);
   });
+});
+
+describe('image labels from what the verification found', () => {
+  it('flash-attn requested but absent in the image (its wheel could not be had): the label says false', () => {
+    const info = { attention: { sdpa: true, xformers: '0.0.32', flash_attn: null, sageattention: null }, flashAttnStatus: 'absent: no prebuilt wheel (download failed)' };
+    expect(verifiedLabels(info)).toEqual({
+      'org.steadydancer.attention': 'sdpa,xformers',
+      'org.steadydancer.flash-attn': 'false',
+      'org.steadydancer.sageattn': 'false',
+      'org.steadydancer.xformers': 'true',
+    });
+  });
+
+  it('a backend that imports is true, with every usable one in attention', () => {
+    expect(verifiedLabels({ attention: { sdpa: true, xformers: null, flash_attn: '2.8.3', sageattention: '1.0.6' } })).toMatchObject({
+      'org.steadydancer.attention': 'sdpa,flash_attn,sageattention',
+      'org.steadydancer.flash-attn': 'true',
+      'org.steadydancer.sageattn': 'true',
+    });
+  });
+
+  it('no image.json to go by: no attention labels at all (never the build arguments)', () => {
+    expect(verifiedLabels(undefined)).toBeUndefined();
+    expect(verifiedLabels({ python: '3.12' })).toBeUndefined();
+    expect(verifiedLabels({ attention: ['sdpa'] })).toBeUndefined();
+  });
+
+  it('the Dockerfile labels only the request; the verified names are left to the build', () => {
+    const df = readFileSync(join(process.cwd(), 'docker', 'Dockerfile'), 'utf8');
+    expect(df).toContain('org.steadydancer.flash-attn.requested="${ENABLE_FLASH_ATTN}"');
+    expect(df).not.toMatch(/org\.steadydancer\.(flash-attn|sageattn)="/);
+  });
+
+  const py = join(process.cwd(), '.venv', 'bin', 'python');
+  const noPy = needs('image labels from image_info.py on the venv', existsSync(py) ? undefined : `no Python venv at ${py} (make venv)`);
+  it.skipIf(noPy)('labels what docker/build/image_info.py reports on this host\'s venv (the same collector the image runs)', () => {
+    const info = JSON.parse(execFileSync(py, [join(process.cwd(), 'docker', 'build', 'image_info.py'), '--print'], { encoding: 'utf8', timeout: 120_000 })) as { attention: Record<string, unknown> };
+    const l = verifiedLabels(info)!;
+    expect(l['org.steadydancer.flash-attn']).toBe(String(info.attention.flash_attn !== null));
+    expect(l['org.steadydancer.attention']!.split(',')).toEqual(Object.entries(info.attention).filter(([, v]) => v !== null && v !== false).map(([k]) => k));
+  }, 120_000);
 });

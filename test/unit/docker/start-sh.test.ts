@@ -58,6 +58,19 @@ describe('start.sh attention choice by GPU', () => {
     expect(call('attention_flag 9.0', sandbox({ attention: ALL }), { ATTENTION_BACKEND: 'pytorch' })).toBe('--use-pytorch-cross-attention');
     expect(call('attention_flag ""', sandbox({ attention: ALL }), { ATTENTION_BACKEND: 'flash' })).toBe('--use-flash-attention');
   });
+  it('fa3 / fa3_fp8 are the pack\'s (Wan blocks): ComfyUI keeps SDPA, and the pack sees the variable', () => {
+    for (const v of ['fa3', 'fa3_fp8']) {
+      expect(call('attention_flag 9.0', sandbox({ attention: ALL }), { ATTENTION_BACKEND: v })).toBe('--use-pytorch-cross-attention');
+    }
+    // exported, also when it defaulted: the node pack's "auto" reads it from ComfyUI's environment
+    expect(call('printenv ATTENTION_BACKEND', sandbox({}), { ATTENTION_BACKEND: 'fa3_fp8' })).toBe('fa3_fp8');
+    expect(call('printenv ATTENTION_BACKEND', sandbox({}))).toBe('auto');
+    const err = execFileSync('bash', ['-c', `source "${START}"; attention_flag 9.0 2>&1 >/dev/null`], {
+      encoding: 'utf8',
+      env: { PATH: '/usr/bin:/bin', ATTENTION_BACKEND: 'flash3', PYTHON: 'python3' },
+    });
+    expect(err).toContain('unknown ATTENTION_BACKEND=flash3 (auto|sage|fa3|fa3_fp8|flash|xformers|pytorch)');
+  });
 });
 
 describe('start.sh models dir and command line', () => {
@@ -91,6 +104,16 @@ describe('start.sh models dir and command line', () => {
     expect(out).toContain('  base_path: /data/models');
     expect(out).toContain('  detection: detection');
   });
+  it('keeps torch.compile\'s cache with the models (TORCHINDUCTOR_CACHE_DIR), unless set', () => {
+    const s = sandbox({ attention: XF });
+    const env = { COMFYUI_DIR: '/opt/ComfyUI', COMFYUI_PORT: '9999' };
+    expect(call('comfyui_command 127.0.0.1 /data/models 2>/dev/null; echo "$TORCHINDUCTOR_CACHE_DIR"', s, env)).toBe(
+      '/data/models/.cache/torchinductor',
+    );
+    expect(
+      call('comfyui_command 127.0.0.1 /data/models 2>/dev/null; printenv TORCHINDUCTOR_CACHE_DIR', s, { ...env, TORCHINDUCTOR_CACHE_DIR: '/x' }),
+    ).toBe('/x');
+  });
   it('ENABLE_STEADYDANCER=true runs download_models.sh with --variant, --dest and --jobs', () => {
     const s = sandbox({});
     mkdirSync(join(s.home, 'docker'));
@@ -109,6 +132,26 @@ describe('start.sh models dir and command line', () => {
     writeFileSync(script, '#!/bin/sh\nexit 3\n');
     expect(() => call(`ensure_models "${s.dir}/m2"`, s, { ENABLE_STEADYDANCER: 'true' })).not.toThrow();
     expect(() => call(`ensure_models "${s.dir}/m3"`, s, { ENABLE_STEADYDANCER: 'true', STEADYDANCER_REQUIRE_MODELS: 'true' })).toThrow();
+  });
+  it('no STEADYDANCER_VARIANT: no --variant of its own (the toolkit decides: what the folder holds verified, else the manifest default)', () => {
+    const s = sandbox({});
+    mkdirSync(join(s.home, 'docker'));
+    const script = join(s.home, 'docker', 'download_models.sh');
+    writeFileSync(script, `#!/bin/sh\ncase "$*" in *--check*) echo "$@" >> "${s.dir}/checks"; exit 1;; esac\necho "$@" > "${s.dir}/args"\n`);
+    chmodSync(script, 0o755);
+    call(`ensure_models "${s.dir}/models"`, s, { ENABLE_STEADYDANCER: 'true' });
+    expect(readFileSync(join(s.dir, 'checks'), 'utf8').trim()).toBe(`--dest ${s.dir}/models --check`);
+    expect(readFileSync(join(s.dir, 'args'), 'utf8').trim()).toBe(`--dest ${s.dir}/models --jobs 4`);
+  });
+  it('each mode exports the MODELS_DIR it chose, so the worker/API decide the job variant on the folder ComfyUI reads', () => {
+    const s = sandbox({});
+    // run_api up to the point it starts the API: NODE is a stand-in that prints what it was given
+    writeFileSync(join(s.bin, 'fake-node'), '#!/bin/sh\necho "MODELS_DIR=$MODELS_DIR"\n');
+    chmodSync(join(s.bin, 'fake-node'), 0o755);
+    const env = { NODE: 'fake-node', COMFYUI_DIR: s.dir, STEADYDANCER_MODE: 'api', MODELS_DIR: '' };
+    const chosen = call('resolve_models_dir', s, env); // the volume when this host has one, else the image folder
+    expect(chosen).not.toBe('');
+    expect(call('run_api', s, env)).toBe(`MODELS_DIR=${chosen}`);
   });
   it('rejects an unknown mode with exit 2', () => {
     const s = sandbox({});

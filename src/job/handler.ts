@@ -8,10 +8,10 @@
  */
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { JobContext, JobHandler } from './jobs.js';
-import { DEFAULT_LIMITS, InputError, prepareMedia, type FetchPolicy, type MediaLimits, type PreparedMedia } from './media.js';
+import type { JobContext, JobHandler, Progress } from '../serverless/jobs.js';
+import { DEFAULT_LIMITS, prepareMedia, type FetchPolicy, type MediaLimits, type PreparedMedia } from './media.js';
 import { buildOutput, RUN_LIMIT_BYTES, RUNSYNC_LIMIT_BYTES, type S3Config } from './output.js';
-import { splitJobInput } from './schema.js';
+import { checkJobInput } from './schema.js';
 
 /** What the handler needs from ComfyUI. */
 export interface ComfyPort {
@@ -46,26 +46,24 @@ export interface DanceHandlerDeps<P extends SeededParams> {
   check?: (params: P, media: PreparedMedia) => void;
 }
 
-function resolveOrInputError<P>(resolve: (raw: Record<string, unknown>) => P, raw: Record<string, unknown>): P {
-  try {
-    return resolve(raw);
-  } catch (err) {
-    const issue = (err as { issues?: Array<{ path?: unknown; message?: string }> }).issues?.[0];
-    if (issue) {
-      const path = Array.isArray(issue.path) ? issue.path.join('.') : String(issue.path ?? 'input');
-      throw new InputError(path || 'input', issue.message ?? String(err));
-    }
-    throw err;
-  }
+/**
+ * One ComfyUI progress event as a job progress update. Only a sampler's events are sampling
+ * steps (step n/N); other nodes report progress too (the pose node once per frame), and those
+ * are plain updates of their node, not steps.
+ */
+export function comfyProgress(value: number, max: number, classType?: string): Progress {
+  const percent = Math.round((100 * value) / Math.max(1, max));
+  if (classType && /sampler/i.test(classType)) return { stage: 'sampling', step: value, total: max, percent, message: `step ${value}/${max}` };
+  return { stage: 'running', percent, message: `${classType ?? 'node'}: ${value}/${max}` };
 }
 
 export function createDanceHandler<P extends SeededParams>(deps: DanceHandlerDeps<P>): JobHandler {
   return async (raw: unknown, ctx: JobContext) => {
     const t0 = Date.now();
     const timings: Record<string, number> = {};
-    const { media: src, params: rawParams } = splitJobInput(raw);
+    // media fields and parameters checked together: every bad field in one error
+    const { media: src, params } = checkJobInput(raw, deps.resolve);
     const { image, video } = src;
-    const params = resolveOrInputError(deps.resolve, rawParams);
     const dir = join(deps.workDir, ctx.id.replace(/[^A-Za-z0-9_.-]/g, '_'));
     await mkdir(dir, { recursive: true });
     try {
@@ -73,6 +71,9 @@ export function createDanceHandler<P extends SeededParams>(deps: DanceHandlerDep
       const media = await prepareMedia({ image, video }, dir, deps.limits ?? DEFAULT_LIMITS, { ...deps.fetchPolicy, signal: ctx.signal });
       deps.check?.(params, media);
       timings.inputs_ms = Date.now() - t0;
+      // Only now wait for ComfyUI: a bad input has failed above whatever ComfyUI's state.
+      ctx.progress({ stage: 'waiting', message: 'inputs ready; waiting for ComfyUI' });
+      await ctx.ready();
 
       const t1 = Date.now();
       const tag = ctx.id.replace(/[^A-Za-z0-9_-]/g, '').slice(0, 40);
@@ -85,11 +86,14 @@ export function createDanceHandler<P extends SeededParams>(deps: DanceHandlerDep
       const workflow = deps.fill(params, { image: imgName, video: vidName });
       const t2 = Date.now();
       ctx.progress({ stage: 'queued', message: 'queued in ComfyUI' });
+      const classOf = new Map<string, string | undefined>();
       const mp4 = await deps.comfy.run(workflow, {
         signal: ctx.signal,
-        onNode: (node, classType) => ctx.progress({ stage: 'running', message: `running ${classType ?? 'node'} (${node})` }),
-        onProgress: ({ value, max }) =>
-          ctx.progress({ stage: 'sampling', step: value, total: max, percent: Math.round((100 * value) / Math.max(1, max)), message: `step ${value}/${max}` }),
+        onNode: (node, classType) => {
+          classOf.set(node, classType);
+          ctx.progress({ stage: 'running', message: `running ${classType ?? 'node'} (${node})` });
+        },
+        onProgress: ({ value, max, node }) => ctx.progress(comfyProgress(value, max, node === undefined ? undefined : (classOf.get(node) ?? (workflow[node] as { class_type?: string } | undefined)?.class_type))),
       });
       timings.inference_ms = Date.now() - t2;
       ctx.progress({ stage: 'output', message: `video ready (${mp4.length} bytes)` });

@@ -1,13 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { ComfyCrashed } from '../../../src/runpod/comfy-process.js';
-import { executeJob } from '../../../src/runpod/jobs.js';
+import { ComfyCrashed } from '../../../src/comfy/supervisor.js';
+import { executeJob } from '../../../src/serverless/jobs.js';
 import { memoryLogger } from '../../../src/util/logger.js';
 
 describe('executeJob', () => {
   it('a handler error followed at once by a ComfyUI exit reports the exit (what the caller needs)', async () => {
     const crash = new AbortController();
     const outcome = await executeJob(
-      async () => {
+      async (_input, ctx) => {
+        await ctx.ready(); // the job reached ComfyUI
         // the client sees the socket drop first, the supervisor the exit a moment later
         setTimeout(() => crash.abort(new ComfyCrashed('killed by SIGKILL')), 50);
         throw new Error('the ComfyUI WebSocket closed (code 1006) before the job finished');

@@ -8,12 +8,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from '../util/logger.js';
 import { waitForComfy } from '../comfy/client.js';
-import { ComfySupervisor } from './comfy-process.js';
-import { createDanceHandler } from './handler.js';
+import { ComfySupervisor } from '../comfy/supervisor.js';
+import { createDanceHandler } from '../job/handler.js';
 import type { JobHandler } from './jobs.js';
-import { DEFAULT_LIMITS, type MediaLimits } from './media.js';
-import { s3ConfigFromEnv } from './output.js';
-import { danceGlue } from './pipeline-glue.js';
+import { DEFAULT_LIMITS, type MediaLimits } from '../job/media.js';
+import { s3ConfigFromEnv } from '../job/output.js';
+import { danceGlue } from '../job/pipeline-glue.js';
 
 export interface ServiceOptions {
   comfyUrl: string;
@@ -69,7 +69,7 @@ export async function createService(opts: ServiceOptions): Promise<Service> {
     supervisor = new ComfySupervisor({ command: opts.comfyCommand, cwd: opts.comfyCwd, env: opts.comfyEnv, baseUrl: opts.comfyUrl, logger: logger.child('comfyui') });
     supervisor.start();
   }
-  const glue = await danceGlue({ comfyUrl: opts.comfyUrl, env });
+  const glue = await danceGlue({ comfyUrl: opts.comfyUrl, env, onVariant: (d) => logger.info('jobs without "variant" run %s (%s)', d.variant, d.reason) });
   const handler = createDanceHandler({
     comfy: glue.comfy,
     resolve: glue.resolve,

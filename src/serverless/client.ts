@@ -8,9 +8,9 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { extname } from 'node:path';
 import { request } from 'undici';
 import { ActionableError, UsageError } from '../util/errors.js';
-import type { DanceOutput } from './output.js';
+import type { DanceOutput } from '../job/output.js';
 import { TERMINAL, type JobStatus, type Progress } from './jobs.js';
-import { RUN_LIMIT_BYTES } from './output.js';
+import { RUN_LIMIT_BYTES } from '../job/output.js';
 
 export interface Endpoint {
   base: string;

@@ -8,15 +8,20 @@
  *   GET  /status/{id}                                → {id, status, delayTime?, executionTime?, output?|error?}
  *   GET  /stream/{id}                                → {id, status, stream: [{output: progress}]}
  *   POST /cancel/{id}                                → {id, status}
+ *   POST /purge-queue                                → {removed, status: "completed"}
  *   GET  /health                                     → {jobs: {...}, workers: {...}}
+ * A full queue (MAX_QUEUE) answers 429 `{error}`. Slow clients are cut off: headers must arrive
+ * within headersTimeoutMs, the whole request within requestTimeoutMs, and a body that stops
+ * arriving for bodyIdleTimeoutMs gets a 408 (Node's own limits alone let a slowloris client or
+ * an endless chunked body hold a connection for minutes).
  * The same routes also answer under /v2/<anything>/ so a RunPod-style base URL works unchanged.
  * Everything runs on the JobQueue (src/runpod/jobs.ts), the runner the worker uses.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { timingSafeEqual } from 'node:crypto';
-import { TERMINAL, type JobQueue, type JobRecord } from './jobs.js';
-import { RUN_LIMIT_BYTES, RUNSYNC_LIMIT_BYTES } from './output.js';
+import { QueueFull, TERMINAL, type JobQueue, type JobRecord } from './jobs.js';
+import { RUN_LIMIT_BYTES, RUNSYNC_LIMIT_BYTES } from '../job/output.js';
 
 export interface ApiOptions {
   queue: JobQueue;
@@ -26,6 +31,12 @@ export interface ApiOptions {
   apiKey?: string;
   /** Longest /runsync wait (ms); RunPod waits about 90 s before answering IN_PROGRESS. */
   runsyncWaitMs?: number;
+  /** The request line and headers must arrive within this (default 10 s). */
+  headersTimeoutMs?: number;
+  /** The whole request, body included, must arrive within this (default 120 s: 20 MB at ~1.5 Mbit/s). */
+  requestTimeoutMs?: number;
+  /** A body that sends nothing for this long is answered 408 (default 15 s). */
+  bodyIdleTimeoutMs?: number;
 }
 
 class HttpError extends Error {
@@ -37,14 +48,34 @@ class HttpError extends Error {
   }
 }
 
-async function readBody(req: IncomingMessage, limit: number): Promise<unknown> {
+async function readBody(req: IncomingMessage, limit: number, idleMs: number): Promise<unknown> {
   const parts: Buffer[] = [];
   let n = 0;
-  for await (const c of req) {
-    n += (c as Buffer).length;
-    if (n > limit) throw new HttpError(413, `request body over ${Math.round(limit / 1024 / 1024)} MB (RunPod's limit for this route); pass large media as URLs`);
-    parts.push(c as Buffer);
-  }
+  // Read by events rather than `for await`, so that a stalled body can be answered (408) on a
+  // socket that is still open; the idle timer restarts with every chunk.
+  await new Promise<void>((resolve, reject) => {
+    let t: NodeJS.Timeout;
+    const fail = (err: Error) => {
+      clearTimeout(t);
+      req.off('data', onData);
+      req.pause();
+      reject(err);
+    };
+    const arm = () => {
+      clearTimeout(t);
+      t = setTimeout(() => fail(new HttpError(408, `the request body stopped arriving (nothing for ${idleMs / 1000} s)`)), idleMs);
+    };
+    const onData = (c: Buffer) => {
+      n += c.length;
+      if (n > limit) return fail(new HttpError(413, `request body over ${Math.round(limit / 1024 / 1024)} MB (RunPod's limit for this route); pass large media as URLs`));
+      parts.push(c);
+      arm();
+    };
+    req.on('data', onData);
+    req.once('end', () => (clearTimeout(t), resolve()));
+    req.once('error', (err) => fail(err));
+    arm();
+  });
   if (n === 0) throw new HttpError(400, 'empty body: send JSON {"input": {...}}');
   try {
     return JSON.parse(Buffer.concat(parts).toString('utf8'));
@@ -68,9 +99,15 @@ export function createApi(opts: ApiOptions): Server {
   const { queue } = opts;
   const send = (res: ServerResponse, status: number, body: unknown) => {
     const text = JSON.stringify(body);
-    res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+    if (res.headersSent || res.destroyed) return;
+    const headers: Record<string, string | number> = { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) };
+    if (status === 408) headers.connection = 'close';
+    res.writeHead(status, headers);
     res.end(text);
+    // The rest of an unread body is not worth waiting for.
+    if (status === 408) res.once('finish', () => res.socket?.destroy());
   };
+  const bodyIdleMs = opts.bodyIdleTimeoutMs ?? 15_000;
   const authorized = (req: IncomingMessage) => {
     if (!opts.apiKey) return true;
     const got = Buffer.from(String(req.headers.authorization ?? ''));
@@ -79,7 +116,7 @@ export function createApi(opts: ApiOptions): Server {
   };
 
   const submit = async (req: IncomingMessage, delivery: 'run' | 'runsync'): Promise<JobRecord> => {
-    const body = await readBody(req, delivery === 'run' ? RUN_LIMIT_BYTES : RUNSYNC_LIMIT_BYTES);
+    const body = await readBody(req, delivery === 'run' ? RUN_LIMIT_BYTES : RUNSYNC_LIMIT_BYTES, bodyIdleMs);
     if (typeof body !== 'object' || body === null || !('input' in body)) throw new HttpError(400, 'the body must be a JSON object with an "input" field');
     const { input, policy } = body as { input: unknown; policy?: { executionTimeout?: unknown } };
     const invalid = opts.validate?.(input);
@@ -90,10 +127,17 @@ export function createApi(opts: ApiOptions): Server {
       if (!Number.isFinite(t) || t < 1000) throw new HttpError(400, 'policy.executionTimeout must be a number of milliseconds ≥ 1000');
       timeoutMs = t;
     }
-    return queue.submit(input, { delivery, timeoutMs });
+    try {
+      return queue.submit(input, { delivery, timeoutMs });
+    } catch (err) {
+      if (err instanceof QueueFull) throw new HttpError(429, err.message);
+      throw err;
+    }
   };
 
-  return createServer((req, res) => {
+  const requestTimeout = opts.requestTimeoutMs ?? 120_000;
+  const headersTimeout = Math.min(opts.headersTimeoutMs ?? 10_000, requestTimeout);
+  const server = createServer({ headersTimeout, requestTimeout, connectionsCheckingInterval: Math.max(100, Math.min(1000, headersTimeout / 2)) }, (req, res) => {
     void (async () => {
       try {
         const url = new URL(req.url ?? '/', 'http://local');
@@ -104,6 +148,10 @@ export function createApi(opts: ApiOptions): Server {
           return send(res, 200, queue.health());
         }
         if (!authorized(req)) throw new HttpError(401, 'missing or wrong Authorization: Bearer <api key>');
+        if (path === '/purge-queue') {
+          if (req.method !== 'POST') throw new HttpError(405, 'use POST /purge-queue');
+          return send(res, 200, { removed: queue.purge(), status: 'completed' });
+        }
         const m = /^\/(run|runsync|status|stream|cancel)(?:\/([^/]+))?$/.exec(path);
         if (!m) throw new HttpError(404, `no route ${req.method} ${url.pathname}`);
         const [, route, id] = m;
@@ -148,6 +196,9 @@ export function createApi(opts: ApiOptions): Server {
       }
     })();
   });
+  // An idle keep-alive connection is closed after 5 s (Node's default, stated here on purpose).
+  server.keepAliveTimeout = 5000;
+  return server;
 }
 
 export async function listen(server: Server, port: number, host: string): Promise<{ url: string; port: number }> {

@@ -30,6 +30,13 @@ export interface JobContext {
   id: string;
   /** Aborted on cancellation, time limit or a ComfyUI crash; `signal.reason` says which. */
   signal: AbortSignal;
+  /**
+   * Wait until ComfyUI can take work. A handler checks and fetches its inputs first and calls
+   * this before it touches ComfyUI, so a bad input fails at once whatever ComfyUI's state. From
+   * here on a ComfyUI crash fails the job. Rejects (asking for a fresh worker) when ComfyUI does
+   * not come up within its bound.
+   */
+  ready(): Promise<void>;
   progress(p: Progress): void;
   logger: Logger;
   delivery: Delivery;
@@ -72,16 +79,21 @@ export interface ExecuteOptions {
   timeoutMs?: number;
   /** External abort (cancellation, shutdown, ComfyUI crash): its reason is the job's fate. */
   abort?: AbortSignal;
+  /** ComfyUI readiness, awaited when the handler calls ctx.ready() (bounded by the caller). */
+  ready?: (signal: AbortSignal) => Promise<void>;
+  /** Aborted when ComfyUI dies; read once the job has reached ComfyUI (after ctx.ready()). */
+  crashSignal?: () => AbortSignal | undefined;
   onProgress?: (p: Progress) => void;
   logger: Logger;
   delivery?: Delivery;
   /** After an abort, how long to let the handler clean up (interrupt ComfyUI) before moving on. */
   graceMs?: number;
   /**
-   * When the handler fails on its own, how long to wait for `abort` to fire before taking the
-   * handler's error (default 2000 ms). A ComfyUI crash is first seen by the client as a dropped
-   * socket and only a moment later by the supervisor as the process exit; the exit is the
-   * error the caller needs to read.
+   * When the handler fails on its own after reaching ComfyUI (ctx.ready()), how long to wait
+   * for an abort to fire before taking the handler's error (default 2000 ms). A ComfyUI crash is
+   * first seen by the client as a dropped socket and only a moment later by the supervisor as
+   * the process exit; the exit is the error the caller needs to read. A job that failed before
+   * reaching ComfyUI (bad input) is released at once.
    */
   abortSettleMs?: number;
 }
@@ -108,6 +120,9 @@ export async function executeJob(handler: JobHandler, job: { id: string; input: 
   if (opts.abort?.aborted) onAbort();
   else opts.abort?.addEventListener('abort', onAbort, { once: true });
   const timer = opts.timeoutMs ? setTimeout(() => ac.abort(new JobTimedOut(opts.timeoutMs!)), opts.timeoutMs) : undefined;
+  let reachedComfy = false;
+  let crash: AbortSignal | undefined;
+  const onCrash = () => ac.abort(crash?.reason);
   const ctx: JobContext = {
     id: job.id,
     signal: ac.signal,
@@ -115,6 +130,22 @@ export async function executeJob(handler: JobHandler, job: { id: string; input: 
     delivery: opts.delivery ?? 'run',
     progress: (p) => {
       if (!ac.signal.aborted) opts.onProgress?.(p);
+    },
+    ready: async () => {
+      if (reachedComfy) return;
+      if (opts.ready) {
+        try {
+          await opts.ready(ac.signal);
+        } catch (err) {
+          if (ac.signal.aborted) throw ac.signal.reason;
+          throw new WorkerBroken(`ComfyUI is not ready: ${errorText(err)}`);
+        }
+      }
+      reachedComfy = true;
+      crash = opts.crashSignal?.();
+      if (crash?.aborted) onCrash();
+      else crash?.addEventListener('abort', onCrash, { once: true });
+      if (ac.signal.aborted) throw ac.signal.reason;
     },
   };
   // The handler is expected to honour ctx.signal; should it not, the abort still ends the job
@@ -129,7 +160,7 @@ export async function executeJob(handler: JobHandler, job: { id: string; input: 
     if (ac.signal.aborted) return fromAbort(ac.signal.reason, started);
     return { status: 'COMPLETED', output, executionTimeMs: Date.now() - started };
   } catch (err) {
-    if (!ac.signal.aborted && opts.abort) await settle(ac.signal, opts.abortSettleMs ?? 2000);
+    if (!ac.signal.aborted && reachedComfy && (opts.abort || crash)) await settle(ac.signal, opts.abortSettleMs ?? 2000);
     if (ac.signal.aborted) return fromAbort(ac.signal.reason, started, err);
     const refreshWorker = Boolean((err as { refreshWorker?: boolean }).refreshWorker);
     opts.logger.debug('job %s failed: %s', job.id, err instanceof Error ? (err.stack ?? err.message) : String(err));
@@ -137,6 +168,7 @@ export async function executeJob(handler: JobHandler, job: { id: string; input: 
   } finally {
     if (timer) clearTimeout(timer);
     opts.abort?.removeEventListener('abort', onAbort);
+    crash?.removeEventListener('abort', onCrash);
   }
 }
 
@@ -184,11 +216,24 @@ export interface QueueOptions {
   timeoutMs?: number;
   /** How long finished jobs stay readable (ms). */
   retainMs?: number;
-  /** Extra abort source for the running job (e.g. ComfyUI crashed). */
+  /** Extra abort source for the running job once it reached ComfyUI (e.g. ComfyUI crashed). */
   runningAbort?: () => AbortSignal | undefined;
-  /** Called before each job starts (e.g. wait until ComfyUI is ready again). */
+  /**
+   * ComfyUI readiness (e.g. wait until ComfyUI is up again), awaited inside the job when the
+   * handler asks (ctx.ready()), after its inputs are checked: a bad input fails at once.
+   */
   beforeJob?: (signal: AbortSignal) => Promise<void>;
   graceMs?: number;
+  /** Most jobs waiting (not counting the running one); past it submit throws QueueFull. */
+  maxQueue?: number;
+}
+
+/** The queue is at its cap (the API answers 429). */
+export class QueueFull extends Error {
+  constructor(readonly waiting: number) {
+    super(`the queue is full (${waiting} jobs waiting, MAX_QUEUE=${waiting}); retry later`);
+    this.name = 'QueueFull';
+  }
 }
 
 /** An in-memory FIFO of jobs run one at a time. */
@@ -206,6 +251,7 @@ export class JobQueue extends EventEmitter {
 
   submit(input: unknown, opts: { delivery: Delivery; timeoutMs?: number; id?: string }): JobRecord {
     if (this.closed) throw new Error('the queue is shutting down');
+    if (this.opts.maxQueue !== undefined && this.waiting.length >= this.opts.maxQueue) throw new QueueFull(this.waiting.length);
     const rec: JobRecord = {
       id: opts.id ?? (opts.delivery === 'runsync' ? 'sync-' : '') + randomUUID(),
       input,
@@ -231,10 +277,11 @@ export class JobQueue extends EventEmitter {
   cancel(id: string): JobRecord | undefined {
     const rec = this.jobs.get(id);
     if (!rec) return undefined;
-    if (rec.status === 'IN_QUEUE') {
-      this.waiting.splice(this.waiting.indexOf(id), 1);
+    const at = this.waiting.indexOf(id);
+    if (at >= 0) {
+      this.waiting.splice(at, 1);
       this.finish(rec, { status: 'CANCELLED', error: 'the job was cancelled', executionTimeMs: 0 });
-    } else if (rec.status === 'IN_PROGRESS') {
+    } else if (!TERMINAL.has(rec.status)) {
       rec.abort.abort(new JobCancelled());
     }
     return rec;
@@ -265,6 +312,13 @@ export class JobQueue extends EventEmitter {
     const rec = this.jobs.get(id);
     if (!rec) return [];
     return rec.pending.splice(0, rec.pending.length);
+  }
+
+  /** Drop every waiting job (RunPod's /purge-queue; the running one goes on). Returns how many. */
+  purge(): number {
+    const ids = this.waiting.splice(0, this.waiting.length);
+    for (const id of ids) this.finish(this.jobs.get(id)!, { status: 'CANCELLED', error: 'the job was removed by /purge-queue', executionTimeMs: 0 });
+    return ids.length;
   }
 
   health() {
@@ -314,16 +368,15 @@ export class JobQueue extends EventEmitter {
     const rec = this.jobs.get(id)!;
     this.running = rec;
     try {
-      if (this.opts.beforeJob) await this.opts.beforeJob(rec.abort.signal);
       rec.status = 'IN_PROGRESS';
       rec.startedAt = Date.now();
       this.emit('update', rec);
-      const extra = this.opts.runningAbort?.();
-      const abort = extra ? AbortSignal.any([rec.abort.signal, extra]) : rec.abort.signal;
       const outcome = await executeJob(this.opts.handler, { id: rec.id, input: rec.input }, {
         logger: this.opts.logger,
         timeoutMs: rec.timeoutMs,
-        abort,
+        abort: rec.abort.signal,
+        ready: this.opts.beforeJob,
+        crashSignal: this.opts.runningAbort,
         delivery: rec.delivery,
         graceMs: this.opts.graceMs,
         onProgress: (p) => {

@@ -13,13 +13,21 @@
  *    $RUNPOD_PING_INTERVAL ms with `job_id=<ids in progress, comma-separated>`;
  *  - every request carries `Authorization: $RUNPOD_AI_API_KEY` (the bare key, no "Bearer");
  *  - per-job stop: when the job-take URL has `/job-take/`, `/job-stop/` on the same URL is
- *    long-polled while a job runs and answers `{jobsToStop: [ids]}` (rp_job.py).
- * One job at a time. ComfyUI readiness is awaited (bounded) before each job.
+ *    long-polled while a job runs and answers `{jobsToStop: [ids]}` (rp_job.py); after an
+ *    empty answer (204 or an empty list) the next poll waits at least 1 s (rp_scale.py's floor
+ *    delay); a stopped job is dropped without any post (runpod-python cancels its task);
+ *  - SIGTERM (rp_scale.py handle_shutdown): no new job is taken, the running one finishes and
+ *    posts its result. Ours bounds that by RUNPOD_GRACE_S, after which the job is failed with
+ *    a reason, so that a result is posted before the platform's SIGKILL.
+ * One job at a time. A job's inputs are checked before ComfyUI readiness is awaited (bounded,
+ * inside the job: ctx.ready()), so a bad input fails at once whatever ComfyUI's state.
+ * Progress posts are coalesced (progress.ts): at most one per second and per sampling step.
  */
 import { randomUUID } from 'node:crypto';
 import { request } from 'undici';
 import type { Logger } from '../util/logger.js';
 import { executeJob, JobCancelled, type JobHandler, type JobOutcome, type Progress } from './jobs.js';
+import { ProgressCoalescer } from './progress.js';
 
 export const WORKER_VERSION = 'steadydancer-worker/0.1';
 
@@ -40,7 +48,21 @@ export interface WorkerConfig {
   backoffMs: number;
   /** Delay after a network or server error. */
   errorDelayMs: number;
+  /** Least pause after an empty job-stop answer (runpod-python: 1 s). */
+  stopPollFloorMs: number;
+  /** After SIGTERM, how long the running job may take before it is failed (RUNPOD_GRACE_S). */
+  graceMs: number;
+  /** Least time between two progress posts of a job. */
+  progressIntervalMs: number;
 }
+
+/**
+ * The default of RUNPOD_GRACE_S: the time between SIGTERM and SIGKILL when a container is
+ * stopped. RunPod's documentation does not give the window for serverless workers; 10 s is
+ * Docker's `docker stop` default, the runtime behaviour a RunPod container gets unless the
+ * platform says otherwise. Set RUNPOD_GRACE_S when the platform's window is known to differ.
+ */
+export const DEFAULT_GRACE_S = 10;
 
 /** The worker's settings from RunPod's environment; throws naming what is missing. */
 export function workerConfigFromEnv(env: NodeJS.ProcessEnv): WorkerConfig {
@@ -62,7 +84,17 @@ export function workerConfigFromEnv(env: NodeJS.ProcessEnv): WorkerConfig {
     idleDelayMs: Number(env.WORKER_IDLE_DELAY_MS || 100),
     backoffMs: Number(env.WORKER_BACKOFF_MS || 5000),
     errorDelayMs: Number(env.WORKER_ERROR_DELAY_MS || 1000),
+    stopPollFloorMs: 1000,
+    graceMs: seconds('RUNPOD_GRACE_S', env.RUNPOD_GRACE_S, DEFAULT_GRACE_S) * 1000,
+    progressIntervalMs: 1000,
   };
+}
+
+function seconds(name: string, v: string | undefined, def: number): number {
+  if (v === undefined || v === '') return def;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new Error(`${name}=${v}: expected a number of seconds ≥ 0`);
+  return n;
 }
 
 /** Append query parameters whether or not the URL already has a query. */
@@ -74,9 +106,9 @@ export function withQuery(url: string, params: Record<string, string>): string {
 export interface WorkerDeps {
   handler: JobHandler;
   logger: Logger;
-  /** Resolves when ComfyUI can take work; rejects after its own bound. */
+  /** Resolves when ComfyUI can take work; rejects after its own bound. Awaited inside each job. */
   ready?: (signal: AbortSignal) => Promise<void>;
-  /** Aborted when the ComfyUI process dies: the running job fails at once with its reason. */
+  /** Aborted when the ComfyUI process dies: a job that reached ComfyUI fails at once with its reason. */
   crashSignal?: () => AbortSignal | undefined;
   /** True when the worker cannot go on (ComfyUI keeps crashing): the next result asks for stopPod. */
   mustRefresh?: () => boolean;
@@ -87,17 +119,25 @@ interface RawJob {
   input: unknown;
 }
 
+/** A pause that ends early on abort, and leaves no listener on `signal` once over. */
 const sleep = (ms: number, signal?: AbortSignal) =>
   new Promise<void>((resolve) => {
     if (signal?.aborted) return resolve();
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
+    const done = () => {
+      clearTimeout(t);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const t = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
   });
 
 export class Worker {
   private readonly inProgress = new Set<string>();
   private pingTimer: NodeJS.Timeout | undefined;
   private current: { id: string; abort: AbortController } | undefined;
+  /** Set when the grace period after SIGTERM ran out: every job still to run is failed at once. */
+  private graceOver: Error | undefined;
   /** Jobs done (for logs and tests). */
   readonly done: Array<{ id: string; outcome: JobOutcome }> = [];
 
@@ -114,7 +154,9 @@ export class Worker {
   async ping(): Promise<void> {
     if (!this.cfg.pingUrl) return;
     try {
-      const url = withQuery(this.cfg.pingUrl, { job_id: [...this.inProgress].join(','), runpod_version: WORKER_VERSION });
+      // As rp_ping.py: `job_id` only while jobs are in progress (an idle ping has none).
+      const ids = [...this.inProgress].join(',');
+      const url = withQuery(this.cfg.pingUrl, { ...(ids ? { job_id: ids } : {}), runpod_version: WORKER_VERSION });
       const r = await request(url, { headers: this.headers(), headersTimeout: this.cfg.pingIntervalMs * 2, bodyTimeout: this.cfg.pingIntervalMs * 2 });
       await r.body.dump();
     } catch (err) {
@@ -199,10 +241,11 @@ export class Worker {
           const body = (await r.body.json().catch(() => ({}))) as { jobsToStop?: unknown };
           const ids = Array.isArray(body.jobsToStop) ? body.jobsToStop.filter((x): x is string => typeof x === 'string') : [];
           for (const id of ids) if (this.current?.id === id) this.current.abort.abort(new JobCancelled());
+          if (!ids.length) await sleep(this.cfg.stopPollFloorMs, signal);
           continue;
         }
         await r.body.dump();
-        await sleep(r.statusCode === 429 ? this.cfg.backoffMs : r.statusCode === 204 ? 0 : this.cfg.errorDelayMs, signal);
+        await sleep(r.statusCode === 429 ? this.cfg.backoffMs : r.statusCode === 204 ? this.cfg.stopPollFloorMs : this.cfg.errorDelayMs, signal);
       } catch {
         await sleep(this.cfg.errorDelayMs, signal);
       }
@@ -217,22 +260,32 @@ export class Worker {
     this.current = { id: job.id, abort };
     const stopWatch = new AbortController();
     void this.watchStops(stopWatch.signal);
+    // Progress posts go out in order, and all before the final result (which must be last).
+    let progressChain: Promise<unknown> = Promise.resolve();
+    const progress = new ProgressCoalescer((p: Progress) => {
+      progressChain = progressChain.then(() => this.post(job.id, { status: 'IN_PROGRESS', output: p }));
+    }, this.cfg.progressIntervalMs);
     try {
       log.info('job %s: started', job.id);
-      const crash = this.deps.crashSignal?.();
-      // Progress posts go out in order, and all before the final result (which must be last).
-      let progressChain: Promise<unknown> = Promise.resolve();
+      if (this.graceOver) abort.abort(this.graceOver);
       const outcome = await executeJob(this.deps.handler, job, {
         logger: log,
         timeoutMs: this.cfg.jobTimeoutMs || undefined,
-        abort: crash ? AbortSignal.any([abort.signal, crash]) : abort.signal,
+        abort: abort.signal,
+        ready: this.deps.ready,
+        crashSignal: this.deps.crashSignal,
         delivery: 'run',
-        onProgress: (p: Progress) => {
-          progressChain = progressChain.then(() => this.post(job.id, { status: 'IN_PROGRESS', output: p }));
-        },
+        onProgress: (p: Progress) => progress.push(p),
       });
+      progress.close();
       await progressChain;
       this.done.push({ id: job.id, outcome });
+      if (outcome.status === 'CANCELLED') {
+        // As runpod-python: a job stopped through the stop channel gets no post at all (the
+        // platform already knows it is cancelled; an {error} could be recorded as FAILED).
+        log.info('job %s: cancelled through the stop channel; nothing posted', job.id);
+        return false;
+      }
       const stopPod = Boolean(outcome.refreshWorker) || this.cfg.refreshAfterEachJob || Boolean(this.deps.mustRefresh?.());
       const body: Record<string, unknown> = outcome.status === 'COMPLETED' ? { output: outcome.output } : { error: outcome.error ?? outcome.status };
       if (stopPod) body.stopPod = true;
@@ -240,6 +293,7 @@ export class Worker {
       await this.post(job.id, body);
       return stopPod;
     } finally {
+      progress.close();
       stopWatch.abort();
       this.current = undefined;
       this.inProgress.delete(job.id);
@@ -250,19 +304,21 @@ export class Worker {
   async run(signal: AbortSignal): Promise<'stopped' | 'refresh'> {
     const log = this.deps.logger;
     this.startPing();
-    const onStop = () => this.current?.abort.abort(new Error('the worker is shutting down'));
+    // SIGTERM: take no new job; the running one (and the rest of a batch already taken) may
+    // finish within the grace period, then whatever still runs is failed with the reason.
+    let graceTimer: NodeJS.Timeout | undefined;
+    const onStop = () => {
+      if (!this.current) return;
+      const s = this.cfg.graceMs / 1000;
+      log.info('shutting down: job %s may finish within %s s (RUNPOD_GRACE_S)', this.current.id, s);
+      graceTimer = setTimeout(() => {
+        this.graceOver = new Error(`the worker is shutting down and the job did not finish within the grace period (RUNPOD_GRACE_S = ${s} s)`);
+        this.current?.abort.abort(this.graceOver);
+      }, this.cfg.graceMs);
+    };
     signal.addEventListener('abort', onStop, { once: true });
     try {
       while (!signal.aborted) {
-        if (this.deps.ready) {
-          try {
-            await this.deps.ready(signal);
-          } catch (err) {
-            if (signal.aborted) break;
-            log.error('ComfyUI is not ready: %s; asking for a fresh worker', (err as Error).message);
-            return 'refresh';
-          }
-        }
         let jobs: RawJob[] | 'backoff';
         try {
           jobs = await this.takeJobs(signal);
@@ -288,6 +344,7 @@ export class Worker {
       }
       return 'stopped';
     } finally {
+      if (graceTimer) clearTimeout(graceTimer);
       signal.removeEventListener('abort', onStop);
       if (this.pingTimer) clearInterval(this.pingTimer);
       this.pingTimer = undefined;

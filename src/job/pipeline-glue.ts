@@ -4,10 +4,11 @@
  * and the output finder (src/comfy/outputs.ts). Nothing here talks to ComfyUI by itself.
  */
 import { readFile } from 'node:fs/promises';
-import { ComfyClient } from '../comfy/client.js';
+import { ComfyClient, type ComfyEvent } from '../comfy/client.js';
 import { findVideo, outputFiles } from '../comfy/outputs.js';
-import { resolveParams, type ResolvedParams } from '../comfy/params.js';
+import { jobVariantFor, resolveParams, type ResolvedParams } from '../comfy/params.js';
 import { fillWorkflow, findByTitle, loadTemplate, MARK, templatePath, type ApiWorkflow } from '../comfy/workflow.js';
+import type { VariantDecision } from '../models/variant.js';
 import type { ComfyPort } from './handler.js';
 import { InputError, type PreparedMedia } from './media.js';
 import { inputProblem } from './schema.js';
@@ -20,6 +21,34 @@ export interface Glue {
   validate: (input: unknown) => string | undefined;
 }
 
+/** What one ComfyUI run of the dance workflow gave: its prompt, the saved video and its bytes. */
+export interface VideoRun {
+  promptId: string;
+  ref: NonNullable<ReturnType<typeof findVideo>>;
+  bytes: Buffer;
+}
+
+/**
+ * Queue an API workflow, wait for it, and fetch the video it saved (the "Save video" node's,
+ * else the first video output). The one way a job gets its mp4: the worker's and serve's
+ * handler (through comfyPort) and `steadydancer smoke` both call this.
+ */
+export async function runForVideo(client: ComfyClient, wf: ApiWorkflow, opts: { signal?: AbortSignal; onEvent?: (ev: ComfyEvent) => void }): Promise<VideoRun> {
+  const r = await client.run(wf, { signal: opts.signal, onEvent: opts.onEvent });
+  let prefer: string | undefined;
+  try {
+    prefer = findByTitle(wf, MARK.saveVideo)[0];
+  } catch {
+    prefer = undefined;
+  }
+  const ref = findVideo(r.outputs, { preferNode: prefer });
+  if (!ref) {
+    const seen = outputFiles(r.outputs).map((f) => f.filename);
+    throw new Error(`ComfyUI finished (prompt ${r.promptId}) but saved no video (outputs: ${seen.join(', ') || 'none'})`);
+  }
+  return { promptId: r.promptId, ref, bytes: await client.view(ref, opts.signal) };
+}
+
 /** Port of the pipeline's ComfyClient to what the handler needs. */
 export function comfyPort(client: ComfyClient): ComfyPort {
   return {
@@ -29,33 +58,24 @@ export function comfyPort(client: ComfyClient): ComfyPort {
     },
     async run(workflow, { signal, onProgress, onNode }) {
       const wf = workflow as ApiWorkflow;
-      const r = await client.run(wf, {
+      const r = await runForVideo(client, wf, {
         signal,
         onEvent: (ev) => {
-          if (ev.type === 'progress') onProgress({ value: ev.value, max: ev.max, node: ev.node });
+          if (ev.type === 'progress') onProgress({ value: ev.value, max: ev.max, node: ev.node ?? undefined });
           else if (ev.type === 'executing' && ev.node) onNode?.(ev.node, wf[ev.node]?.class_type);
         },
       });
-      let prefer: string | undefined;
-      try {
-        prefer = findByTitle(wf, MARK.saveVideo)[0];
-      } catch {
-        prefer = undefined;
-      }
-      const video = findVideo(r.outputs, { preferNode: prefer });
-      if (!video) {
-        const seen = outputFiles(r.outputs).map((f) => f.filename);
-        throw new Error(`ComfyUI finished (prompt ${r.promptId}) but saved no video${seen.length ? ` (outputs: ${seen.join(', ')})` : ''}`);
-      }
-      return client.view(video, signal);
+      return r.bytes;
     },
   };
 }
 
-export async function danceGlue(opts: { comfyUrl: string; env: NodeJS.ProcessEnv }): Promise<Glue> {
+export async function danceGlue(opts: { comfyUrl: string; env: NodeJS.ProcessEnv; onVariant?: (d: VariantDecision) => void }): Promise<Glue> {
   const client = new ComfyClient({ url: opts.comfyUrl, requestTimeoutMs: 300_000 });
   const template = loadTemplate(opts.env.STEADYDANCER_WORKFLOW || templatePath());
-  const resolve = (raw: Record<string, unknown>) => resolveParams(raw);
+  const decision = jobVariantFor(opts.env);
+  opts.onVariant?.(decision);
+  const resolve = (raw: Record<string, unknown>) => resolveParams(raw, undefined, { defaultVariant: decision.variant });
   return {
     comfy: comfyPort(client),
     resolve,

@@ -1,0 +1,45 @@
+/** The job API names every bad field of a job at once (submission check and the handler alike). */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { createDanceHandler } from '../../../src/job/handler.js';
+import type { JobContext } from '../../../src/serverless/jobs.js';
+import { InputError } from '../../../src/job/media.js';
+import { danceGlue } from '../../../src/job/pipeline-glue.js';
+
+const work = mkdtempSync(join(tmpdir(), 'sd-job-input-'));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+describe('job input errors', () => {
+  it('the local API check (400) lists every bad parameter, not only the first', async () => {
+    const glue = await danceGlue({ comfyUrl: 'http://127.0.0.1:9', env: {} });
+    const msg = glue.validate({ image: 'aGVsbG8=', video: 'aGVsbG8=', width: 100, frames: 'many', preset: 'turbo', steps: 0 })!;
+    expect(msg).toMatch(/^width: width must be a multiple of 16/);
+    expect(msg).toContain('frames: frames must be a number');
+    expect(msg).toMatch(/preset: /);
+    expect(msg).toContain('steps: steps must be at least 1');
+  });
+
+  it('media and parameters together: both media fields missing and a bad parameter are all named', async () => {
+    const glue = await danceGlue({ comfyUrl: 'http://127.0.0.1:9', env: {} });
+    const msg = glue.validate({ width: 500, stpes: 4 })!;
+    expect(msg).toContain('image: is required');
+    expect(msg).toContain('video: is required');
+    expect(msg).toContain('width: width must be a multiple of 16');
+    expect(msg).toMatch(/stpes/); // the unknown field too
+    expect(glue.validate({ image: 'aGVsbG8=', video: 'aGVsbG8=', width: 512 })).toBeUndefined();
+  });
+
+  it('the handler (RunPod queue) fails the job with every bad parameter before fetching any media', async () => {
+    const glue = await danceGlue({ comfyUrl: 'http://127.0.0.1:9', env: {} });
+    const handler = createDanceHandler({ comfy: glue.comfy, resolve: glue.resolve, fill: glue.fill, workDir: work });
+    const ctx = { id: 'j1', signal: new AbortController().signal } as unknown as JobContext;
+    const err = await handler({ image: 'https://example.invalid/a.png', video: 'https://example.invalid/b.mp4', height: 8, fps: 0, variant: 'gguf-q6_k' }, ctx).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(InputError);
+    const m = (err as Error).message;
+    expect(m).toContain('height: height must be at least 64');
+    expect(m).toContain('fps: fps must be > 0');
+    expect(m).toContain('variant: variant must be one of fp8, fp16 (got "gguf-q6_k")');
+  });
+});
