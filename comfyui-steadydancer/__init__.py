@@ -1,14 +1,16 @@
-"""SteadyDancer for ComfyUI: native SteadyDancer on ComfyUI core's Wan model, pose, guidance.
+"""SteadyDancer for ComfyUI: native SteadyDancer on ComfyUI core's Wan model, pose, guidance, sampler.
 
-Every module named ``nodes_*.py`` in this package contributes its ``NODE_CLASS_MAPPINGS`` and
-``NODE_DISPLAY_NAME_MAPPINGS``; ComfyUI imports this package and sees the union.
+Registration is ComfyUI's v3 extension API: ``comfy_entrypoint()`` returns a ``ComfyExtension``
+whose ``get_node_list()`` is every ``NODES`` list of the ``nodes_*.py`` modules (all nodes are
+``io.ComfyNode`` schemas). ComfyUI's loader (``nodes.load_custom_node``) takes this path when a
+pack has no ``NODE_CLASS_MAPPINGS``, which is why there is none here: with both, the v1 mapping
+would win and the entrypoint would never be called. Importing the package also adds the
+``flow_unipc_bh2`` sampler and the ``flow_unipc_official`` scheduler to ComfyUI's lists
+(``flow_unipc.py``), so KSampler, KSamplerSelect and BasicScheduler offer them.
 """
 import importlib
 import logging
 import pkgutil
-
-NODE_CLASS_MAPPINGS = {}
-NODE_DISPLAY_NAME_MAPPINGS = {}
 
 _log = logging.getLogger("steadydancer")
 
@@ -17,14 +19,21 @@ _log = logging.getLogger("steadydancer")
 # nothing to register.
 _pkg_path = globals().get("__path__") if __package__ else None
 
-for _info in sorted(pkgutil.iter_modules(_pkg_path), key=lambda m: m.name) if _pkg_path else []:
-    if not _info.name.startswith("nodes_"):
-        continue
-    _mod = importlib.import_module(f"{__name__}.{_info.name}")
-    for _k, _v in getattr(_mod, "NODE_CLASS_MAPPINGS", {}).items():
-        if _k in NODE_CLASS_MAPPINGS:
-            raise RuntimeError(f"steadydancer: node type {_k} is defined twice ({_info.name})")
-        NODE_CLASS_MAPPINGS[_k] = _v
-    NODE_DISPLAY_NAME_MAPPINGS.update(getattr(_mod, "NODE_DISPLAY_NAME_MAPPINGS", {}))
+NODES = []
 
-_log.info("steadydancer: %d node types", len(NODE_CLASS_MAPPINGS))
+if _pkg_path:
+    from comfy_api.latest import ComfyExtension
+
+    importlib.import_module(f"{__name__}.flow_unipc").register()
+    for _info in sorted(pkgutil.iter_modules(_pkg_path), key=lambda m: m.name):
+        if _info.name.startswith("nodes_"):
+            NODES.extend(importlib.import_module(f"{__name__}.{_info.name}").NODES)
+
+    class SteadyDancerExtension(ComfyExtension):
+        async def get_node_list(self):
+            return list(NODES)
+
+    async def comfy_entrypoint() -> SteadyDancerExtension:
+        return SteadyDancerExtension()
+
+    _log.info("steadydancer: %d node types", len(NODES))

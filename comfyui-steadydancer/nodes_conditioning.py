@@ -59,6 +59,7 @@ import torch
 import comfy.model_management
 import comfy.utils
 import node_helpers
+from comfy_api.latest import io
 
 KEY_CLIP_POSE = "steadydancer_clip_pose"
 KEY_REF = "steadydancer_ref_latent"
@@ -135,35 +136,39 @@ def build_conditioning(positive, negative, vae, clip_vision_ref, clip_vision_pos
     return pos, neg, neg_p, {"samples": latent}
 
 
-class SteadyDancerConditioning:
+class SteadyDancerConditioning(io.ComfyNode):
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "positive": ("CONDITIONING",),
-            "negative": ("CONDITIONING",),
-            "vae": ("VAE",),
-            "clip_vision_ref": ("CLIP_VISION_OUTPUT", {"tooltip": "CLIP vision of the reference image"}),
-            "clip_vision_pose": ("CLIP_VISION_OUTPUT", {"tooltip": "CLIP vision of the first pose frame"}),
-            "reference_image": ("IMAGE",),
-            "pose_frames": ("IMAGE",),
-            "negative_pose_frames": ("IMAGE",),
-            "width": ("INT", {"default": 512, "min": 16, "max": 4096, "step": 16}),
-            "height": ("INT", {"default": 512, "min": 16, "max": 4096, "step": 16}),
-            "length": ("INT", {"default": 33, "min": 1, "max": 1997, "step": 4}),
-            "pose_strength_spatial": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 10.0, "step": 0.01}),
-            "pose_strength_temporal": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 10.0, "step": 0.01}),
-            "pose_start_percent": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01}),
-            "pose_end_percent": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01}),
-        }}
+    def define_schema(cls):
+        strength = lambda name: io.Float.Input(name, default=1.0, min=0.0, max=10.0, step=0.01)  # noqa: E731
+        percent = lambda name, d: io.Float.Input(name, default=d, min=0.0, max=1.0, step=0.01)  # noqa: E731
+        return io.Schema(
+            node_id="SteadyDancerConditioning", display_name="SteadyDancer Conditioning", category="SteadyDancer",
+            inputs=[
+                io.Conditioning.Input("positive"),
+                io.Conditioning.Input("negative"),
+                io.Vae.Input("vae"),
+                io.ClipVisionOutput.Input("clip_vision_ref", tooltip="CLIP vision of the reference image"),
+                io.ClipVisionOutput.Input("clip_vision_pose", tooltip="CLIP vision of the first pose frame"),
+                io.Image.Input("reference_image"),
+                io.Image.Input("pose_frames"),
+                io.Image.Input("negative_pose_frames"),
+                io.Int.Input("width", default=512, min=16, max=4096, step=16),
+                io.Int.Input("height", default=512, min=16, max=4096, step=16),
+                io.Int.Input("length", default=33, min=1, max=1997, step=4),
+                strength("pose_strength_spatial"),
+                strength("pose_strength_temporal"),
+                percent("pose_start_percent", 0.0),
+                percent("pose_end_percent", 1.0),
+            ],
+            outputs=[io.Conditioning.Output(display_name="positive"),
+                     io.Conditioning.Output(display_name="negative"),
+                     io.Conditioning.Output(display_name="negative_pose"),
+                     io.Latent.Output(display_name="latent")],
+        )
 
-    RETURN_TYPES = ("CONDITIONING", "CONDITIONING", "CONDITIONING", "LATENT")
-    RETURN_NAMES = ("positive", "negative", "negative_pose", "latent")
-    FUNCTION = "encode"
-    CATEGORY = "SteadyDancer"
-
-    def encode(self, **kw):
-        return build_conditioning(**kw)
+    @classmethod
+    def execute(cls, **kw) -> io.NodeOutput:
+        return io.NodeOutput(*build_conditioning(**kw))
 
 
-NODE_CLASS_MAPPINGS = {"SteadyDancerConditioning": SteadyDancerConditioning}
-NODE_DISPLAY_NAME_MAPPINGS = {"SteadyDancerConditioning": "SteadyDancer Conditioning"}
+NODES = [SteadyDancerConditioning]

@@ -42,5 +42,4 @@ class SteadyDancerContextWindows(io.ComfyNode):
         return io.NodeOutput(apply_context_windows(model, window_length, overlap, fuse_method, schedule))
 
 
-NODE_CLASS_MAPPINGS = {"SteadyDancerContextWindows": SteadyDancerContextWindows}
-NODE_DISPLAY_NAME_MAPPINGS = {"SteadyDancerContextWindows": "SteadyDancer Context Windows (long videos)"}
+NODES = [SteadyDancerContextWindows]

@@ -13,9 +13,10 @@ Quality preset (the official generate defaults):
   * ``ModelSamplingSD3``: ``shift`` = 5.0, or 3.0 when the size is 832x480 or 480x832 (the
     official ``_validate_args`` rule; every other size keeps 5.0). ``default_shift(w, h)`` below
     is that rule. MODEL -> ModelSamplingSD3 -> BasicScheduler and -> SteadyDancerGuider.
-  * ``BasicScheduler``: ``scheduler`` "simple", ``steps`` 40 (official i2v default), ``denoise`` 1.0.
-  * ``KSamplerSelect``: ``sampler_name`` "uni_pc_bh2" (the official FlowUniPCMultistepScheduler is
-    UniPC bh2 with x0 prediction).
+  * ``BasicScheduler``: ``scheduler`` "flow_unipc_official" (the official sigmas: linspace(0.999, 0)
+    shifted), ``steps`` 40 (official i2v default), ``denoise`` 1.0.
+  * ``KSamplerSelect``: ``sampler_name`` "flow_unipc_bh2" (the official FlowUniPCMultistepScheduler:
+    flow-matching UniPC bh2 with x0 prediction at integer timesteps; ``flow_unipc.py``).
   * ``SteadyDancerGuider``: cfg 5.0, pose_cfg 1.5, pose_start 0.1, pose_end 0.4.
   * ``RandomNoise`` (``noise_seed``) + ``SamplerCustomAdvanced`` (noise, guider, sampler, sigmas,
     latent_image = the conditioning node's ``latent``); decode its ``output`` with ``VAEDecode``.
@@ -79,5 +80,4 @@ class SteadyDancerGuider(io.ComfyNode):
         return io.NodeOutput(guider)
 
 
-NODE_CLASS_MAPPINGS = {"SteadyDancerGuider": SteadyDancerGuider}
-NODE_DISPLAY_NAME_MAPPINGS = {"SteadyDancerGuider": "SteadyDancer Guider (text + pose CFG)"}
+NODES = [SteadyDancerGuider]

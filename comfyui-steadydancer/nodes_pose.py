@@ -210,11 +210,5 @@ class SteadyDancerPosePrep(io.ComfyNode):
         return io.NodeOutput(pos, neg, poses)
 
 
-NODE_CLASS_MAPPINGS = {
-    "SteadyDancerPoseModelLoader": SteadyDancerPoseModelLoader,
-    "SteadyDancerPoseDetect": SteadyDancerPoseDetect,
-    "SteadyDancerPoseAlign": SteadyDancerPoseAlign,
-    "SteadyDancerPoseAugment": SteadyDancerPoseAugment,
-    "SteadyDancerPoseRender": SteadyDancerPoseRender,
-    "SteadyDancerPosePrep": SteadyDancerPosePrep,
-}
+NODES = [SteadyDancerPoseModelLoader, SteadyDancerPoseDetect, SteadyDancerPoseAlign, SteadyDancerPoseAugment,
+         SteadyDancerPoseRender, SteadyDancerPosePrep]

@@ -64,5 +64,4 @@ class SteadyDancerTextEncodeCached(io.ComfyNode):
         return io.NodeOutput(enc.encode(positive_prompt), enc.encode(negative_prompt))
 
 
-NODE_CLASS_MAPPINGS = {"SteadyDancerTextEncodeCached": SteadyDancerTextEncodeCached}
-NODE_DISPLAY_NAME_MAPPINGS = {"SteadyDancerTextEncodeCached": "SteadyDancer Text Encode (cached)"}
+NODES = [SteadyDancerTextEncodeCached]

@@ -115,7 +115,12 @@ class DWPoseEstimator:
     def __init__(self, detector_path: str | Path | None, pose_path: str | Path | None, device: str = "auto"):
         det = require_model(detector_path, DETECTOR_FILE)
         pose = require_model(pose_path, POSE_FILE)
-        from rtmlib import RTMPose, YOLOX  # imported here: rtmlib prints on import of models only
+        try:
+            from rtmlib import RTMPose, YOLOX  # imported here: rtmlib prints on import of models only
+        except ImportError as e:
+            raise ImportError(
+                "the pose nodes need rtmlib: pip install --no-deps -r requirements-nodeps.txt in the "
+                "comfyui-steadydancer folder (--no-deps: its metadata would replace the headless OpenCV)") from e
         self.device = pick_device(device)
         self.detector = YOLOX(det, model_input_size=DETECT_INPUT_SIZE, det_mode="multiclass",
                               nms_thr=NMS_IOU, score_thr=PERSON_SCORE, backend="onnxruntime", device=self.device)

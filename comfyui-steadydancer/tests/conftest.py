@@ -36,6 +36,9 @@ def comfyui_source():
         pytest.skip(_seed_hint("ComfyUI", COMFYUI_COMMIT))
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
+    # as ComfyUI's main.py does before nodes.py puts comfy/ first on sys.path (where comfy/utils.py
+    # would then shadow this package for server.py and the extras that import it)
+    import utils.install_util  # noqa: F401
     return p
 
 

@@ -43,11 +43,11 @@ def frames(n, seed):
 def built(comfy, vae):
     from comfyui_steadydancer.nodes_conditioning import SteadyDancerConditioning
     text = lambda s: [[torch.randn(1, 7, 64, generator=torch.Generator().manual_seed(s)), {}]]  # noqa: E731
-    out = SteadyDancerConditioning().encode(
+    out = SteadyDancerConditioning.execute(
         positive=text(1), negative=text(2), vae=vae, clip_vision_ref=clip_output(3), clip_vision_pose=clip_output(4),
         reference_image=frames(1, 5), pose_frames=frames(LENGTH + 2, 6), negative_pose_frames=frames(LENGTH, 7),
         width=W, height=H, length=LENGTH, pose_strength_spatial=1.0, pose_strength_temporal=1.0,
-        pose_start_percent=0.0, pose_end_percent=1.0)
+        pose_start_percent=0.0, pose_end_percent=1.0).result
     return out
 
 

@@ -113,12 +113,12 @@ def test_loader_node_num_heads_override(comfy, sd_mod, weights, tmp_path):
     import folder_paths
     p = sd_mod.layouts.write_layout(weights, "kj-fp16", tmp_path / "no_metadata_fp16.safetensors")
     folder_paths.add_model_folder_path("diffusion_models", str(tmp_path))
-    node = comfy.NODE_CLASS_MAPPINGS["SteadyDancerModelLoader"]
+    node = comfy.nodes_model.SteadyDancerModelLoader
     spec = node.INPUT_TYPES()
     assert spec["optional"]["num_heads"][1]["default"] == 0 and set(spec["required"]) == {"model_name", "weight_dtype"}
     with pytest.raises(sd_mod.convert.CheckpointError, match="Set num_heads"):
-        node().load(p.name, "default")
-    (patcher,) = node().load(p.name, "default", num_heads=4)
+        node.execute(p.name, "default")
+    (patcher,) = node.execute(p.name, "default", num_heads=4).result
     assert _heads(patcher) == 4
 
 
@@ -195,9 +195,9 @@ def test_loader_node_reads_diffusion_models_folder(comfy, sd_mod, weights, tmp_p
     import folder_paths
     p = sd_mod.layouts.write_layout(weights, "kj-fp8-scaled", tmp_path / "Wan21_SteadyDancer_fp8_e4m3fn_scaled_KJ.safetensors", config=CONFIG)
     folder_paths.add_model_folder_path("diffusion_models", str(tmp_path))
-    node = comfy.NODE_CLASS_MAPPINGS["SteadyDancerModelLoader"]
-    assert p.name in node.INPUT_TYPES()["required"]["model_name"][0]
-    (patcher,) = node().load(p.name, "default")
+    node = comfy.nodes_model.SteadyDancerModelLoader
+    assert p.name in node.INPUT_TYPES()["required"]["model_name"][1]["options"]
+    (patcher,) = node.execute(p.name, "default").result
     _model_is_comfy(patcher)
     assert patcher.model.diffusion_model.blocks[0].self_attn.k.weight.dtype == torch.float8_e4m3fn
 
@@ -209,7 +209,7 @@ def test_one_shard_of_official_layout_loads_the_whole_checkpoint(comfy, sd_mod, 
     folder_paths.add_model_folder_path("diffusion_models", str(tmp_path))
     name = "SteadyDancer-14B/diffusion_pytorch_model-00002-of-00002.safetensors"
     assert name in folder_paths.get_filename_list("diffusion_models")
-    (patcher,) = comfy.NODE_CLASS_MAPPINGS["SteadyDancerModelLoader"]().load(name, "default")
+    (patcher,) = comfy.nodes_model.SteadyDancerModelLoader.execute(name, "default").result
     assert patcher.steadydancer_layout == "official"
     assert torch.equal(patcher.model.diffusion_model.blocks[1].ffn[2].weight, weights["blocks.1.ffn.2.weight"])
     assert d.is_dir()

@@ -261,16 +261,16 @@ def test_compile_failure_runs_eagerly_with_one_log_line(fast, fp8_model, caplog,
 
 
 def test_speed_node_patches_a_clone(comfy, fp8_model):
-    node = comfy.NODE_CLASS_MAPPINGS["SteadyDancerSpeed"]()
-    (patched,) = node.patch(fp8_model, attention="sdpa", fp8_matmul="rowwise", compile="off")
+    node = comfy.nodes_speed.SteadyDancerSpeed
+    (patched,) = node.execute(fp8_model, attention="sdpa", fp8_matmul="rowwise", compile="off").result
     opts = patched.model_options["transformer_options"]["steadydancer_speed"]
     want_fp8 = "rowwise" if torch.cuda.is_available() else "tensorwise"
     assert opts == {"attention": "sdpa", "fp8": want_fp8, "compile": False}
     assert "steadydancer_speed" not in fp8_model.model_options.get("transformer_options", {})
     with pytest.raises(ValueError, match="attention must be one of"):
-        node.patch(fp8_model, attention="xformers")
+        node.execute(fp8_model, attention="xformers")
     inputs = node.INPUT_TYPES()["required"]
-    assert inputs["attention"][0] == ["auto", "sdpa", "sage", "fa3", "fa3_fp8"]
+    assert inputs["attention"][1]["options"] == ["auto", "sdpa", "sage", "fa3", "fa3_fp8"]
 
 
 # --- GPU-only ---------------------------------------------------------------------------------
@@ -315,6 +315,6 @@ def test_shipped_workflow_loader_runs_the_auto_fast_path(comfy, fast, tmp_path):
     (inputs,) = [n["inputs"] for n in wf.values() if n["class_type"] == "SteadyDancerModelLoader"]
     write_layout(recipe_weights(), "kj-fp8-scaled", tmp_path / inputs["model_name"])
     folder_paths.add_model_folder_path("diffusion_models", str(tmp_path))
-    (patcher,) = comfy.NODE_CLASS_MAPPINGS["SteadyDancerModelLoader"]().load(**inputs)
+    (patcher,) = comfy.nodes_model.SteadyDancerModelLoader.execute(**inputs).result
     assert patcher.model_options["transformer_options"]["steadydancer_speed"] == fast.resolve().as_options()
     assert patcher.steadydancer_speed == fast.resolve()

@@ -74,8 +74,12 @@ export function defaultShift(width: number, height: number): number {
 export const PRESETS = {
   /** lightx2v step-distill LoRA: cfg 1, 4 steps, Euler, shift 5, no pose CFG (one model call per step). */
   fast: { steps: 4, cfg: 1.0, poseCfg: 0.0, sampler: 'euler', scheduler: 'simple', lora: true },
-  /** The official generate defaults: 40 steps, text cfg 5, pose cfg 1.5 in 0.1 < t < 0.4, UniPC bh2. */
-  quality: { steps: 40, cfg: 5.0, poseCfg: 1.5, sampler: 'uni_pc_bh2', scheduler: 'simple', lora: false },
+  /**
+   * The official generate defaults: 40 steps, text cfg 5, pose cfg 1.5 in 0.1 < t < 0.4, and the official
+   * sampler: the pack's flow-matching UniPC (bh2) on the official schedule (linspace(0.999, 0) shifted,
+   * integer timesteps). Core's `uni_pc_bh2` is a different method (variance-exploding log-SNR).
+   */
+  quality: { steps: 40, cfg: 5.0, poseCfg: 1.5, sampler: 'flow_unipc_bh2', scheduler: 'flow_unipc_official', lora: false },
 } as const;
 export type PresetName = keyof typeof PRESETS;
 

@@ -41,7 +41,7 @@ describe('resolveParams', () => {
   });
   it('quality preset: official defaults, shift 3 at 832×480', () => {
     const p = resolveParams({ preset: 'quality', width: 832, height: 480, seed: 1 });
-    expect(p).toMatchObject({ steps: 40, cfg: 5, poseCfg: 1.5, poseStart: 0.1, poseEnd: 0.4, shift: 3, lora: false, sampler: 'uni_pc_bh2' });
+    expect(p).toMatchObject({ steps: 40, cfg: 5, poseCfg: 1.5, poseStart: 0.1, poseEnd: 0.4, shift: 3, lora: false, sampler: 'flow_unipc_bh2', scheduler: 'flow_unipc_official' });
     expect(resolveParams({ preset: 'quality', width: 512, height: 512, seed: 1 }).shift).toBe(5);
     expect(defaultShift(480, 832)).toBe(3);
   });

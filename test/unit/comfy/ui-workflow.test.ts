@@ -23,7 +23,8 @@ describe('docker/workflows: the UI file matches the API template', () => {
 
   it('widget values carry the template values (e.g. model files, seed control)', () => {
     const byTitle = new Map(ui.nodes.map((n) => [n.title, n]));
-    expect(byTitle.get('SteadyDancer model')!.widgets_values).toEqual(['Wan21_SteadyDancer_fp8_e4m3fn_scaled_KJ.safetensors', 'default']);
+    // the loader's optional num_heads widget: 0 = from the checkpoint (its default in /object_info)
+    expect(byTitle.get('SteadyDancer model')!.widgets_values).toEqual(['Wan21_SteadyDancer_fp8_e4m3fn_scaled_KJ.safetensors', 'default', 0]);
     expect(byTitle.get('Noise')!.widgets_values).toEqual([0, 'fixed']);
     expect(byTitle.get('VAE')!.widgets_values).toEqual(['wan_2.1_vae.safetensors']);
   });
