@@ -1,8 +1,8 @@
 """The pack's flow UniPC sampler + official scheduler against the official SteadyDancer sampling loop.
 
 Oracle: ``FlowUniPCMultistepScheduler`` imported unchanged from the official source cache
-(``wan/utils/fm_solvers_unipc.py``; it needs only diffusers, which the dev venv has), driven by a
-transcription of the loop of ``WanI2VDancer.generate`` (``wan/image2video_dancer.py``: the
+(``wan/utils/fm_solvers_unipc.py``; it needs only diffusers, which the dev venv has), driven by our
+restatement of the loop of ``WanI2VDancer.generate`` (``wan/image2video_dancer.py``: the
 ``set_timesteps(steps, shift=shift)`` call, the three-way guidance with its pose window, one
 ``step`` per timestep) from the noise that ``generate`` draws for a seed.
 
@@ -129,25 +129,24 @@ def official_loop(fm, velocity, steps, shift, cfg=CFG, pose_cfg=POSE_CFG, seed=S
 
 
 def _official_loop(fm, velocity, steps, shift, cfg, pose_cfg, seed):
-    sample_scheduler = fm.FlowUniPCMultistepScheduler(num_train_timesteps=1000, shift=1, use_dynamic_shifting=False)
-    sample_scheduler.set_timesteps(steps, device="cpu", shift=shift)
-    timesteps = sample_scheduler.timesteps
-    seed_g = torch.Generator(device="cpu")
-    seed_g.manual_seed(seed)
-    latent = official_noise(seed)
-    for idx, t in enumerate(timesteps):
-        timestep = torch.stack([t])
-        noise_pred_cond = velocity(latent, timestep, 0)
-        noise_pred_uncond_context = velocity(latent, timestep, 1)
-        if idx / len(timesteps) > POSE_START and idx / len(timesteps) < POSE_END:
-            noise_pred_uncond_condition = velocity(latent, timestep, 2)
-            noise_pred = (noise_pred_uncond_context + cfg * (noise_pred_cond - noise_pred_uncond_context)
-                          + pose_cfg * (noise_pred_cond - noise_pred_uncond_condition))
-        else:
-            noise_pred = noise_pred_uncond_context + cfg * (noise_pred_cond - noise_pred_uncond_context)
-        latent = sample_scheduler.step(noise_pred.unsqueeze(0), t, latent.unsqueeze(0), return_dict=False,
-                                       generator=seed_g)[0].squeeze(0)
-    return latent, sample_scheduler
+    """Drives the official scheduler the way ``generate`` does: the scheduler built with shift 1 and
+    the real shift given to ``set_timesteps``; at each of its timesteps the network's velocity for
+    the positive set, the text-null set and (inside the pose window, a fraction of the steps) the
+    pose-null set, mixed by the three-way formula; then one scheduler ``step``."""
+    solver = fm.FlowUniPCMultistepScheduler(num_train_timesteps=1000, shift=1, use_dynamic_shifting=False)
+    solver.set_timesteps(steps, device="cpu", shift=shift)
+    gen = torch.Generator(device="cpu")
+    gen.manual_seed(seed)
+    x = official_noise(seed)
+    n = len(solver.timesteps)
+    for i, t in enumerate(solver.timesteps):
+        tt = torch.stack([t])
+        v_pos, v_text_null = velocity(x, tt, 0), velocity(x, tt, 1)
+        v = v_text_null + cfg * (v_pos - v_text_null)
+        if POSE_START < i / n < POSE_END:
+            v = v + pose_cfg * (v_pos - velocity(x, tt, 2))
+        x = solver.step(v.unsqueeze(0), t, x.unsqueeze(0), return_dict=False, generator=gen)[0].squeeze(0)
+    return x, solver
 
 
 @pytest.fixture(scope="module")
