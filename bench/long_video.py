@@ -87,6 +87,7 @@ def main():
     ap.add_argument("--overlap", type=int, default=16)
     ap.add_argument("--fuse", default="pyramid")
     ap.add_argument("--tiny", action="store_true", help="tiny model, 64x64, window 13/4: a CPU smoke run")
+    ap.add_argument("--no-warmup", action="store_true", help="skip the 1-step warm-up (the first job's step 1 then loads the model)")
     ap.add_argument("--jsonl")
     a = ap.parse_args()
     if a.tiny:
@@ -199,8 +200,8 @@ def main():
         return rec
 
     with torch.inference_mode():
-        w = job(a.window, 1)
-        emit({"warmup": w})
+        if not a.no_warmup:
+            emit({"warmup": job(a.window, 1)})
         for f in [int(v) for v in a.frames.split(",")]:
             emit(job(f, a.steps))
     if out:
