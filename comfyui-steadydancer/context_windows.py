@@ -73,7 +73,7 @@ WHOLE = ("c_crossattn", "clip_fea", "sd_clip_pose", "sd_ref", "sd_pose_ref", "sd
 SCHEDULES = (cw.ContextSchedules.STATIC_STANDARD, cw.ContextSchedules.UNIFORM_STANDARD,
              cw.ContextSchedules.UNIFORM_LOOPED, cw.ContextSchedules.BATCHED)
 #: core's fuse methods but "relative" (its per-frame update indexes tensors with a list, which
-#: torch >= 2.9 no longer reads as a tuple index)
+#: torch deprecates: from 2.9 read as a tensor index, per its warning)
 FUSE_METHODS = (cw.ContextFuseMethods.PYRAMID, cw.ContextFuseMethods.FLAT, cw.ContextFuseMethods.OVERLAP_LINEAR)
 
 DEFAULT_WINDOW = 81       # frames: the official (and trained) length
@@ -101,7 +101,8 @@ def window_latents(window_frames: int, overlap_frames: int) -> tuple[int, int]:
 
 class _LatentWindow(cw.IndexListContextWindow):
     """A window along the latent's time dim; a batch-dim request (the timestep) gets the whole.
-    Indexes with a tuple (core's window builds a list index, which torch >= 2.9 rejects)."""
+    Indexes with a tuple: core's window builds a list index, which torch deprecates (from 2.9 read as
+    a tensor index, per its warning)."""
 
     def _index(self):
         return (slice(None),) * self.dim + (self.index_list,)

@@ -244,3 +244,9 @@ def test_node_sets_handler_and_rejects_bad_windows(env):
     for fuse in ("nope", "relative"):
         with pytest.raises(ValueError, match="fuse"):
             node.execute(env["patcher"], 81, 16, fuse, "standard_static")
+
+
+def test_pack_registers_the_node(comfy):
+    """The pack's __init__ collects nodes_context like every nodes_*.py module."""
+    assert comfy.NODE_CLASS_MAPPINGS["SteadyDancerContextWindows"].__name__ == "SteadyDancerContextWindows"
+    assert "SteadyDancerContextWindows" in comfy.NODE_DISPLAY_NAME_MAPPINGS
