@@ -23,10 +23,9 @@ NODE_STAMP := $(NODE_DIR)/.stamp
 export PATH := $(abspath $(NODE_DIR))/bin:$(PATH)
 endif
 
-# Code style. Lint (Biome for TypeScript, ruff for Python) is part of `make test`. The format
-# check is off until the code base has been formatted once (`make format`, one commit, after the
-# parallel branches are merged); then set FORMAT_CHECK := 1 here to make `make test` check it too.
-FORMAT_CHECK := 0
+# Code style: Biome (TypeScript) and ruff (Python) lint and format checks are part of `make test`
+# (`make format` fixes the formatting; FORMAT_CHECK=0 on the command line skips that check).
+FORMAT_CHECK ?= 1
 RUFF := $(VENV)/bin/ruff
 BIOME := npx biome
 

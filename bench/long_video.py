@@ -20,6 +20,7 @@ encode + sampling + decode. A warm-up run (81 frames, 1 step) loads the model fi
 figure is warm. Peak VRAM: torch's max allocated / reserved during the length's job, and
 nvidia-smi's memory.used sampled every 0.1 s (the cache is emptied between lengths).
 """
+
 import argparse
 import gc
 import importlib.util
@@ -41,8 +42,7 @@ class SmiPeak:
     def _run(self):
         while not self._stop.is_set():
             try:
-                v = int(subprocess.check_output(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
-                                                timeout=5).split()[0])
+                v = int(subprocess.check_output(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"], timeout=5).split()[0])
                 self.peak = max(self.peak, v)
             except Exception:
                 pass
@@ -64,8 +64,8 @@ def load_pack(pack: Path):
     sys.modules["sdpack"] = pkg
     sys.path.insert(0, str(pack))  # steadydancer_forward imports ``steadydancer.convert``
     import importlib
-    return {n: importlib.import_module(f"sdpack.{n}") for n in
-            ("guidance", "context_windows", "nodes_conditioning", "steadydancer.loading")}
+
+    return {n: importlib.import_module(f"sdpack.{n}") for n in ("guidance", "context_windows", "nodes_conditioning", "steadydancer.loading")}
 
 
 def module_from(path: Path, name: str):
@@ -86,11 +86,9 @@ def main():
     ap.add_argument("--window", type=int, default=81)
     ap.add_argument("--overlap", type=int, default=16)
     ap.add_argument("--fuse", default="pyramid")
-    ap.add_argument("--tiny", action="store_true",
-                    help="tiny model at 64x64 (a CPU run; without --frames: 13 and 33 frames in windows of 13/4)")
+    ap.add_argument("--tiny", action="store_true", help="tiny model at 64x64 (a CPU run; without --frames: 13 and 33 frames in windows of 13/4)")
     ap.add_argument("--no-warmup", action="store_true", help="skip the 1-step warm-up (the first job's step 1 then loads the model)")
-    ap.add_argument("--stand-in-vae", action="store_true",
-                    help="average-pool stand-in encoder and no decode (sampling scaling on CPU without the 1 s/frame VAE)")
+    ap.add_argument("--stand-in-vae", action="store_true", help="average-pool stand-in encoder and no decode (sampling scaling on CPU without the 1 s/frame VAE)")
     ap.add_argument("--jsonl")
     a = ap.parse_args()
     if a.tiny:
@@ -101,10 +99,12 @@ def main():
 
     sys.path.insert(0, str(a.comfyui))
     import warnings
+
     warnings.filterwarnings("ignore", message="Using a non-tuple sequence")
     import torch
     import comfy.options  # noqa: F401
     from comfy.cli_args import args
+
     if not torch.cuda.is_available():
         args.cpu = True
     import comfy.model_management as mm
@@ -112,6 +112,7 @@ def main():
     import comfy.samplers
     import comfy.sd
     import comfy.clip_vision
+
     mods = load_pack(Path(a.pack))
     fwd = module_from(HERE / "steadydancer_forward.py", "sd_forward_bench")
     tiny_models = module_from(Path(a.pack) / "tests" / "fixtures" / "make_tiny_models.py", "sd_make_tiny")
@@ -127,8 +128,7 @@ def main():
             out.write(line + "\n")
             out.flush()
 
-    emit({"env": dict(torch=torch.__version__, gpu=torch.cuda.get_device_name() if cuda else "cpu",
-                      vram_state=str(mm.vram_state), argv=sys.argv[1:])})
+    emit({"env": dict(torch=torch.__version__, gpu=torch.cuda.get_device_name() if cuda else "cpu", vram_state=str(mm.vram_state), argv=sys.argv[1:])})
     t0 = time.time()
     c = fwd.TINY if a.tiny else fwd.FULL
     sd = fwd.random_state_dict(c, "fp8", device)
@@ -143,6 +143,7 @@ def main():
     ms.set_parameters(shift=5.0, multiplier=1000)  # what ModelSamplingSD3(shift=5) patches in
     patcher.add_object_patch("model_sampling", ms)
     if a.stand_in_vae:
+
         class PoolVAE:  # IMAGE [N, H, W, 3] -> [1, 16, (N-1)//4+1, H/8, W/8]; decode: not timed
             def encode(self, img):
                 x = torch.nn.functional.avg_pool2d(img.movedim(-1, 1), 8)
@@ -151,6 +152,7 @@ def main():
 
             def decode(self, z):
                 return torch.zeros(1, (z.shape[2] - 1) * 4 + 1, 1, 1, 3)
+
         vae = PoolVAE()
     else:
         vae = comfy.sd.VAE(sd=tiny_models.wan_vae(Path(a.comfyui), torch.Generator().manual_seed(1)))
@@ -176,8 +178,7 @@ def main():
         with SmiPeak() as smi:
             sync = torch.cuda.synchronize if cuda else (lambda: None)
             t_a = time.perf_counter()
-            pos, neg, neg_p, latent = cond.build_conditioning(
-                text(1), text(2), vae, clip_out(3), clip_out(4), ref, pose, neg_pose, a.width, a.height, frames)
+            pos, neg, neg_p, latent = cond.build_conditioning(text(1), text(2), vae, clip_out(3), clip_out(4), ref, pose, neg_pose, a.width, a.height, frames)
             sync()
             t_b = time.perf_counter()
             model = cw.apply_context_windows(patcher, a.window, a.overlap, a.fuse)
@@ -192,24 +193,33 @@ def main():
                 sync()
                 marks.append(time.perf_counter())
 
-            samples = guider.sample(noise, latent["samples"], comfy.samplers.sampler_object("euler"), sigmas,
-                                    callback=cb, seed=1)
+            samples = guider.sample(noise, latent["samples"], comfy.samplers.sampler_object("euler"), sigmas, callback=cb, seed=1)
             sync()
             t_c = time.perf_counter()
             images = vae.decode(samples)
             sync()
             t_d = time.perf_counter()
         per_step = [round(t - s, 3) for s, t in zip([t_b] + marks[:-1], marks)]
-        rec = dict(frames=frames, size=f"{a.width}x{a.height}", latent_frames=int(latent["samples"].shape[2]),
-                   windows=len(cw.frame_windows(frames, a.window, a.overlap)), window=a.window, overlap=a.overlap,
-                   fuse=a.fuse, steps=steps, s_per_step=per_step,
-                   s_per_step_warm=round(sum(per_step[1:]) / max(1, len(per_step) - 1), 3) if len(per_step) > 1 else per_step[0],
-                   encode_s=round(t_b - t_a, 2), sampling_s=round(t_c - t_b, 2), decode_s=round(t_d - t_c, 2),
-                   job_s=round(t_d - t_a, 2), out_frames=int(images.shape[0] if images.ndim == 4 else images.shape[1]),
-                   finite=bool(torch.isfinite(samples).all()))
+        rec = dict(
+            frames=frames,
+            size=f"{a.width}x{a.height}",
+            latent_frames=int(latent["samples"].shape[2]),
+            windows=len(cw.frame_windows(frames, a.window, a.overlap)),
+            window=a.window,
+            overlap=a.overlap,
+            fuse=a.fuse,
+            steps=steps,
+            s_per_step=per_step,
+            s_per_step_warm=round(sum(per_step[1:]) / max(1, len(per_step) - 1), 3) if len(per_step) > 1 else per_step[0],
+            encode_s=round(t_b - t_a, 2),
+            sampling_s=round(t_c - t_b, 2),
+            decode_s=round(t_d - t_c, 2),
+            job_s=round(t_d - t_a, 2),
+            out_frames=int(images.shape[0] if images.ndim == 4 else images.shape[1]),
+            finite=bool(torch.isfinite(samples).all()),
+        )
         if cuda:
-            rec.update(peak_alloc_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2),
-                       peak_reserved_gib=round(torch.cuda.max_memory_reserved() / 2**30, 2), smi_peak_mib=smi.peak)
+            rec.update(peak_alloc_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2), peak_reserved_gib=round(torch.cuda.max_memory_reserved() / 2**30, 2), smi_peak_mib=smi.peak)
         del pos, neg, neg_p, latent, samples, images, guider, model
         return rec
 

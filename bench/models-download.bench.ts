@@ -97,7 +97,20 @@ function manifestFor(files: Served[]) {
   const entries = Object.fromEntries(
     files.map((f, i) => [
       `m${i}`,
-      { role: i === 0 ? 'diffusion_model' : 'vae', description: 'bench', repo: 'bench/repo', revision: 'main', commit: null, path: f.name, folder: i === 0 ? 'diffusion_models' : 'vae', filename: f.name, size: f.size, sha256: f.sha256, verified: ['size', 'sha256'], sources: ['bench'] },
+      {
+        role: i === 0 ? 'diffusion_model' : 'vae',
+        description: 'bench',
+        repo: 'bench/repo',
+        revision: 'main',
+        commit: null,
+        path: f.name,
+        folder: i === 0 ? 'diffusion_models' : 'vae',
+        filename: f.name,
+        size: f.size,
+        sha256: f.sha256,
+        verified: ['size', 'sha256'],
+        sources: ['bench'],
+      },
     ]),
   );
   const mk = (ids: string[]) =>
@@ -150,7 +163,23 @@ async function main() {
     if (r.exitCode !== 0 || !m) throw new Error(`${cmd} failed (${r.exitCode}): ${r.stderr.slice(-2000)}\n${r.stdout.slice(-2000)}`);
     return { wall: Number(m[1]), cpu: Number(m[2]) + Number(m[3]) };
   };
-  const ours = (manifest: string, jobs: number, connections: number) => [cli, 'models', 'download', '--manifest', manifest, '--variant', 'v', '--dest', dest, '--jobs', String(jobs), '--connections', String(connections), '--no-presets', '-q'];
+  const ours = (manifest: string, jobs: number, connections: number) => [
+    cli,
+    'models',
+    'download',
+    '--manifest',
+    manifest,
+    '--variant',
+    'v',
+    '--dest',
+    dest,
+    '--jobs',
+    String(jobs),
+    '--connections',
+    String(connections),
+    '--no-presets',
+    '-q',
+  ];
   const curlN = () => {
     const args = ['-sS', '-f', '-Z', '--parallel-max', String(FILES)];
     files.forEach((f, i) => args.push('-o', join(dest, `f${i}`), `${cdnUrl}/cdn/${f.name}`));
@@ -159,7 +188,12 @@ async function main() {
   // curl, then sha256sum: what a verified download costs with the usual tools (one process tree
   // under /usr/bin/time, so its CPU seconds add up both)
   const curlSum1 = () => ['-c', `curl -sS -f -o ${join(dest, 'f0')} ${cdnUrl}/cdn/${files[0]!.name} && sha256sum ${join(dest, 'f0')} >/dev/null`];
-  const curlSumN = () => ['-c', `curl ${curlN().map((a) => `'${a}'`).join(' ')} && ls ${dest}/f* | xargs -P ${FILES} -n 1 sha256sum >/dev/null`];
+  const curlSumN = () => [
+    '-c',
+    `curl ${curlN()
+      .map((a) => `'${a}'`)
+      .join(' ')} && ls ${dest}/f* | xargs -P ${FILES} -n 1 sha256sum >/dev/null`,
+  ];
   const results: Record<string, { wall: number; cpu: number }[]> = { curl1: [], ours1: [], ours1c4: [], curlN: [], oursN: [], curlSum1: [], curlSumN: [] };
   for (let r = 0; r < RUNS; r++) {
     // interleaved, so that load from other processes on this machine hits both alike
@@ -170,7 +204,13 @@ async function main() {
     results.oursN!.push(await timed(process.execPath, ours(join(base, 'all.json'), FILES, 1)));
     results.curlSum1!.push(await timed('bash', curlSum1()));
     results.curlSumN!.push(await timed('bash', curlSumN()));
-    console.error(`run ${r + 1}: ` + Object.entries(results).map(([k, v]) => `${k} ${v[r]!.wall.toFixed(2)}s (cpu ${v[r]!.cpu.toFixed(2)}s)`).join(', ') + ` · load ${loadavg()[0]!.toFixed(1)}`);
+    console.error(
+      `run ${r + 1}: ` +
+        Object.entries(results)
+          .map(([k, v]) => `${k} ${v[r]!.wall.toFixed(2)}s (cpu ${v[r]!.cpu.toFixed(2)}s)`)
+          .join(', ') +
+        ` · load ${loadavg()[0]!.toFixed(1)}`,
+    );
   }
   clean();
   child.kill();
@@ -181,7 +221,11 @@ async function main() {
   const med = (xs: { wall: number; cpu: number }[], k: 'wall' | 'cpu') => median(xs.map((x) => x[k]));
   const row = (what: string, bytes: number, xs: { wall: number; cpu: number }[]) =>
     `| ${what} | ${(bytes / MB).toFixed(0)} MiB | ${xs.map((x) => x.wall.toFixed(2)).join(' / ')} | ${med(xs, 'wall').toFixed(2)} | ${rate(bytes, med(xs, 'wall')).toFixed(0)} | ${med(xs, 'cpu').toFixed(2)} | ${(bytes / MB / 1024 / med(xs, 'cpu')).toFixed(2)} |`;
-  console.log(`${FILES} × ${MIB} MiB, ${RUNS} runs interleaved, ${cpus().length} CPUs, load average at the end ${loadavg().map((x) => x.toFixed(1)).join(' ')}\n`);
+  console.log(
+    `${FILES} × ${MIB} MiB, ${RUNS} runs interleaved, ${cpus().length} CPUs, load average at the end ${loadavg()
+      .map((x) => x.toFixed(1))
+      .join(' ')}\n`,
+  );
   console.log(`| run | bytes | wall seconds per run | median wall s | MiB/s | median CPU s (user+sys) | GiB per CPU-second |`);
   console.log('| --- | --- | --- | --- | --- | --- | --- |');
   console.log(row('curl, 1 file', size0, results.curl1!));

@@ -66,7 +66,13 @@ async function listeners(): Promise<{ takes: number; listeners: number }> {
 async function badJobs(): Promise<Record<string, number | boolean>> {
   const port = await freePort();
   const fake = join(process.cwd(), 'test', 'fixtures', 'fake-comfyui.mjs');
-  const svc = await createService({ comfyUrl: `http://127.0.0.1:${port}`, comfyCommand: [process.execPath, fake, '--port', String(port)], readyTimeoutMs: 60_000, env: {}, logger: memoryLogger('error') });
+  const svc = await createService({
+    comfyUrl: `http://127.0.0.1:${port}`,
+    comfyCommand: [process.execPath, fake, '--port', String(port)],
+    readyTimeoutMs: 60_000,
+    env: {},
+    logger: memoryLogger('error'),
+  });
   await svc.ready(new AbortController().signal);
   const maxQueue = Number(process.env.MAX_QUEUE || 100);
   const queue = new JobQueue({ handler: svc.handler, logger: memoryLogger('error'), beforeJob: svc.ready, runningAbort: svc.crashSignal, maxQueue } as ConstructorParameters<typeof JobQueue>[0]);

@@ -8,6 +8,7 @@ would win and the entrypoint would never be called. Importing the package also a
 ``flow_unipc_bh2`` sampler and the ``flow_unipc_official`` scheduler to ComfyUI's lists
 (``flow_unipc.py``), so KSampler, KSamplerSelect and BasicScheduler offer them.
 """
+
 import importlib
 import logging
 import pkgutil

@@ -51,6 +51,7 @@ replaces the two parts that do not fit SteadyDancer at the pinned core commit:
 Frames: windows are given in video frames; latent frames are ``(frames - 1) // 4 + 1``, so a
 window of 4n+1 frames is n+1 latent frames and an overlap of 4k frames is k latent frames.
 """
+
 from __future__ import annotations
 
 import logging
@@ -70,15 +71,14 @@ TIME_ALIGNED = ("c_concat", "sd_pose")
 #: model conditions that are the same for every frame (passed whole to every window)
 WHOLE = ("c_crossattn", "clip_fea", "sd_clip_pose", "sd_ref", "sd_pose_ref", "sd_pose_strength", "sd_pose_t_range")
 
-SCHEDULES = (cw.ContextSchedules.STATIC_STANDARD, cw.ContextSchedules.UNIFORM_STANDARD,
-             cw.ContextSchedules.UNIFORM_LOOPED, cw.ContextSchedules.BATCHED)
+SCHEDULES = (cw.ContextSchedules.STATIC_STANDARD, cw.ContextSchedules.UNIFORM_STANDARD, cw.ContextSchedules.UNIFORM_LOOPED, cw.ContextSchedules.BATCHED)
 #: core's fuse methods but "relative" (its per-frame update indexes tensors with a list, which
 #: torch deprecates: from 2.9 read as a tensor index, per its warning)
 FUSE_METHODS = (cw.ContextFuseMethods.PYRAMID, cw.ContextFuseMethods.FLAT, cw.ContextFuseMethods.OVERLAP_LINEAR)
 
-DEFAULT_WINDOW = 81       # frames: the official (and trained) length
-DEFAULT_OVERLAP = 16      # frames: WanVideoWrapper's WanVideoContextOptions default (4 latent frames)
-DEFAULT_FUSE = cw.ContextFuseMethods.PYRAMID       # core's default
+DEFAULT_WINDOW = 81  # frames: the official (and trained) length
+DEFAULT_OVERLAP = 16  # frames: WanVideoWrapper's WanVideoContextOptions default (4 latent frames)
+DEFAULT_FUSE = cw.ContextFuseMethods.PYRAMID  # core's default
 DEFAULT_SCHEDULE = cw.ContextSchedules.STATIC_STANDARD
 
 
@@ -94,8 +94,7 @@ def window_latents(window_frames: int, overlap_frames: int) -> tuple[int, int]:
         raise ValueError(f"context window overlap must be a multiple of 4 frames (0, 4, ..., 16), got {overlap_frames}")
     length, overlap = latent_frames(window_frames), overlap_frames // 4
     if overlap >= length:
-        raise ValueError(f"context window overlap ({overlap_frames} frames) must be shorter than the window "
-                         f"({window_frames} frames)")
+        raise ValueError(f"context window overlap ({overlap_frames} frames) must be shorter than the window ({window_frames} frames)")
     return length, overlap
 
 
@@ -119,25 +118,29 @@ class _LatentWindow(cw.IndexListContextWindow):
 
 
 class SteadyDancerContextHandler(cw.IndexListContextHandler):
-    def __init__(self, context_length: int, context_overlap: int, fuse_method: str = DEFAULT_FUSE,
-                 context_schedule: str = DEFAULT_SCHEDULE, context_stride: int = 1, closed_loop: bool = False):
+    def __init__(self, context_length: int, context_overlap: int, fuse_method: str = DEFAULT_FUSE, context_schedule: str = DEFAULT_SCHEDULE, context_stride: int = 1, closed_loop: bool = False):
         if context_schedule not in SCHEDULES:
             raise ValueError(f"unknown context schedule {context_schedule!r}; one of {', '.join(SCHEDULES)}")
         if fuse_method not in FUSE_METHODS:
             raise ValueError(f"unknown fuse method {fuse_method!r}; one of {', '.join(FUSE_METHODS)}")
         if context_length < 1 or not 0 <= context_overlap < context_length:
             raise ValueError(f"need 0 <= overlap < length (latent frames), got {context_overlap} and {context_length}")
-        super().__init__(cw.get_matching_context_schedule(context_schedule), cw.get_matching_fuse_method(fuse_method),
-                         context_length=context_length, context_overlap=context_overlap,
-                         context_stride=context_stride, closed_loop=closed_loop, dim=TIME_DIM)
+        super().__init__(
+            cw.get_matching_context_schedule(context_schedule),
+            cw.get_matching_fuse_method(fuse_method),
+            context_length=context_length,
+            context_overlap=context_overlap,
+            context_stride=context_stride,
+            closed_loop=closed_loop,
+            dim=TIME_DIM,
+        )
 
     def set_step(self, timestep: torch.Tensor, model_options: dict):
         sigmas = model_options["transformer_options"]["sample_sigmas"]
         self._step = step_of_sigma(float(timestep.detach().float().flatten().max()), sigmas)[0]
 
     def get_context_windows(self, model, x_in: torch.Tensor, model_options: dict) -> list:
-        return [_LatentWindow(w, dim=self.dim)
-                for w in self.context_schedule.func(x_in.size(self.dim), self, model_options)]
+        return [_LatentWindow(w, dim=self.dim) for w in self.context_schedule.func(x_in.size(self.dim), self, model_options)]
 
     def get_resized_cond(self, cond_in, x_in: torch.Tensor, window, device=None):
         if cond_in is None:
@@ -147,8 +150,7 @@ class SteadyDancerContextHandler(cw.IndexListContextHandler):
         for entry in cond_in:
             for key in ("area", "mask"):
                 if key in entry:
-                    raise ValueError(f"SteadyDancer context windows: a conditioning with '{key}' (area/mask "
-                                     "conditioning) is not supported")
+                    raise ValueError(f"SteadyDancer context windows: a conditioning with '{key}' (area/mask conditioning) is not supported")
             new = dict(entry)
             if "control" in entry:
                 new["control"] = self.prepare_control_objects(entry["control"], device)
@@ -157,8 +159,7 @@ class SteadyDancerContextHandler(cw.IndexListContextHandler):
                 sliced = name in TIME_ALIGNED or (isinstance(c, comfy.conds.CONDNoiseShape) and name not in WHOLE)
                 if sliced:
                     if c.cond.ndim <= self.dim or c.cond.size(self.dim) != t:
-                        raise ValueError(f"SteadyDancer context windows: condition {name} has shape "
-                                         f"{tuple(c.cond.shape)}, expected {t} latent frames in dim {self.dim}")
+                        raise ValueError(f"SteadyDancer context windows: condition {name} has shape {tuple(c.cond.shape)}, expected {t} latent frames in dim {self.dim}")
                     c = c._copy_with(window.get_tensor(c.cond, device))
                 elif device is not None and isinstance(getattr(c, "cond", None), torch.Tensor):
                     c = c._copy_with(c.cond.to(device))
@@ -168,8 +169,7 @@ class SteadyDancerContextHandler(cw.IndexListContextHandler):
         return out
 
 
-def frame_windows(frames: int, window_frames: int, overlap_frames: int, schedule: str = DEFAULT_SCHEDULE,
-                  step: int = 0) -> list[list[int]]:
+def frame_windows(frames: int, window_frames: int, overlap_frames: int, schedule: str = DEFAULT_SCHEDULE, step: int = 0) -> list[list[int]]:
     """The latent-frame windows the handler uses for a video of ``frames`` frames (for reports/tests)."""
     length, overlap = window_latents(window_frames, overlap_frames)
     h = SteadyDancerContextHandler(length, overlap, context_schedule=schedule)
@@ -180,8 +180,7 @@ def frame_windows(frames: int, window_frames: int, overlap_frames: int, schedule
     return h.context_schedule.func(t, h, {})
 
 
-def apply_context_windows(model_patcher, window_frames: int = DEFAULT_WINDOW, overlap_frames: int = DEFAULT_OVERLAP,
-                          fuse_method: str = DEFAULT_FUSE, schedule: str = DEFAULT_SCHEDULE):
+def apply_context_windows(model_patcher, window_frames: int = DEFAULT_WINDOW, overlap_frames: int = DEFAULT_OVERLAP, fuse_method: str = DEFAULT_FUSE, schedule: str = DEFAULT_SCHEDULE):
     """A clone of ``model_patcher`` that samples in context windows when the latent is longer than one."""
     length, overlap = window_latents(window_frames, overlap_frames)
     m = model_patcher.clone()

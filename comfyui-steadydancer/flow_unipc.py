@@ -30,6 +30,7 @@ result to the solver sigma: ``x0 = x - (s / sigma_t) (x - denoised)``. Integer t
 from the official schedule when the sigmas are exactly it (float32 cannot always tell which
 side of an integer the float64 value was on); for any other sigmas they are ``floor(s * 1000)``.
 """
+
 from __future__ import annotations
 
 import math
@@ -51,11 +52,11 @@ class FlowModelRequired(TypeError):
 def _flow_params(model_sampling) -> tuple[float, float]:
     """(shift, multiplier) of a flow-matching model_sampling, or a clear error."""
     import comfy.model_sampling as ms_mod
-    if not (isinstance(model_sampling, ms_mod.CONST) and hasattr(model_sampling, "shift")
-            and hasattr(model_sampling, "multiplier")):
+
+    if not (isinstance(model_sampling, ms_mod.CONST) and hasattr(model_sampling, "shift") and hasattr(model_sampling, "multiplier")):
         raise FlowModelRequired(
-            f"{SAMPLER_NAME} / {SCHEDULER_NAME} need a flow-matching model (Wan: ModelSamplingDiscreteFlow, "
-            f"e.g. after ModelSamplingSD3); this model samples with {type(model_sampling).__name__}")
+            f"{SAMPLER_NAME} / {SCHEDULER_NAME} need a flow-matching model (Wan: ModelSamplingDiscreteFlow, e.g. after ModelSamplingSD3); this model samples with {type(model_sampling).__name__}"
+        )
     return float(model_sampling.shift), float(model_sampling.multiplier)
 
 
@@ -66,8 +67,8 @@ def official_schedule(steps: int, shift: float, multiplier: float = 1000.0) -> t
     if not math.isfinite(shift) or shift <= 0:
         raise ValueError(f"{SCHEDULER_NAME}: shift must be a positive number, got {shift!r}")
     u = np.linspace(OFFICIAL_SIGMA_MAX, 0.0, int(steps) + 1)[:-1]
-    s = shift * u / (1.0 + (shift - 1.0) * u)                      # float64, as upstream
-    timesteps = torch.from_numpy(s * multiplier).to(torch.int64)    # truncation toward 0, as upstream
+    s = shift * u / (1.0 + (shift - 1.0) * u)  # float64, as upstream
+    timesteps = torch.from_numpy(s * multiplier).to(torch.int64)  # truncation toward 0, as upstream
     sigmas = torch.from_numpy(np.append(s, 0.0).astype(np.float32))
     return sigmas, timesteps
 
@@ -109,15 +110,15 @@ def _unipc_update(x, s_from, s_to, m_cur, history, order, corrector_m=None):
     used at order 2 (``ORDER``). Without ``corrector_m`` this is the predictor UniP; with it (the
     x0 at ``s_to``, evaluated on the predicted sample) the corrector UniC of the same order.
     """
-    if s_to == 0.0:                                  # the last step: lambda = inf, e^-h = 0
+    if s_to == 0.0:  # the last step: lambda = inf, e^-h = 0
         if corrector_m is not None:
             raise ValueError("no corrector onto sigma 0")
         return m_cur.clone()
     lam_from, lam_to = _lam(s_from), _lam(s_to)
     h = lam_to - lam_from
     hh = -h
-    phi1 = math.expm1(hh)                            # e^{-h} - 1
-    b_h = phi1                                       # bh2
+    phi1 = math.expm1(hh)  # e^{-h} - 1
+    b_h = phi1  # bh2
     alpha_to = 1.0 - s_to
     base = (s_to / s_from) * x - (alpha_to * phi1) * m_cur
     # ratios r_k and scaled differences D_k of the older x0s
@@ -127,7 +128,7 @@ def _unipc_update(x, s_from, s_to, m_cur, history, order, corrector_m=None):
         r = (_lam(s_k) - lam_from) / h
         rks.append(r)
         d1s.append((m_k - m_cur) / r)
-    if corrector_m is None:                          # UniP: order 1 is DPM-Solver-1, order 2 weighs D_1 by 1/2
+    if corrector_m is None:  # UniP: order 1 is DPM-Solver-1, order 2 weighs D_1 by 1/2
         return base if order == 1 else base - (alpha_to * b_h * 0.5) * d1s[0]
     rhos = [0.5] if order == 1 else _rhos(rks + [1.0], hh, b_h, order)
     res = sum(rho * d for rho, d in zip(rhos[:-1], d1s)) if d1s else 0.0
@@ -155,8 +156,7 @@ def _model_sampling(model):
     inner = getattr(inner, "inner_model", None)
     ms = getattr(inner, "model_sampling", None)
     if ms is None:
-        raise FlowModelRequired(f"{SAMPLER_NAME}: cannot find the model's model_sampling; "
-                                "use it through ComfyUI's samplers (KSampler, SamplerCustom, ...)")
+        raise FlowModelRequired(f"{SAMPLER_NAME}: cannot find the model's model_sampling; use it through ComfyUI's samplers (KSampler, SamplerCustom, ...)")
     return ms
 
 
@@ -183,8 +183,8 @@ def sample_flow_unipc(model, x, sigmas, extra_args=None, callback=None, disable=
         latent = getattr(model, "latent_image", None)
         x = model.noise if latent is None else ms.noise_scaling(torch.ones_like(sigmas[0]), model.noise, latent)
     s_in = x.new_ones([x.shape[0]])
-    history: list[tuple[float, torch.Tensor]] = []    # (sigma, x0) of the steps so far
-    x_before = None                                   # the sample the last predictor started from
+    history: list[tuple[float, torch.Tensor]] = []  # (sigma, x0) of the steps so far
+    x_before = None  # the sample the last predictor started from
     last_order = 0
     for i in trange(n, disable=disable):
         t = int(ts[i])
@@ -192,11 +192,11 @@ def sample_flow_unipc(model, x, sigmas, extra_args=None, callback=None, disable=
             s_model = _sigma_for_timestep(t, ms, x)
             denoised = model(x, s_model * s_in, **extra_args)
             x0 = x - (sig[i] / float(s_model)) * (x - denoised)
-        else:                                          # timestep 0: the model's own sigma (no velocity to rescale)
+        else:  # timestep 0: the model's own sigma (no velocity to rescale)
             x0 = model(x, sigmas[i] * s_in, **extra_args)
         if callback is not None:
             callback({"x": x, "i": i, "sigma": sigmas[i], "sigma_hat": sigmas[i], "denoised": x0})
-        if x_before is not None:                       # UniC: refine the predicted sample with its own x0
+        if x_before is not None:  # UniC: refine the predicted sample with its own x0
             s_prev, m_prev = history[-1]
             x = _unipc_update(x_before, s_prev, sig[i], m_prev, history[:-1], last_order, corrector_m=x0)
         history.append((sig[i], x0))
@@ -214,6 +214,7 @@ def register() -> None:
     functions serve)."""
     import comfy.k_diffusion.sampling as kds
     import comfy.samplers as cs
+
     setattr(kds, f"sample_{SAMPLER_NAME}", sample_flow_unipc)
     for names in (cs.KSAMPLER_NAMES, cs.SAMPLER_NAMES):
         if SAMPLER_NAME not in names:

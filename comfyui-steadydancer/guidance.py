@@ -32,6 +32,7 @@ intermediate evaluations (Heun, DPM++ 2S, ...) count as the step they belong to.
 ``len(sigmas) - 1``; with ``denoise < 1`` the fraction runs over the partial schedule that is
 actually sampled.
 """
+
 from __future__ import annotations
 
 import logging
@@ -88,14 +89,12 @@ class SteadyDancerCFGGuider(comfy.samplers.CFGGuider):
     def set_conds(self, positive, negative, negative_pose):
         self.inner_set_conds({"positive": positive, "negative": negative, "negative_pose": negative_pose})
 
-    def set_cfg(self, cfg: float, pose_cfg: float = DEFAULT_POSE_CFG, pose_start: float = DEFAULT_POSE_START,
-                pose_end: float = DEFAULT_POSE_END):
+    def set_cfg(self, cfg: float, pose_cfg: float = DEFAULT_POSE_CFG, pose_start: float = DEFAULT_POSE_START, pose_end: float = DEFAULT_POSE_END):
         for name, v in (("cfg", cfg), ("pose_cfg", pose_cfg), ("pose_start", pose_start), ("pose_end", pose_end)):
             if not math.isfinite(v):
                 raise ValueError(f"SteadyDancerGuider: {name} must be a finite number, got {v}")
         if not 0.0 <= pose_start <= 1.0 or not 0.0 <= pose_end <= 1.0:
-            raise ValueError(f"SteadyDancerGuider: pose_start and pose_end are fractions of the steps (0..1), "
-                             f"got {pose_start} and {pose_end}")
+            raise ValueError(f"SteadyDancerGuider: pose_start and pose_end are fractions of the steps (0..1), got {pose_start} and {pose_end}")
         if pose_start > pose_end:
             raise ValueError(f"SteadyDancerGuider: pose_start ({pose_start}) is after pose_end ({pose_end})")
         self.cfg, self.pose_cfg, self.pose_start, self.pose_end = float(cfg), float(pose_cfg), float(pose_start), float(pose_end)
@@ -106,8 +105,7 @@ class SteadyDancerCFGGuider(comfy.samplers.CFGGuider):
         sigmas = model_options.get("transformer_options", {}).get("sample_sigmas")
         if sigmas is None:
             if not self._warned_no_sigmas:
-                log.warning("SteadyDancerGuider: no sampling schedule in the model options; "
-                            "pose guidance is off for this call")
+                log.warning("SteadyDancerGuider: no sampling schedule in the model options; pose guidance is off for this call")
                 self._warned_no_sigmas = True
             return False
         sigma = float(timestep.detach().float().flatten().max().item())
@@ -123,8 +121,7 @@ class SteadyDancerCFGGuider(comfy.samplers.CFGGuider):
         uncond = None if skip_text_neg else negative
         conds = [positive, uncond, negative_pose if pose_on else None]
         out = comfy.samplers.calc_cond_batch(self.inner_model, conds, x, timestep, model_options)
-        denoised = comfy.samplers.cfg_function(self.inner_model, out[0], out[1], self.cfg, x, timestep,
-                                               model_options=model_options, cond=positive, uncond=uncond)
+        denoised = comfy.samplers.cfg_function(self.inner_model, out[0], out[1], self.cfg, x, timestep, model_options=model_options, cond=positive, uncond=uncond)
         if pose_on:
             denoised = denoised + self.pose_cfg * (out[0] - out[2])
         return denoised

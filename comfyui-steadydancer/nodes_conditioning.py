@@ -54,6 +54,7 @@ The guider only chooses which of the three lists it evaluates; it never edits th
 Pose frames are resized to width×height with bicubic interpolation and no crop (the official
 generate resizes every pose frame to the reference size, then to (h, w) with bicubic).
 """
+
 import torch
 
 import comfy.model_management
@@ -79,16 +80,27 @@ def _check_frames(name: str, frames: torch.Tensor, length: int) -> torch.Tensor:
     if frames.ndim != 4:
         raise ValueError(f"SteadyDancerConditioning: {name} must be an IMAGE batch [N, H, W, C], got shape {tuple(frames.shape)}")
     if frames.shape[0] < length:
-        raise ValueError(
-            f"SteadyDancerConditioning: {name} has {frames.shape[0]} frames but length={length} needs at least "
-            f"{length}; lower length or give more pose frames")
+        raise ValueError(f"SteadyDancerConditioning: {name} has {frames.shape[0]} frames but length={length} needs at least {length}; lower length or give more pose frames")
     return frames[:length]
 
 
-def build_conditioning(positive, negative, vae, clip_vision_ref, clip_vision_pose, reference_image,
-                       pose_frames, negative_pose_frames, width, height, length,
-                       pose_strength_spatial=1.0, pose_strength_temporal=1.0,
-                       pose_start_percent=0.0, pose_end_percent=1.0):
+def build_conditioning(
+    positive,
+    negative,
+    vae,
+    clip_vision_ref,
+    clip_vision_pose,
+    reference_image,
+    pose_frames,
+    negative_pose_frames,
+    width,
+    height,
+    length,
+    pose_strength_spatial=1.0,
+    pose_strength_temporal=1.0,
+    pose_start_percent=0.0,
+    pose_end_percent=1.0,
+):
     if width % 16 or height % 16 or width < 16 or height < 16:
         raise ValueError(f"SteadyDancerConditioning: width and height must be positive multiples of 16, got {width}x{height}")
     if length < 1 or (length - 1) % 4:
@@ -109,8 +121,7 @@ def build_conditioning(positive, negative, vae, clip_vision_ref, clip_vision_pos
     first[:1] = ref
     concat_latent = vae.encode(first)
     t_lat = concat_latent.shape[2]
-    mask = torch.ones((1, 1, t_lat, concat_latent.shape[-2], concat_latent.shape[-1]),
-                      dtype=concat_latent.dtype, device=concat_latent.device)
+    mask = torch.ones((1, 1, t_lat, concat_latent.shape[-2], concat_latent.shape[-1]), dtype=concat_latent.dtype, device=concat_latent.device)
     mask[:, :, :1] = 0.0
 
     ref_latent = vae.encode(ref)
@@ -131,8 +142,7 @@ def build_conditioning(positive, negative, vae, clip_vision_ref, clip_vision_pos
     pos = node_helpers.conditioning_set_values(positive, {**shared, KEY_POSE: pose_latent})
     neg = node_helpers.conditioning_set_values(negative, {**shared, KEY_POSE: pose_latent})
     neg_p = node_helpers.conditioning_set_values(positive, {**shared, KEY_POSE: neg_pose_latent})
-    latent = torch.zeros([1, 16, t_lat, height // 8, width // 8],
-                         device=comfy.model_management.intermediate_device())
+    latent = torch.zeros([1, 16, t_lat, height // 8, width // 8], device=comfy.model_management.intermediate_device())
     return pos, neg, neg_p, {"samples": latent}
 
 
@@ -142,7 +152,9 @@ class SteadyDancerConditioning(io.ComfyNode):
         strength = lambda name: io.Float.Input(name, default=1.0, min=0.0, max=10.0, step=0.01)  # noqa: E731
         percent = lambda name, d: io.Float.Input(name, default=d, min=0.0, max=1.0, step=0.01)  # noqa: E731
         return io.Schema(
-            node_id="SteadyDancerConditioning", display_name="SteadyDancer Conditioning", category="SteadyDancer",
+            node_id="SteadyDancerConditioning",
+            display_name="SteadyDancer Conditioning",
+            category="SteadyDancer",
             inputs=[
                 io.Conditioning.Input("positive"),
                 io.Conditioning.Input("negative"),
@@ -160,10 +172,12 @@ class SteadyDancerConditioning(io.ComfyNode):
                 percent("pose_start_percent", 0.0),
                 percent("pose_end_percent", 1.0),
             ],
-            outputs=[io.Conditioning.Output(display_name="positive"),
-                     io.Conditioning.Output(display_name="negative"),
-                     io.Conditioning.Output(display_name="negative_pose"),
-                     io.Latent.Output(display_name="latent")],
+            outputs=[
+                io.Conditioning.Output(display_name="positive"),
+                io.Conditioning.Output(display_name="negative"),
+                io.Conditioning.Output(display_name="negative_pose"),
+                io.Latent.Output(display_name="latent"),
+            ],
         )
 
     @classmethod

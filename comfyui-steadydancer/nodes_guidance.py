@@ -33,12 +33,12 @@ Fast preset (the step-distilled lightx2v LoRA, as in the official SteadyDancer C
     step, no negative-pose latents needed (the guider never evaluates ``negative_pose``; the
     conditioning node may still produce it).
 """
+
 from __future__ import annotations
 
 from comfy_api.latest import io
 
-from .guidance import (DEFAULT_CFG, DEFAULT_POSE_CFG, DEFAULT_POSE_END, DEFAULT_POSE_START,
-                       SteadyDancerCFGGuider)
+from .guidance import DEFAULT_CFG, DEFAULT_POSE_CFG, DEFAULT_POSE_END, DEFAULT_POSE_START, SteadyDancerCFGGuider
 
 
 def default_shift(width: int, height: int) -> float:
@@ -53,21 +53,16 @@ class SteadyDancerGuider(io.ComfyNode):
             node_id="SteadyDancerGuider",
             display_name="SteadyDancer Guider (text + pose CFG)",
             category="SteadyDancer",
-            description="SteadyDancer's official three-way guidance: text CFG at every step, pose CFG "
-                        "against the negative poses while pose_start < step/steps < pose_end.",
+            description="SteadyDancer's official three-way guidance: text CFG at every step, pose CFG against the negative poses while pose_start < step/steps < pose_end.",
             inputs=[
                 io.Model.Input("model"),
                 io.Conditioning.Input("positive", tooltip="positive text + pose latents"),
                 io.Conditioning.Input("negative", tooltip="negative text + pose latents"),
                 io.Conditioning.Input("negative_pose", tooltip="positive text + negative-pose latents"),
-                io.Float.Input("cfg", default=DEFAULT_CFG, min=0.0, max=100.0, step=0.1, round=0.01,
-                               tooltip="text guidance scale (official --sample_guide_scale); 1 skips the negative text"),
-                io.Float.Input("pose_cfg", default=DEFAULT_POSE_CFG, min=0.0, max=100.0, step=0.1, round=0.01,
-                               tooltip="pose guidance scale (official --condition_guide_scale); 0 turns it off"),
-                io.Float.Input("pose_start", default=DEFAULT_POSE_START, min=0.0, max=1.0, step=0.01,
-                               tooltip="pose guidance runs while pose_start < step/steps (official --st_cond_cfg)"),
-                io.Float.Input("pose_end", default=DEFAULT_POSE_END, min=0.0, max=1.0, step=0.01,
-                               tooltip="... and step/steps < pose_end (official --end_cond_cfg)"),
+                io.Float.Input("cfg", default=DEFAULT_CFG, min=0.0, max=100.0, step=0.1, round=0.01, tooltip="text guidance scale (official --sample_guide_scale); 1 skips the negative text"),
+                io.Float.Input("pose_cfg", default=DEFAULT_POSE_CFG, min=0.0, max=100.0, step=0.1, round=0.01, tooltip="pose guidance scale (official --condition_guide_scale); 0 turns it off"),
+                io.Float.Input("pose_start", default=DEFAULT_POSE_START, min=0.0, max=1.0, step=0.01, tooltip="pose guidance runs while pose_start < step/steps (official --st_cond_cfg)"),
+                io.Float.Input("pose_end", default=DEFAULT_POSE_END, min=0.0, max=1.0, step=0.01, tooltip="... and step/steps < pose_end (official --end_cond_cfg)"),
             ],
             outputs=[io.Guider.Output()],
         )

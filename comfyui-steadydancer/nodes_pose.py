@@ -21,6 +21,7 @@ Models (ComfyUI ``models/detection``, names as in docker/models.json): ``yolox_l
 ``dw-ll_ucoco_384.onnx``; a missing file raises an error that names it and the
 ``steadydancer models download`` command.
 """
+
 from __future__ import annotations
 
 import os
@@ -54,6 +55,7 @@ def _model_path(name: str) -> str:
 
 def _progress(total: int):
     import comfy.utils
+
     bar = comfy.utils.ProgressBar(total)
     return lambda done, _n: bar.update_absolute(done, total)
 
@@ -62,14 +64,14 @@ class SteadyDancerPoseModelLoader(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
-            node_id="SteadyDancerPoseModelLoader", display_name="SteadyDancer Pose Model Loader (DWPose)",
+            node_id="SteadyDancerPoseModelLoader",
+            display_name="SteadyDancer Pose Model Loader (DWPose)",
             category="SteadyDancer/pose",
             description="YOLOX-L person detector + DWPose-L whole-body ONNX models from models/detection.",
             inputs=[
                 io.Combo.Input("detector", options=_choices(DETECTOR_FILE), default=DETECTOR_FILE),
                 io.Combo.Input("pose_model", options=_choices(POSE_FILE), default=POSE_FILE),
-                io.Combo.Input("device", options=["auto", "cuda", "cpu"], default="auto",
-                               tooltip="auto: CUDA when onnxruntime has the CUDA provider, else CPU"),
+                io.Combo.Input("device", options=["auto", "cuda", "cpu"], default="auto", tooltip="auto: CUDA when onnxruntime has the CUDA provider, else CPU"),
             ],
             outputs=[PoseModel.Output(display_name="pose_model")],
         )
@@ -83,7 +85,8 @@ class SteadyDancerPoseDetect(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
-            node_id="SteadyDancerPoseDetect", display_name="SteadyDancer Pose Detect",
+            node_id="SteadyDancerPoseDetect",
+            display_name="SteadyDancer Pose Detect",
             category="SteadyDancer/pose",
             inputs=[PoseModel.Input("pose_model"), io.Image.Input("images")],
             outputs=[Poses.Output(display_name="poses")],
@@ -98,14 +101,15 @@ class SteadyDancerPoseAlign(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
-            node_id="SteadyDancerPoseAlign", display_name="SteadyDancer Pose Align",
+            node_id="SteadyDancerPoseAlign",
+            display_name="SteadyDancer Pose Align",
             category="SteadyDancer/pose",
-            description="Rescale the driving poses limb by limb to the reference person's proportions and "
-                        "move them onto the reference person (official pose_align.py).",
-            inputs=[Poses.Input("reference_pose", tooltip="the first frame is used"),
-                    Poses.Input("driving_poses"),
-                    io.Int.Input("align_frame", default=0, min=0, max=100000,
-                                 tooltip="driving frame whose proportions are matched")],
+            description="Rescale the driving poses limb by limb to the reference person's proportions and move them onto the reference person (official pose_align.py).",
+            inputs=[
+                Poses.Input("reference_pose", tooltip="the first frame is used"),
+                Poses.Input("driving_poses"),
+                io.Int.Input("align_frame", default=0, min=0, max=100000, tooltip="driving frame whose proportions are matched"),
+            ],
             outputs=[Poses.Output(display_name="poses")],
         )
 
@@ -113,24 +117,25 @@ class SteadyDancerPoseAlign(io.ComfyNode):
     def execute(cls, reference_pose, driving_poses, align_frame) -> io.NodeOutput:
         if len(reference_pose) == 0:
             raise ValueError("SteadyDancerPoseAlign: the reference pose is empty")
-        return io.NodeOutput(align_sequence(reference_pose.frames[0], (reference_pose.width, reference_pose.height),
-                                            driving_poses, align_frame))
+        return io.NodeOutput(align_sequence(reference_pose.frames[0], (reference_pose.width, reference_pose.height), driving_poses, align_frame))
 
 
 class SteadyDancerPoseAugment(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
-            node_id="SteadyDancerPoseAugment", display_name="SteadyDancer Negative Poses",
+            node_id="SteadyDancerPoseAugment",
+            display_name="SteadyDancer Negative Poses",
             category="SteadyDancer/pose",
-            description="Negative poses for pose guidance: every frame stretched and scaled about the neck "
-                        "by its own random draw (official pose_aug_diff).",
-            inputs=[Poses.Input("poses"),
-                    io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFF),
-                    io.Float.Input("scale_min", default=0.7, min=0.01, max=10.0, step=0.01),
-                    io.Float.Input("scale_max", default=1.3, min=0.01, max=10.0, step=0.01),
-                    io.Float.Input("aspect_min", default=0.6, min=0.01, max=10.0, step=0.01),
-                    io.Float.Input("aspect_max", default=1.4, min=0.01, max=10.0, step=0.01)],
+            description="Negative poses for pose guidance: every frame stretched and scaled about the neck by its own random draw (official pose_aug_diff).",
+            inputs=[
+                Poses.Input("poses"),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFF),
+                io.Float.Input("scale_min", default=0.7, min=0.01, max=10.0, step=0.01),
+                io.Float.Input("scale_max", default=1.3, min=0.01, max=10.0, step=0.01),
+                io.Float.Input("aspect_min", default=0.6, min=0.01, max=10.0, step=0.01),
+                io.Float.Input("aspect_max", default=1.4, min=0.01, max=10.0, step=0.01),
+            ],
             outputs=[Poses.Output(display_name="negative_poses")],
         )
 
@@ -143,14 +148,21 @@ class SteadyDancerPoseRender(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
-            node_id="SteadyDancerPoseRender", display_name="SteadyDancer Pose Render",
+            node_id="SteadyDancerPoseRender",
+            display_name="SteadyDancer Pose Render",
             category="SteadyDancer/pose",
-            inputs=[Poses.Input("poses"),
-                    io.Int.Input("width", default=832, min=16, max=8192, step=16),
-                    io.Int.Input("height", default=480, min=16, max=8192, step=16),
-                    io.Int.Input("supersample", default=0, min=0, max=4,
-                                 tooltip="0: draw on the official canvas (2x the 1024*576 area at the poses' "
-                                         "aspect), k: at k x the output size; then bicubic to the output size")],
+            inputs=[
+                Poses.Input("poses"),
+                io.Int.Input("width", default=832, min=16, max=8192, step=16),
+                io.Int.Input("height", default=480, min=16, max=8192, step=16),
+                io.Int.Input(
+                    "supersample",
+                    default=0,
+                    min=0,
+                    max=4,
+                    tooltip="0: draw on the official canvas (2x the 1024*576 area at the poses' aspect), k: at k x the output size; then bicubic to the output size",
+                ),
+            ],
             outputs=[io.Image.Output(display_name="images")],
         )
 
@@ -159,8 +171,7 @@ class SteadyDancerPoseRender(io.ComfyNode):
         return io.NodeOutput(torch.from_numpy(render(poses, width, height, supersample)))
 
 
-def prepare_poses(estimator, reference_image, driving_images, width: int, height: int, frame_count: int = 0,
-                  align: bool = True, seed: int = 0, supersample: int = 0, progress=None):
+def prepare_poses(estimator, reference_image, driving_images, width: int, height: int, frame_count: int = 0, align: bool = True, seed: int = 0, supersample: int = 0, progress=None):
     """The official preprocessing: detect, align to the reference, augment, render.
 
     Returns (positive IMAGE [F, height, width, 3], negative IMAGE, aligned PoseSequence)."""
@@ -184,31 +195,28 @@ class SteadyDancerPosePrep(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
-            node_id="SteadyDancerPosePrep", display_name="SteadyDancer Pose Prep (detect, align, negatives)",
+            node_id="SteadyDancerPosePrep",
+            display_name="SteadyDancer Pose Prep (detect, align, negatives)",
             category="SteadyDancer/pose",
-            description="Official SteadyDancer preprocessing in one node: DWPose on the reference and every "
-                        "driving frame, alignment to the reference person, negative poses, rendering.",
-            inputs=[PoseModel.Input("pose_model"),
-                    io.Image.Input("reference_image"),
-                    io.Image.Input("driving_video", tooltip="driving frames (IMAGE batch)"),
-                    io.Int.Input("width", default=832, min=16, max=8192, step=16),
-                    io.Int.Input("height", default=480, min=16, max=8192, step=16),
-                    io.Int.Input("frame_count", default=0, min=0, max=100000,
-                                 tooltip="use the first N driving frames (0: all)"),
-                    io.Boolean.Input("align", default=True, tooltip="align the poses to the reference person"),
-                    io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFF, tooltip="negative-pose augmentation seed")],
-            outputs=[io.Image.Output(display_name="pose_images"),
-                     io.Image.Output(display_name="negative_pose_images"),
-                     Poses.Output(display_name="poses")],
+            description="Official SteadyDancer preprocessing in one node: DWPose on the reference and every driving frame, alignment to the reference person, negative poses, rendering.",
+            inputs=[
+                PoseModel.Input("pose_model"),
+                io.Image.Input("reference_image"),
+                io.Image.Input("driving_video", tooltip="driving frames (IMAGE batch)"),
+                io.Int.Input("width", default=832, min=16, max=8192, step=16),
+                io.Int.Input("height", default=480, min=16, max=8192, step=16),
+                io.Int.Input("frame_count", default=0, min=0, max=100000, tooltip="use the first N driving frames (0: all)"),
+                io.Boolean.Input("align", default=True, tooltip="align the poses to the reference person"),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFF, tooltip="negative-pose augmentation seed"),
+            ],
+            outputs=[io.Image.Output(display_name="pose_images"), io.Image.Output(display_name="negative_pose_images"), Poses.Output(display_name="poses")],
         )
 
     @classmethod
     def execute(cls, pose_model, reference_image, driving_video, width, height, frame_count, align, seed) -> io.NodeOutput:
         n = frame_count or len(driving_video)
-        pos, neg, poses = prepare_poses(pose_model, reference_image, driving_video, width, height, frame_count,
-                                        align, seed, progress=_progress(n))
+        pos, neg, poses = prepare_poses(pose_model, reference_image, driving_video, width, height, frame_count, align, seed, progress=_progress(n))
         return io.NodeOutput(pos, neg, poses)
 
 
-NODES = [SteadyDancerPoseModelLoader, SteadyDancerPoseDetect, SteadyDancerPoseAlign, SteadyDancerPoseAugment,
-         SteadyDancerPoseRender, SteadyDancerPosePrep]
+NODES = [SteadyDancerPoseModelLoader, SteadyDancerPoseDetect, SteadyDancerPoseAlign, SteadyDancerPoseAugment, SteadyDancerPoseRender, SteadyDancerPosePrep]

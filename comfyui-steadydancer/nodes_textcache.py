@@ -5,6 +5,7 @@ or given). See ``text_cache.py`` for the key, the file format and the cache dire
 (``$STEADYDANCER_TEXT_CACHE``). Outputs ``positive`` and ``negative`` CONDITIONING, as two
 CLIPTextEncode nodes on a CLIPLoader(type "wan") would give.
 """
+
 from __future__ import annotations
 
 import folder_paths
@@ -16,7 +17,8 @@ from .text_cache import CachedTextEncoder
 OFFICIAL_NEGATIVE_PROMPT = (
     "镜头晃动，色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，"
     "JPEG压缩残留，丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，"
-    "手指融合，静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走")
+    "手指融合，静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走"
+)
 # Known Wan umt5-xxl file names, offered even when absent so that a workflow naming one passes
 # validation and a missing file gets our error (with the download command) instead.
 KNOWN_ENCODERS = ("umt5_xxl_fp8_e4m3fn_scaled.safetensors", "umt5_xxl_fp16.safetensors")
@@ -38,18 +40,14 @@ class SteadyDancerTextEncodeCached(io.ComfyNode):
             node_id="SteadyDancerTextEncodeCached",
             display_name="SteadyDancer Text Encode (cached)",
             category="SteadyDancer",
-            description="Encodes the prompts with the Wan umt5 text encoder once and keeps the result on "
-                        "disk keyed by (prompt, encoder sha256); later runs never load the encoder.",
+            description="Encodes the prompts with the Wan umt5 text encoder once and keeps the result on disk keyed by (prompt, encoder sha256); later runs never load the encoder.",
             inputs=[
                 io.Combo.Input("text_encoder", options=_encoder_choices(), default=KNOWN_ENCODERS[0]),
                 io.String.Input("positive_prompt", multiline=True, default="a person dancing"),
                 io.String.Input("negative_prompt", multiline=True, default=OFFICIAL_NEGATIVE_PROMPT),
-                io.String.Input("encoder_sha256", default="", optional=True,
-                                tooltip="sha256 of the encoder file when known (e.g. from the model manifest); "
-                                        "empty: hash the file once and remember it"),
+                io.String.Input("encoder_sha256", default="", optional=True, tooltip="sha256 of the encoder file when known (e.g. from the model manifest); empty: hash the file once and remember it"),
             ],
-            outputs=[io.Conditioning.Output(display_name="positive"),
-                     io.Conditioning.Output(display_name="negative")],
+            outputs=[io.Conditioning.Output(display_name="positive"), io.Conditioning.Output(display_name="negative")],
         )
 
     @classmethod
@@ -57,9 +55,7 @@ class SteadyDancerTextEncodeCached(io.ComfyNode):
         path = _resolve(text_encoder)
         if path is None and not encoder_sha256:
             dirs = ", ".join(folder_paths.get_folder_paths("text_encoders"))
-            raise FileNotFoundError(
-                f"text encoder {text_encoder!r} is not in the text_encoders folders ({dirs}) and no encoder_sha256 "
-                f"was given; fetch the models with `steadydancer models download`")
+            raise FileNotFoundError(f"text encoder {text_encoder!r} is not in the text_encoders folders ({dirs}) and no encoder_sha256 was given; fetch the models with `steadydancer models download`")
         enc = CachedTextEncoder(path, encoder_sha256 or None)
         return io.NodeOutput(enc.encode(positive_prompt), enc.encode(negative_prompt))
 

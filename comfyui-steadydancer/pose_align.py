@@ -43,6 +43,7 @@ Negative-pose augmentation (official ``pose_aug_diff``), independently for every
 ``aspect ~ U(0.6, 1.4)``; multiply body and hand x by ``aspect``, then body and hands by
 ``scale``; then translate body, hands and face so that the neck returns to where it was.
 """
+
 from __future__ import annotations
 
 import random
@@ -57,8 +58,16 @@ N_FACE = 68
 
 # (parent, child) chains used by the alignment, in the order the official code applies them.
 SCALE_NAMES = (
-    "scale_neck", "scale_face_left", "scale_face_right", "scale_shoulder", "scale_arm_upper",
-    "scale_arm_lower", "scale_hand", "scale_body_len", "scale_leg_upper", "scale_leg_lower",
+    "scale_neck",
+    "scale_face_left",
+    "scale_face_right",
+    "scale_shoulder",
+    "scale_arm_upper",
+    "scale_arm_lower",
+    "scale_hand",
+    "scale_body_len",
+    "scale_leg_upper",
+    "scale_leg_lower",
 )
 
 
@@ -84,13 +93,12 @@ class Pose:
     @classmethod
     def empty(cls) -> "Pose":
         """No person detected: every point invalid."""
-        return cls(np.zeros((N_BODY, 2)), np.zeros(N_BODY, bool), np.zeros((2, N_HAND, 2)),
-                   np.zeros((2, N_HAND), bool))
+        return cls(np.zeros((N_BODY, 2)), np.zeros(N_BODY, bool), np.zeros((2, N_HAND, 2)), np.zeros((2, N_HAND), bool))
 
     def copy(self) -> "Pose":
-        return replace(self, body=self.body.copy(), body_valid=self.body_valid.copy(),
-                       hands=self.hands.copy(), hands_valid=self.hands_valid.copy(),
-                       face=self.face.copy(), face_valid=self.face_valid.copy())
+        return replace(
+            self, body=self.body.copy(), body_valid=self.body_valid.copy(), hands=self.hands.copy(), hands_valid=self.hands_valid.copy(), face=self.face.copy(), face_valid=self.face_valid.copy()
+        )
 
     def scaled_x(self, factor: float) -> "Pose":
         """A copy with every x multiplied by ``factor`` (to and from aspect space)."""
@@ -142,6 +150,7 @@ def body_part_scales(ref: Pose, first: Pose) -> dict:
     the official ``align_img`` computes for infinite scales; its transforms then use the
     unreplaced infinite value, which only turns those joints into -1, so we keep the mean).
     """
+
     def path(p: Pose, *idx: int) -> float:
         return float(sum(_dist(p, a, b) for a, b in zip(idx, idx[1:])))
 
@@ -226,13 +235,11 @@ def official_reference_size(width: int, height: int) -> tuple:
     w16 = int(round(np.sqrt(OFFICIAL_AREA / ar) // 16)) * 16
     h16 = int(round(np.sqrt(OFFICIAL_AREA * ar) // 16)) * 16
     if w16 == 0 or h16 == 0:
-        raise ValueError(f"reference image {width}x{height} is too elongated: its 1024*576-area resize "
-                         f"has a side under 16 px")
+        raise ValueError(f"reference image {width}x{height} is too elongated: its 1024*576-area resize has a side under 16 px")
     return w16, h16
 
 
-def align_sequence(reference: Pose, reference_size: tuple, driving: PoseSequence,
-                   align_frame: int = 0) -> PoseSequence:
+def align_sequence(reference: Pose, reference_size: tuple, driving: PoseSequence, align_frame: int = 0) -> PoseSequence:
     """Align every driving frame to the reference person; the result is in the reference frame.
 
     ``reference_size`` is (width, height) of the reference image as given (the aspect used is
@@ -265,8 +272,7 @@ def align_sequence(reference: Pose, reference_size: tuple, driving: PoseSequence
 
 # --- negative poses --------------------------------------------------------------------------
 
-OFFICIAL_AUG = {"offset_x": (-0.2, 0.2), "offset_y": (-0.2, 0.2), "scale": (0.7, 1.3),
-                "aspect": (0.6, 1.4)}
+OFFICIAL_AUG = {"offset_x": (-0.2, 0.2), "offset_y": (-0.2, 0.2), "scale": (0.7, 1.3), "aspect": (0.6, 1.4)}
 
 
 def augment_pose(pose: Pose, aspect: float, scale: float) -> Pose:
@@ -292,8 +298,7 @@ def draw_aug_params(rng: random.Random, ranges: dict = OFFICIAL_AUG) -> tuple:
     return aspect, scale
 
 
-def augment_sequence(seq: PoseSequence, seed: int, scale_range: Sequence[float] = (0.7, 1.3),
-                     aspect_range: Sequence[float] = (0.6, 1.4)) -> PoseSequence:
+def augment_sequence(seq: PoseSequence, seed: int, scale_range: Sequence[float] = (0.7, 1.3), aspect_range: Sequence[float] = (0.6, 1.4)) -> PoseSequence:
     """Negative poses: every frame distorted with its own random draw (seeded, reproducible)."""
     for name, r in (("scale_range", scale_range), ("aspect_range", aspect_range)):
         if len(r) != 2 or not (0 < r[0] <= r[1]):

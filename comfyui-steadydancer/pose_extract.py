@@ -26,6 +26,7 @@ Models are local files only: rtmlib downloads when given a URL or a missing path
 the paths ourselves first and never let it. CUDA execution when onnxruntime has the CUDA
 provider, CPU otherwise.
 """
+
 from __future__ import annotations
 
 import logging
@@ -40,7 +41,7 @@ log = logging.getLogger("steadydancer")
 
 DETECTOR_FILE = "yolox_l.onnx"
 POSE_FILE = "dw-ll_ucoco_384.onnx"
-POSE_INPUT_SIZE = (288, 384)   # (width, height) of dw-ll_ucoco_384
+POSE_INPUT_SIZE = (288, 384)  # (width, height) of dw-ll_ucoco_384
 DETECT_INPUT_SIZE = (640, 640)
 DETECT_RESOLUTION = 1024
 SCORE_THRESHOLD = 0.35
@@ -62,13 +63,13 @@ class MissingModelError(FileNotFoundError):
 def require_model(path: str | Path | None, name: str, folder: str = "models/detection") -> str:
     if path is None or not Path(path).is_file():
         where = f" (looked for {path})" if path else ""
-        raise MissingModelError(
-            f"pose model {name} is missing from {folder}{where}; fetch it with `steadydancer models download`")
+        raise MissingModelError(f"pose model {name} is missing from {folder}{where}; fetch it with `steadydancer models download`")
     return str(path)
 
 
 def pick_device(requested: str = "auto") -> str:
     import onnxruntime as ort
+
     have_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
     if requested == "cuda" and not have_cuda:
         log.warning("steadydancer pose: onnxruntime has no CUDA provider here; running on CPU")
@@ -93,8 +94,8 @@ def keypoints_to_pose(kpts: np.ndarray, scores: np.ndarray, width: int, height: 
     # thresholds compared in float64, as upstream (its Wholebody concatenates the network's
     # float32 scores with float64 ones): a float32 0.35 is 0.3499999940..., below 0.35
     scores = np.asarray(scores).astype(np.float64)
-    ok = scores > SCORE_THRESHOLD          # body joints: official subset test "score > 0.35"
-    ok_parts = scores >= SCORE_THRESHOLD   # hands/face: official "-1 where score < 0.35"
+    ok = scores > SCORE_THRESHOLD  # body joints: official subset test "score > 0.35"
+    ok_parts = scores >= SCORE_THRESHOLD  # hands/face: official "-1 where score < 0.35"
     body = np.zeros((N_BODY, 2))
     body_ok = np.zeros(N_BODY, bool)
     for op, coco in enumerate(OPENPOSE_FROM_COCO):
@@ -119,11 +120,10 @@ class DWPoseEstimator:
             from rtmlib import RTMPose, YOLOX  # imported here: rtmlib prints on import of models only
         except ImportError as e:
             raise ImportError(
-                "the pose nodes need rtmlib: pip install --no-deps -r requirements-nodeps.txt in the "
-                "comfyui-steadydancer folder (--no-deps: its metadata would replace the headless OpenCV)") from e
+                "the pose nodes need rtmlib: pip install --no-deps -r requirements-nodeps.txt in the comfyui-steadydancer folder (--no-deps: its metadata would replace the headless OpenCV)"
+            ) from e
         self.device = pick_device(device)
-        self.detector = YOLOX(det, model_input_size=DETECT_INPUT_SIZE, det_mode="multiclass",
-                              nms_thr=NMS_IOU, score_thr=PERSON_SCORE, backend="onnxruntime", device=self.device)
+        self.detector = YOLOX(det, model_input_size=DETECT_INPUT_SIZE, det_mode="multiclass", nms_thr=NMS_IOU, score_thr=PERSON_SCORE, backend="onnxruntime", device=self.device)
         self.pose = RTMPose(pose, model_input_size=POSE_INPUT_SIZE, backend="onnxruntime", device=self.device)
 
     def detect(self, frame_rgb: np.ndarray) -> Pose:

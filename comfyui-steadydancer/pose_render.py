@@ -21,6 +21,7 @@ working size. ``render`` does the same by default (``supersample=0``), so stroke
 thickness, relative to the frame, that SteadyDancer saw in training at every output size;
 ``supersample=k`` draws at k times the output size instead.
 """
+
 from __future__ import annotations
 
 import colorsys
@@ -32,18 +33,31 @@ from PIL import Image
 
 from .pose_align import Pose, PoseSequence, official_reference_size
 
-LIMBS = [(1, 2), (1, 5), (2, 3), (3, 4), (5, 6), (6, 7), (1, 8), (8, 9), (9, 10), (1, 11),
-         (11, 12), (12, 13), (1, 0), (0, 14), (14, 16), (0, 15), (15, 17)]
+LIMBS = [(1, 2), (1, 5), (2, 3), (3, 4), (5, 6), (6, 7), (1, 8), (8, 9), (9, 10), (1, 11), (11, 12), (12, 13), (1, 0), (0, 14), (14, 16), (0, 15), (15, 17)]
 # Colour triples as listed upstream (drawn on a BGR canvas there).
-_LISTED = [(255, 0, 0), (255, 85, 0), (255, 170, 0), (255, 255, 0), (170, 255, 0), (85, 255, 0),
-           (0, 255, 0), (0, 255, 85), (0, 255, 170), (0, 255, 255), (0, 170, 255), (0, 85, 255),
-           (0, 0, 255), (85, 0, 255), (170, 0, 255), (255, 0, 255), (255, 0, 170), (255, 0, 85)]
+_LISTED = [
+    (255, 0, 0),
+    (255, 85, 0),
+    (255, 170, 0),
+    (255, 255, 0),
+    (170, 255, 0),
+    (85, 255, 0),
+    (0, 255, 0),
+    (0, 255, 85),
+    (0, 255, 170),
+    (0, 255, 255),
+    (0, 170, 255),
+    (0, 85, 255),
+    (0, 0, 255),
+    (85, 0, 255),
+    (170, 0, 255),
+    (255, 0, 255),
+    (255, 0, 170),
+    (255, 0, 85),
+]
 BODY_COLORS_RGB = [c[::-1] for c in _LISTED]
-HAND_EDGES = [(0, 1), (1, 2), (2, 3), (3, 4), (0, 5), (5, 6), (6, 7), (7, 8), (0, 9), (9, 10),
-              (10, 11), (11, 12), (0, 13), (13, 14), (14, 15), (15, 16), (0, 17), (17, 18),
-              (18, 19), (19, 20)]
-HAND_EDGE_COLORS_RGB = [tuple(float(v) * 255 for v in colorsys.hsv_to_rgb(k / len(HAND_EDGES), 1.0, 1.0))[::-1]
-                        for k in range(len(HAND_EDGES))]
+HAND_EDGES = [(0, 1), (1, 2), (2, 3), (3, 4), (0, 5), (5, 6), (6, 7), (7, 8), (0, 9), (9, 10), (10, 11), (11, 12), (0, 13), (13, 14), (14, 15), (15, 16), (0, 17), (17, 18), (18, 19), (19, 20)]
+HAND_EDGE_COLORS_RGB = [tuple(float(v) * 255 for v in colorsys.hsv_to_rgb(k / len(HAND_EDGES), 1.0, 1.0))[::-1] for k in range(len(HAND_EDGES))]
 HAND_POINT_RGB = (255, 0, 0)
 LIMB_HALF_WIDTH = 4
 JOINT_RADIUS = 4
@@ -64,14 +78,12 @@ def draw_pose(pose: Pose, width: int, height: int) -> np.ndarray:
         ys = b[[p, q], 1] * float(height)
         length = math.hypot(xs[0] - xs[1], ys[0] - ys[1])
         angle = math.degrees(math.atan2(ys[0] - ys[1], xs[0] - xs[1]))
-        poly = cv2.ellipse2Poly((int(np.mean(xs)), int(np.mean(ys))), (int(length / 2), LIMB_HALF_WIDTH),
-                                int(angle), 0, 360, 1)
+        poly = cv2.ellipse2Poly((int(np.mean(xs)), int(np.mean(ys))), (int(length / 2), LIMB_HALF_WIDTH), int(angle), 0, 360, 1)
         cv2.fillConvexPoly(canvas, poly, BODY_COLORS_RGB[i])
     canvas = (canvas * 0.6).astype(np.uint8)
     for i in range(len(b)):
         if ok[i]:
-            cv2.circle(canvas, (int(b[i, 0] * width), int(b[i, 1] * height)), JOINT_RADIUS,
-                       BODY_COLORS_RGB[i], thickness=-1)
+            cv2.circle(canvas, (int(b[i, 0] * width), int(b[i, 1] * height)), JOINT_RADIUS, BODY_COLORS_RGB[i], thickness=-1)
     for h in range(2):
         pts, valid = pose.hands[h], pose.hands_valid[h]
         px = [(int(x * width), int(y * height)) for x, y in pts]

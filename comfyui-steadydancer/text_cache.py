@@ -28,6 +28,7 @@ Python API for tests and tools (e.g. the pipeline's end-to-end tests, which cann
 CPU, seed the cache with it): ``write_entry(prompt, encoder_sha256, cond, ...)``,
 ``read_entry(prompt, encoder_sha256)``, ``entry_path(...)``, ``file_sha256(path)``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -61,6 +62,7 @@ def default_cache_dir() -> Path:
         return Path(env)
     try:
         import folder_paths  # ComfyUI
+
         return Path(folder_paths.models_dir) / "text_cache"
     except ImportError:
         return Path.home() / ".cache" / "steadydancer" / "text-cache"
@@ -76,8 +78,7 @@ def _check_sha(sha: str) -> str:
 def entry_key(prompt: str, encoder_sha256: str) -> str:
     if not isinstance(prompt, str):
         raise TypeError(f"prompt must be a string, got {type(prompt).__name__}")
-    blob = json.dumps({"v": 1, "prompt": prompt, "encoder_sha256": _check_sha(encoder_sha256)},
-                      sort_keys=True, ensure_ascii=False)
+    blob = json.dumps({"v": 1, "prompt": prompt, "encoder_sha256": _check_sha(encoder_sha256)}, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
@@ -138,12 +139,12 @@ def _atomic_write_bytes(dest: Path, data: bytes) -> None:
         raise
 
 
-def write_entry(prompt: str, encoder_sha256: str, cond: torch.Tensor, pooled_output: torch.Tensor | None = None,
-                extras: dict | None = None, encoder_name: str = "", cache_dir: Path | str | None = None) -> Path:
+def write_entry(
+    prompt: str, encoder_sha256: str, cond: torch.Tensor, pooled_output: torch.Tensor | None = None, extras: dict | None = None, encoder_name: str = "", cache_dir: Path | str | None = None
+) -> Path:
     """Store one conditioning tensor (and optional pooled output / extra tensors) atomically."""
     if not isinstance(cond, torch.Tensor) or cond.ndim != 3:
-        raise ValueError(f"cond must be a [batch, tokens, dim] tensor, got "
-                         f"{tuple(cond.shape) if isinstance(cond, torch.Tensor) else type(cond).__name__}")
+        raise ValueError(f"cond must be a [batch, tokens, dim] tensor, got {tuple(cond.shape) if isinstance(cond, torch.Tensor) else type(cond).__name__}")
     dest = entry_path(prompt, encoder_sha256, cache_dir)
     tensors = {"cond": cond.detach().to("cpu").contiguous()}
     if pooled_output is not None:
@@ -151,8 +152,7 @@ def write_entry(prompt: str, encoder_sha256: str, cond: torch.Tensor, pooled_out
     for k, v in (extras or {}).items():
         if isinstance(v, torch.Tensor):
             tensors[f"extra.{k}"] = v.detach().to("cpu").contiguous()
-    meta = {"format": FORMAT, "prompt": prompt, "encoder_sha256": _check_sha(encoder_sha256),
-            "encoder_name": encoder_name, "created": datetime.now(timezone.utc).isoformat()}
+    meta = {"format": FORMAT, "prompt": prompt, "encoder_sha256": _check_sha(encoder_sha256), "encoder_name": encoder_name, "created": datetime.now(timezone.utc).isoformat()}
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
     os.close(fd)
@@ -191,7 +191,7 @@ def read_entry(prompt: str, encoder_sha256: str, cache_dir: Path | str | None = 
         opts["pooled_output"] = tensors["pooled_output"]
     for k, v in tensors.items():
         if k.startswith("extra."):
-            opts[k[len("extra."):]] = v
+            opts[k[len("extra.") :]] = v
     return [[tensors["cond"], opts]]
 
 
@@ -199,8 +199,8 @@ def load_text_encoder(path: str):
     """Load a Wan (umt5-xxl) text encoder the way ComfyUI's CLIPLoader does with type "wan"."""
     import comfy.sd
     import folder_paths
-    return comfy.sd.load_clip(ckpt_paths=[path], embedding_directory=folder_paths.get_folder_paths("embeddings"),
-                              clip_type=comfy.sd.CLIPType.WAN)
+
+    return comfy.sd.load_clip(ckpt_paths=[path], embedding_directory=folder_paths.get_folder_paths("embeddings"), clip_type=comfy.sd.CLIPType.WAN)
 
 
 def encode_with(clip, prompt: str):
@@ -210,8 +210,7 @@ def encode_with(clip, prompt: str):
 class CachedTextEncoder:
     """Encodes prompts through the cache; loads the encoder (once) only on a miss."""
 
-    def __init__(self, encoder_path: str | None, encoder_sha256: str | None = None,
-                 cache_dir: Path | str | None = None, loader=None):
+    def __init__(self, encoder_path: str | None, encoder_sha256: str | None = None, cache_dir: Path | str | None = None, loader=None):
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.encoder_path = encoder_path
         if encoder_sha256:
@@ -227,8 +226,8 @@ class CachedTextEncoder:
         if self._clip is None:
             if not self.encoder_path or not Path(self.encoder_path).is_file():
                 raise FileNotFoundError(
-                    f"text encoder file {self.encoder_path!r} is needed to encode a prompt that is not in the "
-                    f"text cache ({self.cache_dir}); fetch it with `steadydancer models download`")
+                    f"text encoder file {self.encoder_path!r} is needed to encode a prompt that is not in the text cache ({self.cache_dir}); fetch it with `steadydancer models download`"
+                )
             self._clip = self._loader(self.encoder_path)
         return self._clip
 
@@ -243,9 +242,9 @@ class CachedTextEncoder:
         cond = encode_with(self._encoder(), prompt)
         c, opts = cond[0][0], cond[0][1]
         try:
-            write_entry(prompt, self.sha, c, opts.get("pooled_output"),
-                        {k: v for k, v in opts.items() if k != "pooled_output"},
-                        Path(self.encoder_path).name if self.encoder_path else "", self.cache_dir)
+            write_entry(
+                prompt, self.sha, c, opts.get("pooled_output"), {k: v for k, v in opts.items() if k != "pooled_output"}, Path(self.encoder_path).name if self.encoder_path else "", self.cache_dir
+            )
         except OSError as e:
             log.warning("steadydancer text cache: cannot write to %s: %s", self.cache_dir, e)
         return cond

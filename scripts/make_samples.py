@@ -7,6 +7,7 @@ synthetic dance clip of a similar figure (arms and legs swinging, body bobbing).
 Writes reference.png and dance.mp4 (H.264, yuv420p, via Debian's ffmpeg). Deterministic: the same
 arguments give the same pixels. The committed copies in docker/samples/ were made with the defaults.
 """
+
 import argparse
 import math
 import subprocess
@@ -22,8 +23,7 @@ def limb(d, a, b, w, colour):
         d.ellipse([p[0] - r, p[1] - r, p[0] + r, p[1] + r], fill=colour)
 
 
-def figure(size: int, t: float, background=(200, 214, 230), shirt=(200, 60, 60), skin=(236, 188, 150),
-           trousers=(40, 50, 110)) -> Image.Image:
+def figure(size: int, t: float, background=(200, 214, 230), shirt=(200, 60, 60), skin=(236, 188, 150), trousers=(40, 50, 110)) -> Image.Image:
     """A person-like figure at dance phase t (t=0: standing, arms slightly out)."""
     s = size / 512
     img = Image.new("RGB", (size, size), background)
@@ -68,9 +68,39 @@ def main():
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     figure(a.size, 0.0, background=(225, 225, 215), shirt=(40, 120, 70)).save(out / "reference.png", optimize=True)
-    cmd = ["ffmpeg", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{a.size}x{a.size}",
-           "-r", str(a.fps), "-i", "-", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", "30", "-preset", "slow",
-           "-g", str(a.fps * 2), "-bf", "0", "-threads", "1", "-movflags", "+faststart", str(out / "dance.mp4")]
+    cmd = [
+        "ffmpeg",
+        "-v",
+        "error",
+        "-y",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "-s",
+        f"{a.size}x{a.size}",
+        "-r",
+        str(a.fps),
+        "-i",
+        "-",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        "-crf",
+        "30",
+        "-preset",
+        "slow",
+        "-g",
+        str(a.fps * 2),
+        "-bf",
+        "0",
+        "-threads",
+        "1",
+        "-movflags",
+        "+faststart",
+        str(out / "dance.mp4"),
+    ]
     p = subprocess.Popen(cmd, stdin=subprocess.PIPE)
     for i in range(a.frames):
         p.stdin.write(figure(a.size, i / a.frames * 2).tobytes())  # two dance cycles

@@ -15,7 +15,10 @@ let skipped = 0;
 const vj = join(dir, 'vitest.json');
 if (existsSync(vj)) {
   const r = JSON.parse(readFileSync(vj, 'utf8')) as {
-    numPassedTests: number; numFailedTests: number; numPendingTests: number; numTodoTests: number;
+    numPassedTests: number;
+    numFailedTests: number;
+    numPendingTests: number;
+    numTodoTests: number;
     testResults: { name: string; status: string; message?: string; assertionResults: { status: string; fullName?: string; failureMessages?: string[] }[] }[];
   };
   passed += r.numPassedTests;
@@ -27,7 +30,11 @@ if (existsSync(vj)) {
   for (const f of r.testResults) {
     for (const a of f.assertionResults) {
       if (a.status !== 'failed') continue;
-      const first = strip((a.failureMessages ?? [])[0] ?? '').split('\n').filter((l) => l.trim() && !/^\s+at /.test(l)).slice(0, 6).join('\n      ');
+      const first = strip((a.failureMessages ?? [])[0] ?? '')
+        .split('\n')
+        .filter((l) => l.trim() && !/^\s+at /.test(l))
+        .slice(0, 6)
+        .join('\n      ');
       console.log(`FAILED ${f.name.replace(process.cwd() + '/', '')} > ${a.fullName ?? '?'}\n      ${first.slice(0, 1200)}`);
     }
     if (f.status === 'failed' && !f.assertionResults.some((a) => a.status === 'failed')) {
@@ -42,9 +49,23 @@ if (existsSync(vj)) {
 
 // pytest's JUnit XML: <testsuites><testsuite errors failures skipped tests><testcase classname
 // name><failure message>…</failure> | <error message>…</error></testcase>
-interface JUnitProblem { '@_message'?: string; '#text'?: string }
-interface JUnitCase { '@_classname'?: string; '@_name'?: string; failure?: JUnitProblem | JUnitProblem[]; error?: JUnitProblem | JUnitProblem[] }
-interface JUnitSuite { '@_errors'?: string; '@_failures'?: string; '@_skipped'?: string; '@_tests'?: string; testcase?: JUnitCase | JUnitCase[] }
+interface JUnitProblem {
+  '@_message'?: string;
+  '#text'?: string;
+}
+interface JUnitCase {
+  '@_classname'?: string;
+  '@_name'?: string;
+  failure?: JUnitProblem | JUnitProblem[];
+  error?: JUnitProblem | JUnitProblem[];
+}
+interface JUnitSuite {
+  '@_errors'?: string;
+  '@_failures'?: string;
+  '@_skipped'?: string;
+  '@_tests'?: string;
+  testcase?: JUnitCase | JUnitCase[];
+}
 const list = <T>(x: T | T[] | undefined): T[] => (x === undefined ? [] : Array.isArray(x) ? x : [x]);
 
 const px = join(dir, 'pytest.xml');
@@ -61,7 +82,14 @@ if (existsSync(px)) {
     for (const c of list(suite.testcase)) {
       for (const [kind, p] of [...list(c.failure).map((x) => ['failed', x] as const), ...list(c.error).map((x) => ['error', x] as const)]) {
         const id = `${(c['@_classname'] ?? '').replace(/\./g, '/')}.py::${c['@_name'] ?? '?'}`;
-        const text = (p['@_message'] ?? String(p['#text'] ?? '').split('\n').filter((l) => l.trim()).pop() ?? '').trim();
+        const text = (
+          p['@_message'] ??
+          String(p['#text'] ?? '')
+            .split('\n')
+            .filter((l) => l.trim())
+            .pop() ??
+          ''
+        ).trim();
         console.log(`${kind === 'failed' ? 'FAILED' : 'ERROR'} ${id}\n      ${text.split('\n').slice(0, 6).join('\n      ').slice(0, 1200)}`);
       }
     }

@@ -83,13 +83,9 @@ export const commands: CommandSpec[] = [
     subcommands: [
       {
         name: 'fetch',
-        summary: 'clone the lock\'s sources into the cache at their pinned commits (all, or the names given)',
+        summary: "clone the lock's sources into the cache at their pinned commits (all, or the names given)",
         args: ['[names...]'],
-        options: [
-          ['--from <path>', 'seed from a local git repository or a folder of mirrors instead of the network'],
-          ['--force', 'refetch even when the cache entry verifies'],
-          flags.lockFile(),
-        ],
+        options: [['--from <path>', 'seed from a local git repository or a folder of mirrors instead of the network'], ['--force', 'refetch even when the cache entry verifies'], flags.lockFile()],
         load: () => import('./commands/sources/fetch.js'),
       },
       {
@@ -209,7 +205,7 @@ export const commands: CommandSpec[] = [
           { flags: '--connections <n>', description: 'connections (byte ranges) per file of 256 MiB or more', default: 1, parse: flags.positiveInt },
           ['--check', 'no download: report whether DIR already has every file'],
           ['--no-fallback', 'do not fall back from fp8 to fp16'],
-          ['--no-presets', 'leave out the presets\' files (the fast LoRA)'],
+          ['--no-presets', "leave out the presets' files (the fast LoRA)"],
           { flags: '--retries <n>', description: 'retries per file on drops and 5xx', default: 5, parse: flags.nonNegativeInt },
           flags.seconds('--timeout <s>', 'read timeout', 60),
           flags.tokenFile(),
@@ -305,7 +301,8 @@ function reportError(err: unknown, json: boolean, errStream: NodeJS.WritableStre
     // help and version are "errors" in commander's exitOverride model
     if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help' || err.exitCode === 0) return 0;
     // A usage error in commander's words (already on stderr): under --json also one JSON document.
-    if (json) out(JSON.stringify({ ok: false, error: { code: 'E_USAGE', commanderCode: err.code, message: redactText(err.message.replace(/^error: /, '')), hint: 'run with --help for usage' } }, null, 2));
+    if (json)
+      out(JSON.stringify({ ok: false, error: { code: 'E_USAGE', commanderCode: err.code, message: redactText(err.message.replace(/^error: /, '')), hint: 'run with --help for usage' } }, null, 2));
     return 2;
   }
   if (err instanceof ExitError) {

@@ -31,6 +31,7 @@ model width, else the caller's explicit ``num_heads``; an unknown width without 
 
 SteadyDancer is recognised by ``condition_embedding_align.cross_attn.in_proj_bias``.
 """
+
 import json
 import logging
 import os
@@ -70,15 +71,14 @@ def check_safetensors_complete(path):
             raise CheckpointError(f"{path}: corrupt safetensors header ({e})") from None
     end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
     if 8 + n + end > size:
-        raise CheckpointError(
-            f"{path}: truncated file: its header needs {8 + n + end} bytes but the file has {size}; "
-            "download it again (the download was probably interrupted)")
+        raise CheckpointError(f"{path}: truncated file: its header needs {8 + n + end} bytes but the file has {size}; download it again (the download was probably interrupted)")
     return header.get("__metadata__") or {}
 
 
 def _load_file(path):
     """(state dict, safetensors metadata or {})."""
     import comfy.utils
+
     meta = {}
     if str(path).endswith(".safetensors"):
         meta = check_safetensors_complete(path)
@@ -169,13 +169,12 @@ def read_checkpoint(path):
 def strip_prefix(sd):
     for pre in PREFIXES:
         if any(k.startswith(pre) for k in sd):
-            return {(k[len(pre):] if k.startswith(pre) else k): v for k, v in sd.items()}
+            return {(k[len(pre) :] if k.startswith(pre) else k): v for k, v in sd.items()}
     return dict(sd)
 
 
 def detect_layout(sd, sharded=False):
-    if any(k.endswith((".scale_weight", ".weight_scale")) for k in sd) or any(
-            getattr(v, "dtype", None) in FP8_TYPES for v in sd.values()):
+    if any(k.endswith((".scale_weight", ".weight_scale")) for k in sd) or any(getattr(v, "dtype", None) in FP8_TYPES for v in sd.values()):
         return "kj-fp8-scaled"
     if sharded:
         return "official"
@@ -187,9 +186,7 @@ def require_steadydancer(sd):
     if MARKER_KEY not in sd:
         wan = "blocks.0.self_attn.q.weight" in sd
         what = "a Wan model without SteadyDancer's pose modules" if wan else "not a Wan/SteadyDancer diffusion model"
-        raise CheckpointError(
-            f"not a SteadyDancer checkpoint: key '{MARKER_KEY}' is missing ({what}). "
-            "Load a SteadyDancer file (e.g. Wan21_SteadyDancer_fp8_e4m3fn_scaled_KJ.safetensors)")
+        raise CheckpointError(f"not a SteadyDancer checkpoint: key '{MARKER_KEY}' is missing ({what}). Load a SteadyDancer file (e.g. Wan21_SteadyDancer_fp8_e4m3fn_scaled_KJ.safetensors)")
 
 
 def resolve_num_heads(dim, num_heads=None, declared=None):
@@ -213,16 +210,19 @@ def resolve_num_heads(dim, num_heads=None, declared=None):
     raise CheckpointError(
         f"cannot tell the attention head count of this SteadyDancer checkpoint: its width dim={dim} is not a "
         f"known model size ({known}) and it declares none (safetensors metadata 'config' with num_heads, or a "
-        "diffusers config.json beside the shards). Set num_heads on the SteadyDancer Model Loader node")
+        "diffusers config.json beside the shards). Set num_heads on the SteadyDancer Model Loader node"
+    )
 
 
 def config_from_state_dict(sd, num_heads=None, declared=None):
     """Model sizes read from the weights (tiny test models work), as kwargs of SteadyDancerWanModel.
     The head count comes from ``resolve_num_heads`` (it is not in the weights)."""
+
     def shape(k):
         if k not in sd:
             raise CheckpointError(f"SteadyDancer checkpoint is missing key '{k}'")
         return sd[k].shape
+
     dim, in_dim = shape("patch_embedding.weight")[:2]
     layers = 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("blocks."))
     in_dim_c = shape("patch_embedding_ref_c.weight")[1]
@@ -230,15 +230,22 @@ def config_from_state_dict(sd, num_heads=None, declared=None):
     heads, where = resolve_num_heads(dim, num_heads, declared)
     log.info("SteadyDancer: %d attention heads (%s), dim %d", heads, where, dim)
     return dict(
-        patch_size=(1, 2, 2), dim=dim, in_dim=in_dim,
+        patch_size=(1, 2, 2),
+        dim=dim,
+        in_dim=in_dim,
         ffn_dim=shape("blocks.0.ffn.0.weight")[0],
         freq_dim=shape("time_embedding.0.weight")[1],
         text_dim=shape("text_embedding.0.weight")[1],
         out_dim=shape("head.head.weight")[0] // 4,
-        num_heads=heads, num_layers=layers, text_len=512,
-        in_dim_c=in_dim_c, noise_dim=shape("condition_embedding_align.proj_r.weight")[1],
-        align_hidden=shape("condition_embedding_align.proj_p.weight")[0], align_heads=8,
-        dy_dim=shape("condition_embedding_spatial.conv_q.weight")[0], dy_squeeze=dy_fc[0],
+        num_heads=heads,
+        num_layers=layers,
+        text_len=512,
+        in_dim_c=in_dim_c,
+        noise_dim=shape("condition_embedding_align.proj_r.weight")[1],
+        align_hidden=shape("condition_embedding_align.proj_p.weight")[0],
+        align_heads=8,
+        dy_dim=shape("condition_embedding_spatial.conv_q.weight")[0],
+        dy_squeeze=dy_fc[0],
         dy_mul=dy_fc[1] // in_dim_c,
         cross_attn_norm="blocks.0.norm3.weight" in sd,
         qk_norm="blocks.0.self_attn.norm_q.weight" in sd,
@@ -250,6 +257,7 @@ def expected_keys(config):
     """Parameter names → shapes, and Linear layer names, of our model for this config (built on the meta device: no memory)."""
     import comfy.ops
     from .model import SteadyDancerWanModel
+
     with torch.device("meta"):
         m = SteadyDancerWanModel(operations=comfy.ops.disable_weight_init, device="meta", **config)
     linear = {n for n, mod in m.named_modules() if isinstance(mod, torch.nn.Linear)}
@@ -278,8 +286,7 @@ def to_model_state_dict(sd, config=None, num_heads=None, declared=None, quantize
     keys, linears = expected_keys(config)
     missing = sorted(k for k in keys if k not in sd)
     if missing:
-        raise CheckpointError(
-            f"SteadyDancer checkpoint is incomplete: {len(missing)} missing key(s), e.g. {missing[:5]}")
+        raise CheckpointError(f"SteadyDancer checkpoint is incomplete: {len(missing)} missing key(s), e.g. {missing[:5]}")
     fp8 = marker is not None or any(v.dtype in FP8_TYPES for v in sd.values())
     scaled = None
     if fp8:

@@ -24,6 +24,7 @@ bench/steadydancer-forward.md); an explicit choice that cannot run here falls ba
 same order with one log line. ``ATTENTION_BACKEND`` (the image's start.sh variable) is what
 ``auto`` means for attention when it names one of ours.
 """
+
 import functools
 import logging
 import os
@@ -58,8 +59,9 @@ FP8_FAST_ACCUM = os.environ.get("STEADYDANCER_FP8_FAST_ACCUM", "1") != "0"
 @dataclass(frozen=True)
 class Kernels:
     """What can run here: CUDA capability (None without CUDA) and which kernels import."""
+
     capability: tuple = None
-    sage: str = None      # None when importable, else why not
+    sage: str = None  # None when importable, else why not
     fa3: str = None
     triton: str = None
 
@@ -86,8 +88,7 @@ def _import_error(module):
 @functools.lru_cache(maxsize=1)
 def probe():
     cap = torch.cuda.get_device_capability() if torch.cuda.is_available() else None
-    return Kernels(capability=cap, sage=_import_error("sageattention"), fa3=_import_error("fa3_fwd_interface"),
-                   triton=_import_error("triton"))
+    return Kernels(capability=cap, sage=_import_error("sageattention"), fa3=_import_error("fa3_fwd_interface"), triton=_import_error("triton"))
 
 
 def _check(name, value, choices):
@@ -165,16 +166,14 @@ def resolve(attention="auto", fp8_matmul="auto", compile="auto", kernels=None, e
     for what, got, why in (("attention", att, att_why), ("fp8 matmul", fp8, fp8_why), ("compile", comp, comp_why)):
         if "unavailable" in why:
             log.warning("SteadyDancer: %s falls back to %s (%s)", what, got, why.split(": ", 1)[1])
-    log.info("SteadyDancer speed: attention=%s (%s), fp8 matmul=%s (%s), compile=%s (%s)",
-             att, att_why, fp8, fp8_why, comp, comp_why)
+    log.info("SteadyDancer speed: attention=%s (%s), fp8 matmul=%s (%s), compile=%s (%s)", att, att_why, fp8, fp8_why, comp, comp_why)
     return Speed(att, fp8, comp)
 
 
 def compute_dtype_for(speed, device):
     """The compute dtype the fast kernels need: bf16 (FA3 has no fp16 kernels; row-wise fp8
     matmuls write bf16); None when any dtype will do."""
-    if device is not None and torch.device(device).type == "cuda" and (
-            speed.attention in ("fa3", "fa3_fp8") or speed.fp8 == "rowwise"):
+    if device is not None and torch.device(device).type == "cuda" and (speed.attention in ("fa3", "fa3_fp8") or speed.fp8 == "rowwise"):
         return torch.bfloat16
     return None
 
@@ -206,8 +205,7 @@ def fp8_linear(x, weight, weight_scale, bias, mode):
         sb = sw.reshape(())
         out_dtype = x.dtype
     b = None if bias is None else bias.to(device=x.device, dtype=out_dtype)
-    y = torch._scaled_mm(q, weight.t(), scale_a=sa, scale_b=sb, bias=b, out_dtype=out_dtype,
-                         use_fast_accum=FP8_FAST_ACCUM)
+    y = torch._scaled_mm(q, weight.t(), scale_a=sa, scale_b=sb, bias=b, out_dtype=out_dtype, use_fast_accum=FP8_FAST_ACCUM)
     if isinstance(y, tuple):
         y = y[0]
     return y.to(x.dtype).reshape(*x.shape[:-1], n)
@@ -216,9 +214,16 @@ def fp8_linear(x, weight, weight_scale, bias, mode):
 def _fp8_ready(mod, x):
     w = getattr(mod, "weight", None)
     sw = getattr(mod, "scale_weight", None)
-    return (w is not None and w.dtype == torch.float8_e4m3fn and w.device == x.device and sw is not None
-            and (sw.numel() == 1 or sw.numel() == w.shape[0]) and getattr(mod, "scale_input", None) is None
-            and not getattr(mod, "weight_function", None) and not getattr(mod, "bias_function", None))
+    return (
+        w is not None
+        and w.dtype == torch.float8_e4m3fn
+        and w.device == x.device
+        and sw is not None
+        and (sw.numel() == 1 or sw.numel() == w.shape[0])
+        and getattr(mod, "scale_input", None) is None
+        and not getattr(mod, "weight_function", None)
+        and not getattr(mod, "bias_function", None)
+    )
 
 
 def linear(mod, x, fp8):
@@ -265,18 +270,20 @@ def _kernel_ops():
     @torch.library.custom_op(f"{lib}::sage", mutates_args=())
     def sage(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         from sageattention import sageattn
+
         return sageattn(q, k, v, tensor_layout="NHD", is_causal=False)
 
     @torch.library.custom_op(f"{lib}::fa3", mutates_args=())
     def fa3(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         from fa3_fwd_interface import flash_attn_func
+
         o = flash_attn_func(q, k, v)
         return o[0] if isinstance(o, tuple) else o
 
     @torch.library.custom_op(f"{lib}::fa3_fp8", mutates_args=())
-    def fa3_fp8(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dq: torch.Tensor, dk: torch.Tensor,
-                dv: torch.Tensor) -> torch.Tensor:
+    def fa3_fp8(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dq: torch.Tensor, dk: torch.Tensor, dv: torch.Tensor) -> torch.Tensor:
         from fa3_fwd_interface import flash_attn_func
+
         o = flash_attn_func(q, k, v, q_descale=dq, k_descale=dk, v_descale=dv)
         return o[0] if isinstance(o, tuple) else o
 
@@ -336,8 +343,7 @@ def block_forward(blk, x, e, freqs, context, context_img_len, attn, fp8):
     x = x + linear(ca.o, attention(q, k, v, cb) + attention(q, k_img, v_img, cb), fp8)
 
     f0, f2 = blk.ffn[0], blk.ffn[2]
-    hid = F.gelu(linear(f0, torch.addcmul(repeat_e(e[3], x), blk.norm2(x), 1 + repeat_e(e[4], x)), fp8),
-                 approximate="tanh")
+    hid = F.gelu(linear(f0, torch.addcmul(repeat_e(e[3], x), blk.norm2(x), 1 + repeat_e(e[4], x)), fp8), approximate="tanh")
     return torch.addcmul(x, linear(f2, hid, fp8), repeat_e(e[5], x))
 
 
@@ -348,6 +354,7 @@ _COMPILE_BROKEN = []
 def _compiled_block():
     if "block" not in _COMPILED:
         import torch._dynamo
+
         # the 40 blocks are one graph; headroom for a few shapes (sizes, batch) before a fall back
         torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
         _COMPILED["block"] = torch.compile(block_forward, dynamic=False)
@@ -375,9 +382,9 @@ def block_runner(speed):
                 root = err
                 while (getattr(root, "inner_exception", None) or root.__cause__) is not None:
                     root = getattr(root, "inner_exception", None) or root.__cause__  # dynamo wraps the cause
-                log.warning("SteadyDancer: torch.compile of the block failed (%s: %s); running eagerly",
-                            type(root).__name__, str(root).splitlines()[0] if str(root) else "")
+                log.warning("SteadyDancer: torch.compile of the block failed (%s: %s); running eagerly", type(root).__name__, str(root).splitlines()[0] if str(root) else "")
         return block_forward(blk, x, e, freqs, context, context_img_len, speed.attention, speed.fp8)
+
     return run
 
 

@@ -3,6 +3,7 @@
 Used to make test checkpoints in every layout from the same weights, and by the GPU bench.
 See ``convert.py`` for what each layout is.
 """
+
 import json
 from pathlib import Path
 
@@ -53,8 +54,7 @@ def write_layout(sd, layout, dest, shards=2, prefix="", config=None):
             name = f"diffusion_pytorch_model-{i:05d}-of-{shards:05d}.safetensors"
             save_file({k: sd[k].float() for k in part}, str(dest / name))
             weight_map.update({k: name for k in part})
-        (dest / "diffusion_pytorch_model.safetensors.index.json").write_text(
-            json.dumps({"metadata": {}, "weight_map": weight_map}, indent=1, sort_keys=True))
+        (dest / "diffusion_pytorch_model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}, indent=1, sort_keys=True))
         if config is not None:
             (dest / "config.json").write_text(json.dumps({"_class_name": "WanModel", **config}, indent=1, sort_keys=True))
         return dest

@@ -10,6 +10,7 @@ with its ``scale_weight``, the file's dtype elsewhere); the ops cast per call to
 dtype as usual. An explicit ``weight_dtype`` changes that: fp8_* quantises the high-precision
 backbone Linears (per-tensor scale), fp16/bf16/fp32 stores the non-fp8 tensors in that dtype.
 """
+
 import logging
 
 import torch
@@ -24,8 +25,15 @@ from .model_base import SteadyDancerConfig
 
 log = logging.getLogger("steadydancer")
 
-WEIGHT_DTYPES = {"default": None, "fp8_e4m3fn": torch.float8_e4m3fn, "fp8_e4m3fn_fast": torch.float8_e4m3fn,
-                 "fp8_e5m2": torch.float8_e5m2, "bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+WEIGHT_DTYPES = {
+    "default": None,
+    "fp8_e4m3fn": torch.float8_e4m3fn,
+    "fp8_e4m3fn_fast": torch.float8_e4m3fn,
+    "fp8_e5m2": torch.float8_e5m2,
+    "bf16": torch.bfloat16,
+    "fp16": torch.float16,
+    "fp32": torch.float32,
+}
 
 
 def _keep_file_dtypes(module, sd, dtype=None):
@@ -39,8 +47,7 @@ def _keep_file_dtypes(module, sd, dtype=None):
             continue
         want = v.dtype if dtype is None or v.dtype in FP8_TYPES else dtype
         if p.dtype != want:
-            mod._parameters[leaf] = torch.nn.Parameter(torch.empty(p.shape, dtype=want, device=p.device),
-                                                       requires_grad=False)
+            mod._parameters[leaf] = torch.nn.Parameter(torch.empty(p.shape, dtype=want, device=p.device), requires_grad=False)
 
 
 def load_state_dict_model(sd, weight_dtype="default", layout=None, num_heads=None, declared=None, speed=None):
@@ -50,8 +57,7 @@ def load_state_dict_model(sd, weight_dtype="default", layout=None, num_heads=Non
     it may set the compute dtype (bf16 for FA3 / row-wise fp8)."""
     if weight_dtype not in WEIGHT_DTYPES:
         raise ValueError(f"weight_dtype must be one of {sorted(WEIGHT_DTYPES)}, got {weight_dtype!r}")
-    sd, config, scaled = to_model_state_dict(sd, num_heads=num_heads, declared=declared,
-                                             quantize=WEIGHT_DTYPES[weight_dtype] in FP8_TYPES)
+    sd, config, scaled = to_model_state_dict(sd, num_heads=num_heads, declared=declared, quantize=WEIGHT_DTYPES[weight_dtype] in FP8_TYPES)
     params = comfy.utils.calculate_parameters(sd)
     model_config = SteadyDancerConfig(config)
     model_config.scaled_fp8 = scaled
@@ -81,8 +87,9 @@ def load_state_dict_model(sd, weight_dtype="default", layout=None, num_heads=Non
     if scaled is not None:
         _keep_file_dtypes(model.diffusion_model, sd, forced)  # forced: an explicit fp16/bf16/fp32, else None
     model.load_model_weights(sd, "")
-    log.info("SteadyDancer: layout=%s dim=%d heads=%d layers=%d weight dtype=%s compute=%s scaled_fp8=%s",
-             layout, config["dim"], config["num_heads"], config["num_layers"], unet_dtype, manual_cast, scaled)
+    log.info(
+        "SteadyDancer: layout=%s dim=%d heads=%d layers=%d weight dtype=%s compute=%s scaled_fp8=%s", layout, config["dim"], config["num_heads"], config["num_layers"], unet_dtype, manual_cast, scaled
+    )
     patcher = comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=offload_device)
     patcher.steadydancer_layout = layout
     if speed is not None:

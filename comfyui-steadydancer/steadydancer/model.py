@@ -16,6 +16,7 @@ Additions of ours (defaults reproduce the official model exactly): per-branch po
 (spatial, temporal multipliers) and a timestep window outside which the pose branch is dropped
 (fused and aligned channels zero).
 """
+
 import torch
 import torch.nn.functional as F
 
@@ -28,9 +29,7 @@ from .modules import DynamicConv, FactorConv3d, PoseNoiseAlign
 
 
 class SteadyDancerWanModel(WanModel):
-    def __init__(self, in_dim_c=16, noise_dim=16, align_hidden=128, align_heads=8,
-                 dy_dim=4, dy_squeeze=4, dy_mul=1, device=None, dtype=None, operations=None,
-                 extras_high_precision=False, **kwargs):
+    def __init__(self, in_dim_c=16, noise_dim=16, align_hidden=128, align_heads=8, dy_dim=4, dy_squeeze=4, dy_mul=1, device=None, dtype=None, operations=None, extras_high_precision=False, **kwargs):
         kwargs["model_type"] = "i2v"
         super().__init__(device=device, dtype=dtype, operations=operations, **kwargs)
         # a scaled-fp8 file keeps the pose modules in high precision: give them plain cast ops
@@ -40,12 +39,9 @@ class SteadyDancerWanModel(WanModel):
         self.in_dim_c = in_dim_c
         self.patch_embedding_fuse = ops.Conv3d(self.in_dim + 2 * in_dim_c, dim, ps, stride=ps, **kw)
         self.patch_embedding_ref_c = ops.Conv3d(in_dim_c, dim, ps, stride=ps, **kw)
-        self.condition_embedding_spatial = DynamicConv(in_dim_c, in_dim_c, dy_dim, dy_squeeze, dy_mul,
-                                                       operations=ops, **kw)
-        self.condition_embedding_temporal = torch.nn.Sequential(*[
-            m for _ in range(3) for m in (FactorConv3d(in_dim_c, in_dim_c, operations=ops, **kw), torch.nn.SiLU())])
-        self.condition_embedding_align = PoseNoiseAlign(in_dim_c, noise_dim, align_hidden, align_heads,
-                                                        operations=ops, **kw)
+        self.condition_embedding_spatial = DynamicConv(in_dim_c, in_dim_c, dy_dim, dy_squeeze, dy_mul, operations=ops, **kw)
+        self.condition_embedding_temporal = torch.nn.Sequential(*[m for _ in range(3) for m in (FactorConv3d(in_dim_c, in_dim_c, operations=ops, **kw), torch.nn.SiLU())])
+        self.condition_embedding_align = PoseNoiseAlign(in_dim_c, noise_dim, align_hidden, align_heads, operations=ops, **kw)
         self._keep_scaled_fp8_biases(dtype)
 
     def _keep_scaled_fp8_biases(self, dtype):
@@ -73,28 +69,34 @@ class SteadyDancerWanModel(WanModel):
         bs, c, t, h, w = x.shape
         missing = [k for k in ("sd_pose", "sd_ref", "sd_pose_ref") if kwargs.get(k) is None]
         if missing:
-            raise ValueError(
-                "SteadyDancer model needs the pose conditioning (missing: " + ", ".join(missing) + "); "
-                "build the conditioning with the SteadyDancerConditioning node")
+            raise ValueError("SteadyDancer model needs the pose conditioning (missing: " + ", ".join(missing) + "); build the conditioning with the SteadyDancerConditioning node")
         if clip_fea is None:
             raise ValueError("SteadyDancer model needs CLIP-vision features of the reference image (clip_vision_output)")
         pose = kwargs["sd_pose"]
         if pose.shape[0] != bs or pose.shape[2:] != x.shape[2:]:
-            raise ValueError(f"SteadyDancer: pose latent {tuple(pose.shape)} does not match the latent {tuple(x.shape)}"
-                             " (same frames/size expected)")
+            raise ValueError(f"SteadyDancer: pose latent {tuple(pose.shape)} does not match the latent {tuple(x.shape)} (same frames/size expected)")
         pad = lambda v: comfy.ldm.common_dit.pad_to_patch_size(v.to(x.dtype), self.patch_size)  # noqa: E731
         x, pose = pad(x), pad(pose)
         ref, pose_ref = pad(kwargs["sd_ref"]), pad(kwargs["sd_pose_ref"])
         freqs = self.rope_encode(t + 2, h, w, device=x.device, dtype=x.dtype)
         out = self.forward_steadydancer(
-            x, timestep, context, clip_fea, kwargs.get("sd_clip_pose"), pose, ref, pose_ref, freqs,
-            strength=kwargs.get("sd_pose_strength") or (1.0, 1.0), t_range=kwargs.get("sd_pose_t_range"),
-            transformer_options=transformer_options)
+            x,
+            timestep,
+            context,
+            clip_fea,
+            kwargs.get("sd_clip_pose"),
+            pose,
+            ref,
+            pose_ref,
+            freqs,
+            strength=kwargs.get("sd_pose_strength") or (1.0, 1.0),
+            t_range=kwargs.get("sd_pose_t_range"),
+            transformer_options=transformer_options,
+        )
         return out[:, :, :t, :h, :w]
 
-    def forward_steadydancer(self, x, t, context, clip_fea, clip_pose, pose, ref, pose_ref, freqs,
-                             strength=(1.0, 1.0), t_range=None, transformer_options={}):
-        noise = x[:, :self.condition_embedding_align.proj_r.in_channels]
+    def forward_steadydancer(self, x, t, context, clip_fea, clip_pose, pose, ref, pose_ref, freqs, strength=(1.0, 1.0), t_range=None, transformer_options={}):
+        noise = x[:, : self.condition_embedding_align.proj_r.in_channels]
         fused, aligned = self.pose_features(pose, noise, strength)
         if t_range is not None:  # pose only inside [start, end] of sampling (timesteps decrease)
             hi, lo = t_range
@@ -104,7 +106,7 @@ class SteadyDancerWanModel(WanModel):
         ones = torch.ones_like(ref[:, :4])
         ref_x = torch.cat([ref, ones, ref], dim=1)
         r = self.patch_embedding(ref_x.float()).to(h.dtype)
-        rc = self.patch_embedding_ref_c(pose_ref[:, :self.in_dim_c])
+        rc = self.patch_embedding_ref_c(pose_ref[:, : self.in_dim_c])
         h = torch.cat([h, r, rc], dim=2)
         grid_sizes = h.shape[2:]
         h = h.flatten(2).transpose(1, 2)
@@ -128,16 +130,14 @@ class SteadyDancerWanModel(WanModel):
         run_fast = fast.block_runner(speed) if speed and fast.Speed(**speed) != fast.Speed() else None
         for i, block in enumerate(self.blocks):
             if ("double_block", i) in blocks_replace:
+
                 def block_wrap(args, block=block):
-                    return {"img": block(args["img"], context=args["txt"], e=args["vec"], freqs=args["pe"],
-                                         context_img_len=context_img_len, transformer_options=args["transformer_options"])}
-                h = blocks_replace[("double_block", i)](
-                    {"img": h, "txt": context, "vec": e0, "pe": freqs, "transformer_options": transformer_options},
-                    {"original_block": block_wrap})["img"]
+                    return {"img": block(args["img"], context=args["txt"], e=args["vec"], freqs=args["pe"], context_img_len=context_img_len, transformer_options=args["transformer_options"])}
+
+                h = blocks_replace[("double_block", i)]({"img": h, "txt": context, "vec": e0, "pe": freqs, "transformer_options": transformer_options}, {"original_block": block_wrap})["img"]
             elif run_fast is not None:
                 h = run_fast(block, h, e0, freqs, context, context_img_len)
             else:
-                h = block(h, e=e0, freqs=freqs, context=context, context_img_len=context_img_len,
-                          transformer_options=transformer_options)
+                h = block(h, e=e0, freqs=freqs, context=context, context_img_len=context_img_len, transformer_options=transformer_options)
         h = self.head(h, e)
         return self.unpatchify(h, grid_sizes)

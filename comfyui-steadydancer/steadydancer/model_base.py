@@ -2,6 +2,7 @@
 
 See ``nodes_conditioning.py`` for the keys and shapes (the contract with the guider).
 """
+
 import torch
 
 import comfy.conds
@@ -19,8 +20,7 @@ COND_KEYS = {  # conditioning key → model kwarg (latents go through process_la
 
 class SteadyDancerWAN(comfy.model_base.WAN21):
     def __init__(self, model_config, model_type=comfy.model_base.ModelType.FLOW, device=None):
-        comfy.model_base.BaseModel.__init__(self, model_config, model_type, device=device,
-                                            unet_model=SteadyDancerWanModel)
+        comfy.model_base.BaseModel.__init__(self, model_config, model_type, device=device, unet_model=SteadyDancerWanModel)
         self.image_to_video = True
 
     def extra_conds(self, **kwargs):
@@ -45,6 +45,7 @@ class SteadyDancerWAN(comfy.model_base.WAN21):
 
 class SteadyDancerConfig(comfy.supported_models.WAN21_I2V):
     """Model config: Wan2.1 I2V settings (latent format, shift), our model_base."""
+
     unet_config = {}  # never matched by ComfyUI's detection; built by our loader from the weights
 
     def get_model(self, state_dict, prefix="", device=None):

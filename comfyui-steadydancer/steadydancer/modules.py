@@ -4,6 +4,7 @@ Behaviour follows the official definitions (MCG-NJU/SteadyDancer ``small_archs.p
 ``mobilenetv2_dcd.py``); parameter names match the official state dict so checkpoints load
 unchanged. Sizes come from constructor arguments that the loader reads from the state dict.
 """
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -20,10 +21,8 @@ class FactorConv3d(nn.Module):
 
     def __init__(self, channels, out_channels, k_t=3, k_hw=3, dtype=None, device=None, operations=None):
         super().__init__()
-        self.spatial = operations.Conv3d(channels, channels, (1, k_hw, k_hw), padding=(0, k_hw // 2, k_hw // 2),
-                                         groups=channels, bias=False, dtype=dtype, device=device)
-        self.temporal = operations.Conv3d(channels, out_channels, (k_t, 1, 1), padding=(k_t // 2, 0, 0),
-                                          dtype=dtype, device=device)
+        self.spatial = operations.Conv3d(channels, channels, (1, k_hw, k_hw), padding=(0, k_hw // 2, k_hw // 2), groups=channels, bias=False, dtype=dtype, device=device)
+        self.temporal = operations.Conv3d(channels, out_channels, (k_t, 1, 1), padding=(k_t // 2, 0, 0), dtype=dtype, device=device)
 
     def forward(self, x):
         return self.temporal(F.silu(self.spatial(x)))
@@ -60,8 +59,7 @@ class DynamicConv(nn.Module):
         self.pool = 2 if mul == 4 else 1
         self.conv = operations.Conv2d(inp, oup, 1, bias=False, **kw)
         self.conv_q = operations.Conv2d(inp, dim, 1, bias=False, **kw)
-        self.fc = nn.Sequential(operations.Linear(inp * mul, squeeze, bias=False, **kw),
-                                _SqueezeGate(squeeze, operations=operations, **kw))
+        self.fc = nn.Sequential(operations.Linear(inp * mul, squeeze, bias=False, **kw), _SqueezeGate(squeeze, operations=operations, **kw))
         self.fc_phi = operations.Linear(squeeze, dim * dim, bias=False, **kw)
         self.fc_scale = operations.Linear(squeeze, oup, bias=False, **kw)
         self.conv_p = operations.Conv2d(dim, oup, 1, bias=False, **kw)
@@ -121,8 +119,7 @@ class PoseNoiseAlign(nn.Module):
         self.proj_r = operations.Conv2d(c_noise, hidden, 1, **kw)
         self.proj_p_back = operations.Conv2d(hidden, c_pose, 1, **kw)
         self.cross_attn = _MHAWeights(hidden, operations=operations, **kw)
-        self.ffn_pose = nn.Sequential(operations.Conv2d(hidden, hidden, 1, **kw), nn.SiLU(),
-                                      operations.Conv2d(hidden, hidden, 1, **kw))
+        self.ffn_pose = nn.Sequential(operations.Conv2d(hidden, hidden, 1, **kw), nn.SiLU(), operations.Conv2d(hidden, hidden, 1, **kw))
         self.norm1 = ChannelLayerNorm(hidden, **kw)
         self.norm2 = ChannelLayerNorm(hidden, **kw)
 

@@ -1,4 +1,5 @@
 """Shared fixtures: pinned upstream sources from the project's source cache, loud skips."""
+
 import os
 import sys
 from pathlib import Path
@@ -22,10 +23,7 @@ def cached_source(name: str, commit: str):
 
 
 def _seed_hint(name: str, commit: str) -> str:
-    return (
-        f"{name}@{commit[:12]} is not in the source cache ({sources_dir()}); seed it with "
-        f"`steadydancer sources fetch` (or `--from <git mirror>`)"
-    )
+    return f"{name}@{commit[:12]} is not in the source cache ({sources_dir()}); seed it with `steadydancer sources fetch` (or `--from <git mirror>`)"
 
 
 @pytest.fixture(scope="session")
@@ -39,6 +37,7 @@ def comfyui_source():
     # as ComfyUI's main.py does before nodes.py puts comfy/ first on sys.path (where comfy/utils.py
     # would then shadow this package for server.py and the extras that import it)
     import utils.install_util  # noqa: F401
+
     return p
 
 
@@ -55,5 +54,6 @@ def official_source():
 def comfy(comfyui_source):
     """ComfyUI core importable (from the cache) and our pack loaded as ``comfyui_steadydancer``."""
     from comfy_env import load_pack, setup_comfy
+
     setup_comfy(comfyui_source)
     return load_pack()

@@ -3,13 +3,13 @@
 The weights are too large to store (~4 M parameters), so the goldens keep this recipe plus a
 SHA-256 of every generated tensor; tests regenerate and check the fingerprints first.
 """
+
 import hashlib
 import math
 
 import torch
 
-CONFIG = dict(dim=256, ffn_dim=512, num_heads=2, num_layers=2, in_dim=36, out_dim=16, text_dim=64,
-              freq_dim=64, text_len=512)
+CONFIG = dict(dim=256, ffn_dim=512, num_heads=2, num_layers=2, in_dim=36, out_dim=16, text_dim=64, freq_dim=64, text_len=512)
 WEIGHT_SEED = 20251128
 # (latent frames T, latent h, latent w) = video frames 4(T-1)+1 at 8h × 8w pixels
 CASES = {"t2_4x4": (2, 4, 4), "t2_6x8": (2, 6, 8), "t3_4x4": (3, 4, 4), "t3_6x8": (3, 6, 8)}
@@ -55,16 +55,13 @@ def make_inputs(case):
     y = torch.cat([mask, lat(16)])
     ref = lat(16, 1)
     pose_ref = lat(16, 1)
-    return dict(noise=noise, y=y, condition=lat(16), ref_lat=ref, pose_ref_lat=pose_ref,
-                t=torch.tensor([TIMESTEP]))
+    return dict(noise=noise, y=y, condition=lat(16), ref_lat=ref, pose_ref_lat=pose_ref, t=torch.tensor([TIMESTEP]))
 
 
 def shared_inputs():
     """Text context and the two CLIP feature sets, the same for every case."""
     g = _gen(99)
-    return dict(context=torch.randn(TEXT_TOKENS, CONFIG["text_dim"], generator=g),
-                clip_x=torch.randn(1, 257, 1280, generator=g),
-                clip_c=torch.randn(1, 257, 1280, generator=g))
+    return dict(context=torch.randn(TEXT_TOKENS, CONFIG["text_dim"], generator=g), clip_x=torch.randn(1, 257, 1280, generator=g), clip_c=torch.randn(1, 257, 1280, generator=g))
 
 
 def fingerprint(tensors):

@@ -27,6 +27,7 @@ script on x86-64 (``ATEN_CPU_CAPABILITY=avx2``, ``ONEDNN_MAX_CPU_ISA=AVX2``, set
 imported): AVX-512 kernels sum in another order and move outputs by a few ulps.
 ``test_goldens_regen.py`` compares a rerun with the committed goldens within ``ULPS`` ulps.
 """
+
 import os
 import platform
 
@@ -57,13 +58,12 @@ PKG = "_steadydancer_official"
 
 def default_source():
     import os
+
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "steadydancer" / "sources" / f"SteadyDancer@{OFFICIAL_COMMIT}"
 
 
-def sdpa_flash_attention(q, k, v, q_lens=None, k_lens=None, dropout_p=0.0, softmax_scale=None,
-                         q_scale=None, causal=False, window_size=(-1, -1), deterministic=False,
-                         dtype=None, version=None):
+def sdpa_flash_attention(q, k, v, q_lens=None, k_lens=None, dropout_p=0.0, softmax_scale=None, q_scale=None, causal=False, window_size=(-1, -1), deterministic=False, dtype=None, version=None):
     """[B, L, N, C] exact attention (the oracle's stand-in for flash_attention)."""
     if window_size != (-1, -1) or causal or dropout_p or q_scale is not None:
         raise NotImplementedError("oracle attention: only the full, non-causal case is used by SteadyDancer")
@@ -105,6 +105,7 @@ def load_official(source):
         sys.modules[spec.name] = m
         spec.loader.exec_module(m)
         return m
+
     load("small_archs")
     load("mobilenetv2_dcd")
     md = load("model_dancer")
@@ -114,10 +115,21 @@ def load_official(source):
 
 def official_model(md, weights):
     c = R.CONFIG
-    m = md.WanModel(model_type="i2v", in_dim=c["in_dim"], dim=c["dim"], ffn_dim=c["ffn_dim"],
-                    freq_dim=c["freq_dim"], text_dim=c["text_dim"], out_dim=c["out_dim"],
-                    num_heads=c["num_heads"], num_layers=c["num_layers"], text_len=c["text_len"],
-                    cross_attn_norm=True, qk_norm=True, eps=1e-6)
+    m = md.WanModel(
+        model_type="i2v",
+        in_dim=c["in_dim"],
+        dim=c["dim"],
+        ffn_dim=c["ffn_dim"],
+        freq_dim=c["freq_dim"],
+        text_dim=c["text_dim"],
+        out_dim=c["out_dim"],
+        num_heads=c["num_heads"],
+        num_layers=c["num_layers"],
+        text_len=c["text_len"],
+        cross_attn_norm=True,
+        qk_norm=True,
+        eps=1e-6,
+    )
     m.load_state_dict(weights, strict=True)
     return m.eval().float()
 
@@ -125,15 +137,25 @@ def official_model(md, weights):
 def official_shapes(md):
     c = R.CONFIG
     with torch.device("meta"):
-        m = md.WanModel(model_type="i2v", in_dim=c["in_dim"], dim=c["dim"], ffn_dim=c["ffn_dim"],
-                        freq_dim=c["freq_dim"], text_dim=c["text_dim"], out_dim=c["out_dim"],
-                        num_heads=c["num_heads"], num_layers=c["num_layers"], cross_attn_norm=True)
+        m = md.WanModel(
+            model_type="i2v",
+            in_dim=c["in_dim"],
+            dim=c["dim"],
+            ffn_dim=c["ffn_dim"],
+            freq_dim=c["freq_dim"],
+            text_dim=c["text_dim"],
+            out_dim=c["out_dim"],
+            num_heads=c["num_heads"],
+            num_layers=c["num_layers"],
+            cross_attn_norm=True,
+        )
     return {k: tuple(v.shape) for k, v in m.state_dict().items()}
 
 
 def dequantised_file(path):
     """The tensors a scaled-fp8 file holds, as the real weights: fp8 × scale_weight, the rest as stored."""
     from safetensors import safe_open
+
     with safe_open(str(path), framework="pt") as f:
         raw = {k: f.get_tensor(k) for k in f.keys()}
     out = {}
@@ -150,6 +172,7 @@ def variants(weights):
     """fp32 / fp16 / fp8 weight variants: what each layout's file holds (fp32 compute)."""
     import_steadydancer()
     from steadydancer.layouts import write_layout
+
     fp16 = {k: v.half().float() for k, v in weights.items()}
     with tempfile.TemporaryDirectory() as d:
         fp8 = dequantised_file(write_layout(weights, "kj-fp8-scaled", Path(d) / "sd_fp8_e4m3fn_scaled_KJ.safetensors"))
@@ -167,9 +190,18 @@ def run_official(model, inp, shared):
     ref_x = torch.cat([inp["ref_lat"], torch.ones(4, 1, *inp["ref_lat"].shape[2:]), inp["ref_lat"]])
     ref_c = torch.cat([inp["pose_ref_lat"], torch.zeros(4, 1, *inp["ref_lat"].shape[2:]), inp["pose_ref_lat"]])
     with torch.no_grad():
-        out = model([inp["noise"]], t=inp["t"], context=[shared["context"]], seq_len=None,
-                    condition=inp["condition"], ref_x=ref_x, ref_c=ref_c,
-                    clip_fea_x=shared["clip_x"], clip_fea_c=shared["clip_c"], y=[inp["y"]])[0]
+        out = model(
+            [inp["noise"]],
+            t=inp["t"],
+            context=[shared["context"]],
+            seq_len=None,
+            condition=inp["condition"],
+            ref_x=ref_x,
+            ref_c=ref_c,
+            clip_fea_x=shared["clip_x"],
+            clip_fea_c=shared["clip_c"],
+            y=[inp["y"]],
+        )[0]
     return out
 
 
@@ -181,10 +213,18 @@ def generate(source):
     weights = R.random_weights(shapes)
     shared = R.shared_inputs()
     arrays = {}
-    meta = {"official_commit": OFFICIAL_COMMIT, "config": R.CONFIG, "weight_seed": R.WEIGHT_SEED,
-            "cases": R.CASES, "timestep": R.TIMESTEP, "weights_sha256": R.fingerprint(weights),
-            "shared_sha256": R.fingerprint(shared), "n_weights": len(weights),
-            "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    meta = {
+        "official_commit": OFFICIAL_COMMIT,
+        "config": R.CONFIG,
+        "weight_seed": R.WEIGHT_SEED,
+        "cases": R.CASES,
+        "timestep": R.TIMESTEP,
+        "weights_sha256": R.fingerprint(weights),
+        "shared_sha256": R.fingerprint(shared),
+        "n_weights": len(weights),
+        "torch": torch.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+    }
     for vname, w in variants(weights).items():
         model = official_model(md, w)
         for case in R.CASES:

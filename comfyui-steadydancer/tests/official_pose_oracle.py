@@ -21,6 +21,7 @@ driver when it returns (``pose_list``: the aligned poses, ``ref_H``/``ref_W``), 
 ``DWposeDetector.__call__`` result (the detector output, deep-copied before the driver modifies
 it in place) and every ``pose_aug_diff`` result (the negative poses).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,9 +40,21 @@ FRAME_LEVEL0 = 10
 FRAME_STEP = 7
 
 OFFICIAL_MODULES = ("pose", "utils_aug", "pose_align", "pose_align_withdiffaug")
-STUB_MODULES = ("mmcv", "mmdet", "mmdet.apis", "mmpose", "mmpose.apis", "mmpose.evaluation",
-                "mmpose.evaluation.functional", "mmpose.utils", "mmpose.structures", "moviepy",
-                "moviepy.video", "moviepy.video.io", "moviepy.video.io.ImageSequenceClip")
+STUB_MODULES = (
+    "mmcv",
+    "mmdet",
+    "mmdet.apis",
+    "mmpose",
+    "mmpose.apis",
+    "mmpose.evaluation",
+    "mmpose.evaluation.functional",
+    "mmpose.utils",
+    "mmpose.structures",
+    "moviepy",
+    "moviepy.video",
+    "moviepy.video.io",
+    "moviepy.video.io.ImageSequenceClip",
+)
 
 
 def _swapped(name: str) -> bool:
@@ -75,6 +88,7 @@ class _Model:
 class Skeleton:
     """One person as the pose network reports it: COCO-WholeBody (133, 2) coordinates normalised
     to the frame (x / width, y / height) and float32 scores."""
+
     xy: np.ndarray
     scores: np.ndarray
 
@@ -88,9 +102,7 @@ def _mm_stubs(by_level: dict) -> dict:
 
     def inference_detector(model, img):
         h, w = img.shape[:2]
-        return _Fields(pred_instances=_Fields(bboxes=np.array([[0, 0, w, h]], np.float32),
-                                              scores=np.array([0.95], np.float32),
-                                              labels=np.array([0])))
+        return _Fields(pred_instances=_Fields(bboxes=np.array([[0, 0, w, h]], np.float32), scores=np.array([0.95], np.float32), labels=np.array([0])))
 
     def inference_topdown(model, img, bboxes=None):
         level = int(img[img.shape[0] // 2, img.shape[1] // 2, 0])
@@ -98,8 +110,7 @@ def _mm_stubs(by_level: dict) -> dict:
             raise AssertionError(f"the oracle stub got an unknown frame (level {level})")
         sk = by_level[level]
         h, w = img.shape[:2]
-        return [_Fields(pred_instances=_Fields(keypoints=sk.pixels(w, h)[None],
-                                               keypoint_scores=sk.scores.astype(np.float32)[None]))]
+        return [_Fields(pred_instances=_Fields(keypoints=sk.pixels(w, h)[None], keypoint_scores=sk.scores.astype(np.float32)[None]))]
 
     class ImageSequenceClip:
         def __init__(self, frames, fps=None):
@@ -117,7 +128,7 @@ def _mm_stubs(by_level: dict) -> dict:
     mods["mmpose.utils"].adapt_mmdet_pipeline = lambda cfg: cfg
     mods["mmpose.structures"].merge_data_samples = lambda samples: samples[0]
     mods["moviepy.video.io.ImageSequenceClip"].ImageSequenceClip = ImageSequenceClip
-    for name, mod in mods.items():          # parents carry their children as attributes
+    for name, mod in mods.items():  # parents carry their children as attributes
         if "." in name:
             parent, child = name.rsplit(".", 1)
             setattr(mods[parent], child, mod)
@@ -132,8 +143,8 @@ class _Capture:
 
     def get(self, prop):
         import cv2
-        return {cv2.CAP_PROP_FRAME_WIDTH: float(self.w), cv2.CAP_PROP_FRAME_HEIGHT: float(self.h),
-                cv2.CAP_PROP_FRAME_COUNT: float(len(self.frames)), cv2.CAP_PROP_FPS: self.fps}[prop]
+
+        return {cv2.CAP_PROP_FRAME_WIDTH: float(self.w), cv2.CAP_PROP_FRAME_HEIGHT: float(self.h), cv2.CAP_PROP_FRAME_COUNT: float(len(self.frames)), cv2.CAP_PROP_FPS: self.fps}[prop]
 
     def read(self):
         if not self.frames:
@@ -143,14 +154,13 @@ class _Capture:
 
 @dataclass
 class OfficialResult:
-    ref_size: tuple                    # (width, height) of the resized reference the driver uses
-    aligned: list                      # pose dicts, one per frame from align_frame on
-    detections: list                   # detector outputs in call order (reference first)
-    negatives: list = field(default_factory=list)   # pose_aug_diff results (withdiffaug driver)
+    ref_size: tuple  # (width, height) of the resized reference the driver uses
+    aligned: list  # pose dicts, one per frame from align_frame on
+    detections: list  # detector outputs in call order (reference first)
+    negatives: list = field(default_factory=list)  # pose_aug_diff results (withdiffaug driver)
 
 
-def run_official(source: Path, driver: str, ref_size: tuple, ref_skeleton: Skeleton,
-                 video_size: tuple, frame_skeletons: list, align_frame: int = 0) -> OfficialResult:
+def run_official(source: Path, driver: str, ref_size: tuple, ref_skeleton: Skeleton, video_size: tuple, frame_skeletons: list, align_frame: int = 0) -> OfficialResult:
     """Run one official driver ("pose_align" or "pose_align_withdiffaug") on synthetic input.
 
     ``ref_size``/``video_size`` are (width, height) of the reference image and the driving video.
@@ -207,12 +217,23 @@ def run_official(source: Path, driver: str, ref_size: tuple, ref_skeleton: Skele
                 if ev == "return":
                     on_return(fr.f_code, a, fr)
                 return local
+
             return local
 
         args = argparse.Namespace(
-            vidfn="driving.mp4", imgfn_refer="ref.png", outfn="all.mp4", outfn_align_pose_video="single.mp4",
-            detect_resolution=1024, image_resolution=720, yolox_config=None, dwpose_config=None,
-            yolox_ckpt=None, dwpose_ckpt=None, align_frame=align_frame, max_frame=300)
+            vidfn="driving.mp4",
+            imgfn_refer="ref.png",
+            outfn="all.mp4",
+            outfn_align_pose_video="single.mp4",
+            detect_resolution=1024,
+            image_resolution=720,
+            yolox_config=None,
+            dwpose_config=None,
+            yolox_ckpt=None,
+            dwpose_ckpt=None,
+            align_frame=align_frame,
+            max_frame=300,
+        )
         sys.settrace(tracer)
         try:
             fn(args)
@@ -221,12 +242,11 @@ def run_official(source: Path, driver: str, ref_size: tuple, ref_skeleton: Skele
     finally:
         cv2.VideoCapture, cv2.imread = saved_cv2
         sys.path[:] = saved_path
-        for name in list(sys.modules):      # the official modules and stubs go; torch etc. stay
+        for name in list(sys.modules):  # the official modules and stubs go; torch etc. stay
             if _swapped(name):
                 del sys.modules[name]
         sys.modules.update({k: v for k, v in saved_modules.items() if _swapped(k)})
     loc = got["locals"]
     if loc is None:
         raise AssertionError("the official driver did not return")
-    return OfficialResult((int(loc["ref_W"]), int(loc["ref_H"])), loc["pose_list"], got["detections"],
-                          got["negatives"])
+    return OfficialResult((int(loc["ref_W"]), int(loc["ref_H"])), loc["pose_list"], got["detections"], got["negatives"])

@@ -1,6 +1,7 @@
 """Import the node pack's modules in tests without running its ``__init__`` (which registers
 every node and so needs ComfyUI on the path). The pack directory has a hyphen in its name, so it
 is mounted under the package name ``steadydancer_pack``."""
+
 import importlib
 import sys
 import types

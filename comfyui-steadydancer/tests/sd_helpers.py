@@ -1,4 +1,5 @@
 """Helpers shared by the SteadyDancer model tests: tiny config, recipe weights, layouts, forward."""
+
 import json
 from pathlib import Path
 
@@ -9,11 +10,28 @@ import golden_recipe as R
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "parity.npz"
 
-TINY = dict(patch_size=(1, 2, 2), dim=R.CONFIG["dim"], in_dim=R.CONFIG["in_dim"], ffn_dim=R.CONFIG["ffn_dim"],
-            freq_dim=R.CONFIG["freq_dim"], text_dim=R.CONFIG["text_dim"], out_dim=R.CONFIG["out_dim"],
-            num_heads=R.CONFIG["num_heads"], num_layers=R.CONFIG["num_layers"], text_len=R.CONFIG["text_len"],
-            in_dim_c=16, noise_dim=16, align_hidden=128, align_heads=8, dy_dim=4, dy_squeeze=4, dy_mul=1,
-            cross_attn_norm=True, qk_norm=True, eps=1e-6)
+TINY = dict(
+    patch_size=(1, 2, 2),
+    dim=R.CONFIG["dim"],
+    in_dim=R.CONFIG["in_dim"],
+    ffn_dim=R.CONFIG["ffn_dim"],
+    freq_dim=R.CONFIG["freq_dim"],
+    text_dim=R.CONFIG["text_dim"],
+    out_dim=R.CONFIG["out_dim"],
+    num_heads=R.CONFIG["num_heads"],
+    num_layers=R.CONFIG["num_layers"],
+    text_len=R.CONFIG["text_len"],
+    in_dim_c=16,
+    noise_dim=16,
+    align_hidden=128,
+    align_heads=8,
+    dy_dim=4,
+    dy_squeeze=4,
+    dy_mul=1,
+    cross_attn_norm=True,
+    qk_norm=True,
+    eps=1e-6,
+)
 
 
 def load_golden():
@@ -24,6 +42,7 @@ def load_golden():
 
 def recipe_weights():
     from comfyui_steadydancer.steadydancer.convert import expected_keys
+
     shapes, _ = expected_keys(TINY)
     return R.random_weights(shapes)
 
@@ -36,7 +55,14 @@ def forward(patcher, case, inputs=None):
     dm = patcher.model.diffusion_model
     x = torch.cat([get("noise"), get("y")])[None]
     with torch.no_grad():
-        out = dm(x, get("t"), shared["context"][None], clip_fea=shared["clip_x"],
-                 sd_pose=get("condition")[None], sd_ref=get("ref_lat")[None], sd_pose_ref=get("pose_ref_lat")[None],
-                 sd_clip_pose=shared["clip_c"])
+        out = dm(
+            x,
+            get("t"),
+            shared["context"][None],
+            clip_fea=shared["clip_x"],
+            sd_pose=get("condition")[None],
+            sd_ref=get("ref_lat")[None],
+            sd_pose_ref=get("pose_ref_lat")[None],
+            sd_clip_pose=shared["clip_c"],
+        )
     return out[0].float().numpy()

@@ -4,6 +4,7 @@ Uses a real ComfyUI Wan 2.1 VAE with random weights (its architecture is fixed: 
 parameters, encodes 32×32 frames on CPU in seconds) and ComfyUI's CLIP_VISION_OUTPUT class
 filled with feature tensors (the 632 M-parameter ViT-H is too large for a CPU test).
 """
+
 import pytest
 import torch
 
@@ -16,18 +17,17 @@ W, H, LENGTH = 32, 32, 5  # → latent T=2, 4×4
 def vae(comfy):
     import comfy.ldm.wan.vae
     import comfy.sd
+
     torch.manual_seed(0)
-    m = comfy.ldm.wan.vae.WanVAE(dim=96, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
-                                 temperal_downsample=[False, True, True], dropout=0.0)
+    m = comfy.ldm.wan.vae.WanVAE(dim=96, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[], temperal_downsample=[False, True, True], dropout=0.0)
     # ComfyUI ops leave parameters uninitialised: give every tensor a value
-    sd = {k: torch.randn(v.shape) * 0.02 if v.ndim >= 2 and v.shape[1] > 1 else
-          (torch.ones(v.shape) if k.endswith(("gamma", "weight")) else torch.zeros(v.shape))
-          for k, v in m.state_dict().items()}
+    sd = {k: torch.randn(v.shape) * 0.02 if v.ndim >= 2 and v.shape[1] > 1 else (torch.ones(v.shape) if k.endswith(("gamma", "weight")) else torch.zeros(v.shape)) for k, v in m.state_dict().items()}
     return comfy.sd.VAE(sd=sd)
 
 
 def clip_output(seed):
     import comfy.clip_vision
+
     g = torch.Generator().manual_seed(seed)
     out = comfy.clip_vision.Output()
     out.penultimate_hidden_states = torch.randn(1, 257, 1280, generator=g)
@@ -42,12 +42,25 @@ def frames(n, seed):
 @pytest.fixture(scope="module")
 def built(comfy, vae):
     from comfyui_steadydancer.nodes_conditioning import SteadyDancerConditioning
+
     text = lambda s: [[torch.randn(1, 7, 64, generator=torch.Generator().manual_seed(s)), {}]]  # noqa: E731
     out = SteadyDancerConditioning.execute(
-        positive=text(1), negative=text(2), vae=vae, clip_vision_ref=clip_output(3), clip_vision_pose=clip_output(4),
-        reference_image=frames(1, 5), pose_frames=frames(LENGTH + 2, 6), negative_pose_frames=frames(LENGTH, 7),
-        width=W, height=H, length=LENGTH, pose_strength_spatial=1.0, pose_strength_temporal=1.0,
-        pose_start_percent=0.0, pose_end_percent=1.0).result
+        positive=text(1),
+        negative=text(2),
+        vae=vae,
+        clip_vision_ref=clip_output(3),
+        clip_vision_pose=clip_output(4),
+        reference_image=frames(1, 5),
+        pose_frames=frames(LENGTH + 2, 6),
+        negative_pose_frames=frames(LENGTH, 7),
+        width=W,
+        height=H,
+        length=LENGTH,
+        pose_strength_spatial=1.0,
+        pose_strength_temporal=1.0,
+        pose_start_percent=0.0,
+        pose_end_percent=1.0,
+    ).result
     return out
 
 
@@ -80,18 +93,32 @@ def test_three_way_split(built):
     assert torch.equal(pos[0][1]["steadydancer_pose_ref_latent"], neg_pose[0][1]["steadydancer_pose_ref_latent"])
 
 
-@pytest.mark.parametrize("kw, msg", [
-    (dict(length=6), "4n\\+1"),
-    (dict(width=30), "multiples of 16"),
-    (dict(pose_frames=frames(3, 0)), "pose_frames has 3 frames but length=5"),
-    (dict(negative_pose_frames=frames(2, 0)), "negative_pose_frames has 2 frames"),
-    (dict(pose_start_percent=0.8, pose_end_percent=0.2), "pose_start_percent <= pose_end_percent"),
-])
+@pytest.mark.parametrize(
+    "kw, msg",
+    [
+        (dict(length=6), "4n\\+1"),
+        (dict(width=30), "multiples of 16"),
+        (dict(pose_frames=frames(3, 0)), "pose_frames has 3 frames but length=5"),
+        (dict(negative_pose_frames=frames(2, 0)), "negative_pose_frames has 2 frames"),
+        (dict(pose_start_percent=0.8, pose_end_percent=0.2), "pose_start_percent <= pose_end_percent"),
+    ],
+)
 def test_bad_inputs(comfy, vae, kw, msg):
     from comfyui_steadydancer.nodes_conditioning import build_conditioning
-    args = dict(positive=[[torch.zeros(1, 7, 64), {}]], negative=[[torch.zeros(1, 7, 64), {}]], vae=vae,
-                clip_vision_ref=clip_output(0), clip_vision_pose=clip_output(0), reference_image=frames(1, 0),
-                pose_frames=frames(LENGTH, 0), negative_pose_frames=frames(LENGTH, 0), width=W, height=H, length=LENGTH)
+
+    args = dict(
+        positive=[[torch.zeros(1, 7, 64), {}]],
+        negative=[[torch.zeros(1, 7, 64), {}]],
+        vae=vae,
+        clip_vision_ref=clip_output(0),
+        clip_vision_pose=clip_output(0),
+        reference_image=frames(1, 0),
+        pose_frames=frames(LENGTH, 0),
+        negative_pose_frames=frames(LENGTH, 0),
+        width=W,
+        height=H,
+        length=LENGTH,
+    )
     args.update(kw)
     with pytest.raises(ValueError, match=msg):
         build_conditioning(**args)
@@ -100,6 +127,7 @@ def test_bad_inputs(comfy, vae, kw, msg):
 @pytest.fixture(scope="module")
 def model(comfy):
     from comfyui_steadydancer.steadydancer.loading import load_state_dict_model
+
     return load_state_dict_model(recipe_weights(), num_heads=2)
 
 
@@ -130,10 +158,10 @@ def test_pose_window_becomes_timestep_range(model, built):
 def test_sampling_runs_through_comfy(model, built):
     """ComfyUI's sampler, our conds and model: two Euler steps, finite, pose makes a difference."""
     import comfy.sample
+
     pos, neg, neg_pose, latent = built
     noise = comfy.sample.prepare_noise(latent["samples"], 7)
-    kw = dict(steps=2, cfg=1.0, sampler_name="euler", scheduler="simple", latent_image=latent["samples"], seed=7,
-              disable_pbar=True)
+    kw = dict(steps=2, cfg=1.0, sampler_name="euler", scheduler="simple", latent_image=latent["samples"], seed=7, disable_pbar=True)
     a = comfy.sample.sample(model, noise, positive=pos, negative=neg, **kw)
     b = comfy.sample.sample(model, noise, positive=neg_pose, negative=neg, **kw)
     assert a.shape == latent["samples"].shape and torch.isfinite(a).all()

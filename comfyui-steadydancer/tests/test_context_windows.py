@@ -6,19 +6,21 @@ through the real guider and core's real samplers (``comfy.samplers.sampler_objec
 window receives is what the model receives: a unet function wrapper records the model inputs of
 every call together with core's ``transformer_options["context_window"]``.
 """
+
 import pytest
 import torch
 
 from pack_loader import pack_module
 from test_guidance_steadydancer import make_conds, tiny_checkpoint
 
-FRAMES = 33          # 9 latent frames
-WINDOW, OVERLAP = 13, 4   # 4 latent frames, 1 shared: windows [0-3] [3-6] [5-8] (static schedule)
+FRAMES = 33  # 9 latent frames
+WINDOW, OVERLAP = 13, 4  # 4 latent frames, 1 shared: windows [0-3] [3-6] [5-8] (static schedule)
 
 
 @pytest.fixture(scope="module")
 def env(comfyui_source):
     import comfy_env
+
     comfy_env.setup_comfy(comfyui_source)
     loading = pack_module("steadydancer.loading")
     cond_mod = pack_module("nodes_conditioning")
@@ -32,15 +34,23 @@ def env(comfyui_source):
 
 def sample(env, model, sampler="euler", cfg=5.0, pose_cfg=1.5, steps=4, record=None, conds=None):
     import comfy.samplers
+
     pos, neg, neg_pose, latent = conds or env["conds"]
     model = model.clone()
     if record is not None:
+
         def wrap(apply, a):
             win = a["c"]["transformer_options"].get("context_window")
-            record.append({"window": None if win is None else list(win.index_list),
-                           "cond_or_uncond": list(a["cond_or_uncond"]),
-                           "x": a["input"].clone(), "c": {k: v for k, v in a["c"].items() if k != "transformer_options"}})
+            record.append(
+                {
+                    "window": None if win is None else list(win.index_list),
+                    "cond_or_uncond": list(a["cond_or_uncond"]),
+                    "x": a["input"].clone(),
+                    "c": {k: v for k, v in a["c"].items() if k != "transformer_options"},
+                }
+            )
             return apply(a["input"], a["timestep"], **a["c"])
+
         model.set_model_unet_function_wrapper(wrap)
     guider = env["guidance"].SteadyDancerCFGGuider(model)
     guider.set_conds(pos, neg, neg_pose)
@@ -56,9 +66,10 @@ def windowed(env, window=WINDOW, overlap=OVERLAP, fuse="pyramid", schedule="stan
 
 # --- one window: exactly the plain path ------------------------------------------------------
 
+
 def test_window_longer_than_video_is_the_single_window_path_exactly(env):
     plain = sample(env, env["patcher"])
-    for window in (FRAMES, 81):           # the latent fits: the handler is consulted and declines
+    for window in (FRAMES, 81):  # the latent fits: the handler is consulted and declines
         out = sample(env, windowed(env, window, 16))
         assert torch.equal(out, plain), window
 
@@ -68,19 +79,20 @@ def test_handler_with_one_window_over_every_frame_equals_plain_calc(env):
     core's plain batch evaluation, bit for bit with flat and overlap-linear fuse, to rounding with
     pyramid (its weights are divided out again)."""
     import comfy.samplers
+
     cw = env["cw"]
     pos, neg, neg_pose, latent = env["conds"]
     res = {}
 
     def sampler_fn(model, x, sigmas, extra_args=None, callback=None, disable=None):
-        g = model.inner_model                   # the guider, holding the processed conditioning
+        g = model.inner_model  # the guider, holding the processed conditioning
         conds = [g.conds["positive"], g.conds["negative"], g.conds["negative_pose"]]
         mo = extra_args["model_options"]
         s = sigmas[1] * x.new_ones([x.shape[0]])
         res["plain"] = comfy.samplers._calc_cond_batch_outer(g.inner_model, conds, x, s, mo)
         for fuse in ("flat", "overlap-linear", "pyramid"):
             h = cw.SteadyDancerContextHandler(x.shape[2], 0, fuse_method=fuse, context_schedule="batched")
-            h.should_use_context = lambda *a: True          # take the window path with one window
+            h.should_use_context = lambda *a: True  # take the window path with one window
             res[fuse] = h.execute(comfy.samplers._calc_cond_batch_outer, g.inner_model, conds, x, s, mo)
             assert mo["transformer_options"]["context_window"].index_list == list(range(x.shape[2]))
         return x
@@ -89,6 +101,7 @@ def test_handler_with_one_window_over_every_frame_equals_plain_calc(env):
     guider.set_conds(pos, neg, neg_pose)
     guider.set_cfg(5.0, 1.5, 0.1, 0.4)
     import comfy.samplers as S
+
     sigmas = S.calculate_sigmas(env["patcher"].get_model_object("model_sampling"), "simple", 4)
     noise = torch.randn(latent["samples"].shape, generator=torch.Generator().manual_seed(0))
     guider.sample(noise, latent["samples"], S.KSAMPLER(sampler_fn), sigmas, seed=0)
@@ -102,6 +115,7 @@ def test_handler_with_one_window_over_every_frame_equals_plain_calc(env):
 
 
 # --- coverage and weights ---------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("schedule", ["standard_static", "standard_uniform", "looped_uniform"])
 @pytest.mark.parametrize("fuse", ["pyramid", "flat", "overlap-linear"])
@@ -126,8 +140,7 @@ def test_windows_cover_every_frame_and_weights_sum_to_one(env, frames, fuse, sch
             frame = torch.tensor(idx, dtype=torch.float32).view(1, 1, -1, 1, 1)
             return [torch.full_like(sub_x, 2.5), frame.expand_as(sub_x).clone()]
 
-        out = h.execute(fake_calc, None, [None, None], x, sigmas[step:step + 1],
-                        {"transformer_options": {"sample_sigmas": sigmas}})
+        out = h.execute(fake_calc, None, [None, None], x, sigmas[step : step + 1], {"transformer_options": {"sample_sigmas": sigmas}})
         assert (seen > 0).all(), f"frames never in a window: {torch.nonzero(seen == 0).flatten().tolist()}"
         torch.testing.assert_close(out[0], torch.full_like(x, 2.5), rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(out[1].flatten(), torch.arange(t, dtype=torch.float32), rtol=1e-5, atol=1e-3)
@@ -137,7 +150,7 @@ def test_window_layout_in_frames(env):
     cw = env["cw"]
     assert cw.window_latents(81, 16) == (21, 4)
     assert cw.frame_windows(81, 81, 16) == [list(range(21))]
-    wins = cw.frame_windows(161, 81, 16)           # 41 latent frames: starts 0, 17, then shifted to 20
+    wins = cw.frame_windows(161, 81, 16)  # 41 latent frames: starts 0, 17, then shifted to 20
     assert [(w[0], w[-1]) for w in wins] == [(0, 20), (17, 37), (20, 40)]
     assert len(cw.frame_windows(481, 81, 16)) == 7
     for bad in ((80, 16), (81, 6), (81, 84), (1, 0)):
@@ -147,14 +160,15 @@ def test_window_layout_in_frames(env):
 
 # --- what each window receives ------------------------------------------------------------------
 
+
 def test_each_window_gets_its_slice_and_the_whole_of_the_rest(env):
     full, win = [], []
     sample(env, env["patcher"], steps=4, record=full)
     sample(env, windowed(env), steps=4, record=win)
-    ref = {}                                    # full-length conditions per conditioning list
+    ref = {}  # full-length conditions per conditioning list
     for call in full:
         for j, which in enumerate(call["cond_or_uncond"]):
-            ref[which] = {k: v[j:j + 1] for k, v in call["c"].items() if isinstance(v, torch.Tensor)}
+            ref[which] = {k: v[j : j + 1] for k, v in call["c"].items() if isinstance(v, torch.Tensor)}
     assert set(ref) == {0, 1, 2}, "positive, negative text and negative poses all evaluated"
     assert not torch.equal(ref[0]["sd_pose"], ref[2]["sd_pose"]), "negative poses differ"
     windows = sorted({tuple(c["window"]) for c in win})
@@ -165,17 +179,17 @@ def test_each_window_gets_its_slice_and_the_whole_of_the_rest(env):
         assert call["x"].shape[2] == len(idx)
         for j, which in enumerate(call["cond_or_uncond"]):
             lists_seen.add(which)
-            c = {k: v[j:j + 1] for k, v in call["c"].items() if isinstance(v, torch.Tensor)}
+            c = {k: v[j : j + 1] for k, v in call["c"].items() if isinstance(v, torch.Tensor)}
             r = ref[which]
-            for k in ("c_concat", "sd_pose"):            # time-aligned: the window's slice
+            for k in ("c_concat", "sd_pose"):  # time-aligned: the window's slice
                 assert torch.equal(c[k], r[k][:, :, idx]), (k, idx)
-            for k in ("sd_ref", "sd_pose_ref", "clip_fea", "sd_clip_pose", "c_crossattn"):   # whole
+            for k in ("sd_ref", "sd_pose_ref", "clip_fea", "sd_clip_pose", "c_crossattn"):  # whole
                 assert c[k].shape == r[k].shape and torch.equal(c[k], r[k]), (k, idx)
-            mask = c["c_concat"][:, :4]      # the model's mask channels: 1 = known frame (official msk)
-            if idx[0] == 0:   # the first-frame image condition: frame 0 known, the rest generated
+            mask = c["c_concat"][:, :4]  # the model's mask channels: 1 = known frame (official msk)
+            if idx[0] == 0:  # the first-frame image condition: frame 0 known, the rest generated
                 assert (mask[:, :, 0] == 1).all() and (mask[:, :, 1:] == 0).all()
                 assert torch.equal(c["c_concat"][:, 4:, 0], r["c_concat"][:, 4:, 0])
-            else:             # later windows: nothing pinned
+            else:  # later windows: nothing pinned
                 assert (mask == 0).all()
     assert lists_seen == {0, 1, 2}
 
@@ -184,6 +198,7 @@ def test_not_time_aligned_conditions_are_never_sliced_even_when_their_length_mat
     """Conditions that are the same for every frame stay whole even when one of their dims happens
     to equal the latent's frame count (a size-based rule would slice them)."""
     import comfy.conds
+
     cw = env["cw"]
     t = 9
     x = torch.zeros(1, 16, t, 2, 2)
@@ -208,14 +223,14 @@ def test_not_time_aligned_conditions_are_never_sliced_even_when_their_length_mat
 
 # --- the guider and every core sampler ----------------------------------------------------------
 
-@pytest.mark.parametrize("sampler", ["euler", "euler_ancestral", "heun", "dpm_2", "dpmpp_2s_ancestral",
-                                     "dpmpp_2m", "uni_pc_bh2", "lcm"])
+
+@pytest.mark.parametrize("sampler", ["euler", "euler_ancestral", "heun", "dpm_2", "dpmpp_2s_ancestral", "dpmpp_2m", "uni_pc_bh2", "lcm"])
 def test_every_core_sampler_runs_windowed_with_full_guidance(env, sampler):
     rec = []
     out = sample(env, windowed(env), sampler=sampler, steps=3, record=rec)
     assert out.shape == env["conds"][3]["samples"].shape and torch.isfinite(out).all()
     assert {tuple(c["window"]) for c in rec} == {(0, 1, 2, 3), (3, 4, 5, 6), (5, 6, 7, 8)}
-    assert {w for c in rec for w in c["cond_or_uncond"]} == {0, 1, 2}   # text cfg + pose cfg per window
+    assert {w for c in rec for w in c["cond_or_uncond"]} == {0, 1, 2}  # text cfg + pose cfg per window
 
 
 def test_fast_preset_windowed_one_call_per_window_and_step(env):

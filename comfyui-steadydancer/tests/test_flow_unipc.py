@@ -22,6 +22,7 @@ KSamplerSelect(``flow_unipc_bh2``); RandomNoise(seed); SamplerCustomAdvanced. Co
 CPU noise for a seed exactly as the official ``generate`` does on CPU (same generator, same
 element count), so the same seed gives the same noise on both sides.
 """
+
 import importlib.util
 import re
 from pathlib import Path
@@ -34,9 +35,8 @@ from pack_loader import pack_module
 
 CFG, POSE_CFG, POSE_START, POSE_END = 5.0, 1.5, 0.1, 0.4
 SEED = 1234
-LATENT = (16, 2, 4, 4)                   # C, T, h, w (a 5-frame 32x32 video)
-OFFICIAL_TINY = dict(model_type="i2v", in_dim=36, dim=64, ffn_dim=128, freq_dim=32, text_dim=32, out_dim=16,
-                     num_heads=2, num_layers=1, text_len=16, cross_attn_norm=True, qk_norm=True, eps=1e-6)
+LATENT = (16, 2, 4, 4)  # C, T, h, w (a 5-frame 32x32 video)
+OFFICIAL_TINY = dict(model_type="i2v", in_dim=36, dim=64, ffn_dim=128, freq_dim=32, text_dim=32, out_dim=16, num_heads=2, num_layers=1, text_len=16, cross_attn_norm=True, qk_norm=True, eps=1e-6)
 BOUND = 1e-3
 
 
@@ -70,13 +70,12 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def official(official_source):
-    pytest.importorskip("diffusers", reason="the official FlowUniPCMultistepScheduler needs diffusers "
-                                            "(comfyui-steadydancer/requirements-dev.txt)")
+    pytest.importorskip("diffusers", reason="the official FlowUniPCMultistepScheduler needs diffusers (comfyui-steadydancer/requirements-dev.txt)")
     import make_goldens
+
     torch.manual_seed(0)
     md = make_goldens.load_official(official_source)
-    spec = importlib.util.spec_from_file_location("_official_fm_solvers_unipc",
-                                                  official_source / "wan" / "utils" / "fm_solvers_unipc.py")
+    spec = importlib.util.spec_from_file_location("_official_fm_solvers_unipc", official_source / "wan" / "utils" / "fm_solvers_unipc.py")
     fm = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(fm)
     with torch.device("meta"):
@@ -103,8 +102,7 @@ def official(official_source):
     @torch.no_grad()
     def velocity(x, t, which):
         ctx, cond = args[which]
-        return net([x], t=t, context=[ctx], seq_len=None, condition=cond, ref_x=ref_x, ref_c=ref_c,
-                   clip_fea_x=clip_x, clip_fea_c=clip_c, y=[y])[0]
+        return net([x], t=t, context=[ctx], seq_len=None, condition=cond, ref_x=ref_x, ref_c=ref_c, clip_fea_x=clip_x, clip_fea_c=clip_c, y=[y])[0]
 
     return fm, velocity
 
@@ -163,9 +161,20 @@ def comfy_side(comfy, official):
     _, velocity = official
     # core model detection reads the dims from the keys (text dim 4096, freq dim 256, heads dim/128)
     with torch.device("meta"):
-        m = wan.WanModel(model_type="t2v", patch_size=(1, 2, 2), text_len=16, in_dim=16, dim=128, ffn_dim=256,
-                         freq_dim=256, text_dim=4096, out_dim=16, num_heads=1, num_layers=1,
-                         operations=comfy.ops.disable_weight_init)
+        m = wan.WanModel(
+            model_type="t2v",
+            patch_size=(1, 2, 2),
+            text_len=16,
+            in_dim=16,
+            dim=128,
+            ffn_dim=256,
+            freq_dim=256,
+            text_dim=4096,
+            out_dim=16,
+            num_heads=1,
+            num_layers=1,
+            operations=comfy.ops.disable_weight_init,
+        )
     base = comfy.sd.load_diffusion_model_state_dict({k: torch.zeros(v.shape) for k, v in m.state_dict().items()})
     calls = []
 
@@ -177,7 +186,7 @@ def comfy_side(comfy, official):
             x, sigma, which = a["input"], a["timestep"], a["cond_or_uncond"]
             t = ms.timestep(sigma)
             per = x.shape[0] // len(which)
-            v = torch.cat([velocity(x[i], t[i:i + 1], which[i // per]).unsqueeze(0) for i in range(x.shape[0])])
+            v = torch.cat([velocity(x[i], t[i : i + 1], which[i // per]).unsqueeze(0) for i in range(x.shape[0])])
             calls.append((float(t[0]), set(which)))
             return ms.calculate_denoised(sigma, v, x)
 
@@ -209,8 +218,7 @@ def comfy_custom_advanced(side, steps, shift, sampler, scheduler, sigmas=None):
     ncs, c = side["ncs"], side["conds"]
     guider_node = pack_module("nodes_guidance").SteadyDancerGuider
     model = side["model_for"](shift)
-    (guider,) = guider_node.execute(model, c["positive"], c["negative"], c["negative_pose"],
-                                    CFG, POSE_CFG, POSE_START, POSE_END).result
+    (guider,) = guider_node.execute(model, c["positive"], c["negative"], c["negative_pose"], CFG, POSE_CFG, POSE_START, POSE_END).result
     (smp,) = ncs.KSamplerSelect().get_sampler(sampler)
     if sigmas is None:
         (sigmas,) = ncs.BasicScheduler().get_sigmas(model, scheduler, steps, 1.0)
@@ -224,13 +232,14 @@ def test_registered_where_core_nodes_look(comfy):
     import comfy.samplers
     from comfy_extras import nodes_custom_sampler as ncs
     import nodes
+
     assert "flow_unipc_bh2" in ncs.KSamplerSelect.INPUT_TYPES()["required"]["sampler_name"][0]
     assert "flow_unipc_official" in ncs.BasicScheduler.INPUT_TYPES()["required"]["scheduler"][0]
     req = nodes.KSampler.INPUT_TYPES()["required"]
     assert "flow_unipc_bh2" in req["sampler_name"][0] and "flow_unipc_official" in req["scheduler"][0]
     assert isinstance(comfy.samplers.sampler_object("flow_unipc_bh2"), comfy.samplers.KSAMPLER)
     before = list(comfy.samplers.SAMPLER_NAMES)
-    pack_module("flow_unipc").register()                        # idempotent
+    pack_module("flow_unipc").register()  # idempotent
     assert comfy.samplers.SAMPLER_NAMES == before
 
 
@@ -240,9 +249,10 @@ STEP_GRID = [1, 2, 3, 5, 10, 37, 40, 50, 74]
 @pytest.mark.parametrize("shift", [1.0, 3.0, 5.0, 7.5])
 def test_scheduler_gives_official_sigmas_and_timesteps(official, comfy_side, shift):
     import comfy.samplers
+
     fu = pack_module("flow_unipc")
     fm, _ = official
-    ms = comfy_side["model_for"](shift).get_model_object("model_sampling")   # ModelSamplingSD3(shift)
+    ms = comfy_side["model_for"](shift).get_model_object("model_sampling")  # ModelSamplingSD3(shift)
     naive_differs = False
     for steps in STEP_GRID:
         ref = fm.FlowUniPCMultistepScheduler(num_train_timesteps=1000, shift=1, use_dynamic_shifting=False)
@@ -266,8 +276,7 @@ def test_quality_graph_reproduces_official_loop(official, comfy_side, shift, ste
     ours, sigmas = comfy_custom_advanced(comfy_side, steps, shift, "flow_unipc_bh2", "flow_unipc_official")
     assert torch.equal(sigmas, sched.sigmas)
     # the network ran at the official integer timesteps, with the pose window where upstream has it
-    expected = [(float(t), {0, 1, 2} if POSE_START < idx / steps < POSE_END else {0, 1})
-                for idx, t in enumerate(sched.timesteps.tolist())]
+    expected = [(float(t), {0, 1, 2} if POSE_START < idx / steps < POSE_END else {0, 1}) for idx, t in enumerate(sched.timesteps.tolist())]
     assert per_step(comfy_side["calls"]) == expected
     err = rel_rms(ours, ref)
     print(f"flow_unipc_bh2 + flow_unipc_official, shift {shift:g}, {steps} steps: relative RMS {err:.3e}")
@@ -296,8 +305,7 @@ def test_ksampler_node_picks_it(official, comfy_side):
     ref, _ = official_loop(fm, velocity, steps, shift, cfg=4.0, pose_cfg=0.0)
     model = comfy_side["model_for"](shift)
     c = comfy_side["conds"]
-    (out,) = comfy_side["nodes"].KSampler().sample(model, SEED, steps, 4.0, "flow_unipc_bh2", "flow_unipc_official",
-                                                   c["positive"], c["negative"], {"samples": torch.zeros(1, *LATENT)})
+    (out,) = comfy_side["nodes"].KSampler().sample(model, SEED, steps, 4.0, "flow_unipc_bh2", "flow_unipc_official", c["positive"], c["negative"], {"samples": torch.zeros(1, *LATENT)})
     err = rel_rms(model.model.process_latent_in(out["samples"])[0], ref)
     print(f"KSampler flow_unipc_bh2, cfg 4, shift {shift:g}, {steps} steps: relative RMS {err:.3e}")
     assert err <= BOUND
@@ -306,10 +314,12 @@ def test_ksampler_node_picks_it(official, comfy_side):
 def test_non_flow_model_is_a_clear_error(comfy):
     import comfy.model_sampling as cms
     import comfy.samplers
+
     fu = pack_module("flow_unipc")
 
     class Eps(cms.ModelSamplingDiscrete, cms.EPS):
         pass
+
     with pytest.raises(TypeError, match="need a flow-matching model"):
         comfy.samplers.calculate_sigmas(Eps(), "flow_unipc_official", 10)
     with pytest.raises(ValueError, match="steps must be a positive integer"):

@@ -9,6 +9,7 @@ to 3.5 such ulps (measured, about 1.7e-6). The generator pins the ISA to AVX2 on
 with the same torch bit-identical; the tolerance covers what pinning cannot (other torch builds,
 non-x86 machines). A real change of the oracle (a weight, a formula) moves outputs by far more.
 """
+
 import json
 import os
 import platform
@@ -29,8 +30,9 @@ def test_goldens_size_budget():
 
 
 def regenerate(official_source, out, **env):
-    r = subprocess.run([sys.executable, str(HERE / "make_goldens.py"), "--out", str(out), "--source", str(official_source)],
-                       capture_output=True, text=True, timeout=900, env={**os.environ, **env}, check=False)
+    r = subprocess.run(
+        [sys.executable, str(HERE / "make_goldens.py"), "--out", str(out), "--source", str(official_source)], capture_output=True, text=True, timeout=900, env={**os.environ, **env}, check=False
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     return np.load(Path(out) / "parity.npz")
 

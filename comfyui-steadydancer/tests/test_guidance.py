@@ -8,6 +8,7 @@ conditioning so that we know which of positive / negative / negative_pose was ev
 recording Euler sampler (``comfy.samplers.KSAMPLER``) calls the guider at every step, so the test
 sees the guider's combined prediction and the model evaluations of every step.
 """
+
 import math
 
 import pytest
@@ -21,27 +22,41 @@ K = {"positive": 1.0, "negative": 2.0, "negative_pose": 3.0}
 @pytest.fixture(scope="module")
 def comfy(comfyui_source):
     import comfy.cli_args
+
     if not torch.cuda.is_available():
-        comfy.cli_args.args.cpu = True   # before model_management picks a device
+        comfy.cli_args.args.cpu = True  # before model_management picks a device
     import comfy.model_base
     import comfy.model_management
     import comfy.model_patcher
     import comfy.samplers
     import comfy.supported_models
+
     return comfy
 
 
 def tiny_wan(comfy):
-    cfg = comfy.supported_models.WAN21_T2V({
-        "image_model": "wan2.1", "model_type": "t2v", "dim": 32, "ffn_dim": 64, "freq_dim": 256,
-        "num_heads": 2, "num_layers": 1, "in_dim": 16, "out_dim": 16, "text_len": 8,
-        "patch_size": (1, 2, 2), "window_size": (-1, -1), "qk_norm": True, "cross_attn_norm": True,
-        "eps": 1e-6})
+    cfg = comfy.supported_models.WAN21_T2V(
+        {
+            "image_model": "wan2.1",
+            "model_type": "t2v",
+            "dim": 32,
+            "ffn_dim": 64,
+            "freq_dim": 256,
+            "num_heads": 2,
+            "num_layers": 1,
+            "in_dim": 16,
+            "out_dim": 16,
+            "text_len": 8,
+            "patch_size": (1, 2, 2),
+            "window_size": (-1, -1),
+            "qk_norm": True,
+            "cross_attn_norm": True,
+            "eps": 1e-6,
+        }
+    )
     cfg.set_inference_dtype(torch.float32, None)
-    model = comfy.model_base.WAN21(cfg, model_type=comfy.model_base.ModelType.FLOW, image_to_video=False,
-                                   device=torch.device("cpu"))
-    return comfy.model_patcher.ModelPatcher(model, load_device=torch.device("cpu"),
-                                           offload_device=torch.device("cpu"))
+    model = comfy.model_base.WAN21(cfg, model_type=comfy.model_base.ModelType.FLOW, image_to_video=False, device=torch.device("cpu"))
+    return comfy.model_patcher.ModelPatcher(model, load_device=torch.device("cpu"), offload_device=torch.device("cpu"))
 
 
 def text_cond(k: float):
@@ -50,15 +65,15 @@ def text_cond(k: float):
 
 class Recorder:
     def __init__(self):
-        self.calls = []      # per model call: list of k values evaluated together
+        self.calls = []  # per model call: list of k values evaluated together
 
     def wrapper(self, apply_model, args):
         x, c = args["input"], args["c"]
-        ks = c["c_crossattn"].mean(dim=(1, 2))        # one k per batch entry
+        ks = c["c_crossattn"].mean(dim=(1, 2))  # one k per batch entry
         self.calls.append([float(k) for k in ks])
         sigma = args["timestep"].view(-1, *([1] * (x.ndim - 1)))
         v = x * ks.view(-1, *([1] * (x.ndim - 1))).to(x.dtype)
-        return x - sigma * v     # apply_model returns the denoised prediction of a flow model
+        return x - sigma * v  # apply_model returns the denoised prediction of a flow model
 
 
 def run(comfy, guidance, cfg, pose_cfg, start, end, steps, patcher=None):
@@ -76,8 +91,7 @@ def run(comfy, guidance, cfg, pose_cfg, start, end, steps, patcher=None):
         for i in range(len(sigmas) - 1):
             before = len(rec.calls)
             denoised = model(x, sigmas[i] * s_in, **extra_args)
-            steps_seen.append({"x": x.clone(), "sigma": float(sigmas[i]), "denoised": denoised.clone(),
-                               "calls": rec.calls[before:]})
+            steps_seen.append({"x": x.clone(), "sigma": float(sigmas[i]), "denoised": denoised.clone(), "calls": rec.calls[before:]})
             x = x + (x - denoised) / sigmas[i] * (sigmas[i + 1] - sigmas[i])
         return x
 
@@ -132,8 +146,7 @@ def test_cfg1_keeps_pose_term_when_pose_cfg_set(comfy):
     for i, st in enumerate(steps):
         evaluated = sorted(k for call in st["calls"] for k in call)
         assert evaluated == ([1.0, 3.0] if i == 1 else [1.0])
-        torch.testing.assert_close(st["denoised"], expected_denoised(st["x"], st["sigma"], 1.0, 1.5, i == 1),
-                                   rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(st["denoised"], expected_denoised(st["x"], st["sigma"], 1.0, 1.5, i == 1), rtol=1e-5, atol=1e-5)
 
 
 def test_step_of_sigma_and_window(comfy):
@@ -141,11 +154,10 @@ def test_step_of_sigma_and_window(comfy):
     sig = torch.tensor([1.0, 0.8, 0.5, 0.2, 0.0])
     assert guidance.step_of_sigma(1.0, sig) == (0, 4)
     assert guidance.step_of_sigma(0.8, sig) == (1, 4)
-    assert guidance.step_of_sigma(0.65, sig) == (1, 4)   # an intermediate evaluation of step 1
+    assert guidance.step_of_sigma(0.65, sig) == (1, 4)  # an intermediate evaluation of step 1
     assert guidance.step_of_sigma(0.2, sig) == (3, 4)
     assert guidance.step_of_sigma(0.05, sig) == (3, 4)
-    assert [guidance.pose_window_active(i, 10, 0.1, 0.4) for i in range(10)] == \
-        [False, False, True, True, False, False, False, False, False, False]
+    assert [guidance.pose_window_active(i, 10, 0.1, 0.4) for i in range(10)] == [False, False, True, True, False, False, False, False, False, False]
     with pytest.raises(ValueError, match="no steps"):
         guidance.step_of_sigma(0.5, torch.tensor([1.0]))
 

@@ -8,6 +8,7 @@ subject here) and CLIP-vision outputs with random penultimate hidden states. At 
 real sampling run the test evaluates the three conditionings separately through ComfyUI's
 ``calc_cond_batch`` on the same input and checks the guider's result against the official
 formula, and that the negative text and the negative poses really change the model's output."""
+
 import pytest
 import torch
 
@@ -19,6 +20,7 @@ CFG, POSE_CFG = 5.0, 1.5
 @pytest.fixture(scope="module")
 def env(comfyui_source):
     import comfy_env
+
     comfy_env.setup_comfy(comfyui_source)
     loading = pack_module("steadydancer.loading")
     cond_mod = pack_module("nodes_conditioning")
@@ -26,14 +28,35 @@ def env(comfyui_source):
     import comfy.clip_vision  # noqa: F401
     import comfy.ops  # noqa: F401
     import comfy.samplers  # noqa: F401
+
     return loading, cond_mod, pack_module("steadydancer.model"), pack_module("guidance")
 
 
 def tiny_checkpoint(model_mod, seed=0):
     import comfy.ops
-    cfg = dict(patch_size=(1, 2, 2), dim=128, in_dim=36, ffn_dim=256, freq_dim=256, text_dim=64, out_dim=16,
-               num_heads=1, num_layers=1, text_len=512, in_dim_c=16, noise_dim=16, align_hidden=128,
-               align_heads=8, dy_dim=4, dy_squeeze=4, dy_mul=1, cross_attn_norm=True, qk_norm=True, eps=1e-6)
+
+    cfg = dict(
+        patch_size=(1, 2, 2),
+        dim=128,
+        in_dim=36,
+        ffn_dim=256,
+        freq_dim=256,
+        text_dim=64,
+        out_dim=16,
+        num_heads=1,
+        num_layers=1,
+        text_len=512,
+        in_dim_c=16,
+        noise_dim=16,
+        align_hidden=128,
+        align_heads=8,
+        dy_dim=4,
+        dy_squeeze=4,
+        dy_mul=1,
+        cross_attn_norm=True,
+        qk_norm=True,
+        eps=1e-6,
+    )
     with torch.device("meta"):
         m = model_mod.SteadyDancerWanModel(operations=comfy.ops.disable_weight_init, device="meta", **cfg)
     g = torch.Generator().manual_seed(seed)
@@ -51,15 +74,16 @@ class PoolVAE:
 
     def encode(self, img):
         n, h, w, _ = img.shape
-        x = img.movedim(-1, 1)                                   # N, 3, H, W
-        x = torch.nn.functional.avg_pool2d(x, 8)                 # N, 3, h, w
+        x = img.movedim(-1, 1)  # N, 3, H, W
+        x = torch.nn.functional.avg_pool2d(x, 8)  # N, 3, h, w
         x = torch.cat([x, x.flip(1), x * 0.5, x.mean(1, keepdim=True)] * 2, dim=1)[:, :16]  # N, 16, h, w
-        idx = torch.arange(0, n, 4)                              # one latent frame per 4 (+ first)
+        idx = torch.arange(0, n, 4)  # one latent frame per 4 (+ first)
         return (x[idx] * 2 - 1).movedim(0, 1).unsqueeze(0)
 
 
 def clip_out(seed):
     import comfy.clip_vision
+
     o = comfy.clip_vision.Output()
     o.penultimate_hidden_states = torch.randn(1, 257, 1280, generator=torch.Generator().manual_seed(seed))
     return o
@@ -71,17 +95,16 @@ def make_conds(cond_mod, length=5, size=32):
     ref = torch.rand(1, size, size, 3, generator=g)
     pose = torch.rand(length, size, size, 3, generator=g)
     neg_pose = torch.rand(length, size, size, 3, generator=g)
-    return cond_mod.build_conditioning(text(1), text(2), PoolVAE(), clip_out(3), clip_out(4), ref, pose, neg_pose,
-                                       size, size, length)
+    return cond_mod.build_conditioning(text(1), text(2), PoolVAE(), clip_out(3), clip_out(4), ref, pose, neg_pose, size, size, length)
 
 
 def sample(env, cfg, pose_cfg, steps=4, check=True):
     loading, cond_mod, model_mod, guidance = env
     import comfy.samplers
+
     patcher = loading.load_state_dict_model(tiny_checkpoint(model_mod), num_heads=1)
     batches = []
-    patcher.set_model_unet_function_wrapper(
-        lambda apply, a: batches.append(a["input"].shape[0]) or apply(a["input"], a["timestep"], **a["c"]))
+    patcher.set_model_unet_function_wrapper(lambda apply, a: batches.append(a["input"].shape[0]) or apply(a["input"], a["timestep"], **a["c"]))
     pos, neg, neg_pose, latent = make_conds(cond_mod)
     guider = guidance.SteadyDancerCFGGuider(patcher)
     guider.set_conds(pos, neg, neg_pose)
@@ -89,16 +112,14 @@ def sample(env, cfg, pose_cfg, steps=4, check=True):
     per_step = []
 
     def sampler_fn(model, x, sigmas, extra_args=None, callback=None, disable=None):
-        g = model.inner_model                                  # our guider, with its processed conds
+        g = model.inner_model  # our guider, with its processed conds
         s_in = x.new_ones([x.shape[0]])
         for i in range(len(sigmas) - 1):
             n0 = len(batches)
             d = model(x, sigmas[i] * s_in, **extra_args)
             rec = {"i": i, "evals": sum(batches[n0:]), "d": d}
             if check:
-                outs = [comfy.samplers.calc_cond_batch(g.inner_model, [g.conds[k]], x, sigmas[i] * s_in,
-                                                       extra_args["model_options"])[0]
-                        for k in ("positive", "negative", "negative_pose")]
+                outs = [comfy.samplers.calc_cond_batch(g.inner_model, [g.conds[k]], x, sigmas[i] * s_in, extra_args["model_options"])[0] for k in ("positive", "negative", "negative_pose")]
                 rec["outs"] = outs
             per_step.append(rec)
             x = x + (x - d) / sigmas[i] * (sigmas[i + 1] - sigmas[i])
@@ -115,7 +136,7 @@ def test_guider_drives_steadydancer_with_official_formula(env):
     out, steps = sample(env, CFG, POSE_CFG)
     assert out.shape == (1, 16, 2, 4, 4) and torch.isfinite(out).all()
     for st in steps:
-        active = st["i"] == 1                                  # 1/4 = 0.25 is inside (0.1, 0.4)
+        active = st["i"] == 1  # 1/4 = 0.25 is inside (0.1, 0.4)
         assert st["evals"] == (3 if active else 2), st
         c, u, p = st["outs"]
         assert not torch.allclose(c, u, atol=1e-4), "negative text made no difference to the model"

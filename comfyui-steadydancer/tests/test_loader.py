@@ -1,4 +1,5 @@
 """Loading SteadyDancer checkpoints into a ComfyUI MODEL: layouts, node, and clear errors."""
+
 import json
 
 import pytest
@@ -18,6 +19,7 @@ def weights(comfy):
 def sd_mod(comfy):
     from comfyui_steadydancer import steadydancer
     from comfyui_steadydancer.steadydancer import convert, layouts, loading  # noqa: F401
+
     return steadydancer
 
 
@@ -25,6 +27,7 @@ def _model_is_comfy(patcher):
     import comfy.model_patcher
     from comfyui_steadydancer.steadydancer.model import SteadyDancerWanModel
     from comfyui_steadydancer.steadydancer.model_base import SteadyDancerWAN
+
     assert isinstance(patcher, comfy.model_patcher.ModelPatcher)
     assert isinstance(patcher.model, SteadyDancerWAN)
     assert isinstance(patcher.model.diffusion_model, SteadyDancerWanModel)
@@ -37,6 +40,7 @@ def test_sizes_read_from_weights(sd_mod, weights):
 
 
 # --- attention head count: not in the weights (every projection is dim × dim) ---------------
+
 
 def _heads(patcher):
     dm = patcher.model.diffusion_model
@@ -56,8 +60,7 @@ def test_head_count_known_model_table(sd_mod):
 def test_unknown_width_without_metadata_is_an_error(sd_mod, weights, tmp_path):
     """dim 256 with no metadata: the old loader guessed dim // 128 = 2 heads; now it asks."""
     p = sd_mod.layouts.write_layout(weights, "kj-fp16", tmp_path / "sd_fp16.safetensors")
-    with pytest.raises(sd_mod.convert.CheckpointError,
-                       match=r"attention head count.*dim=256 is not a known model size.*Set num_heads on the SteadyDancer Model Loader"):
+    with pytest.raises(sd_mod.convert.CheckpointError, match=r"attention head count.*dim=256 is not a known model size.*Set num_heads on the SteadyDancer Model Loader"):
         sd_mod.loading.load_steadydancer(p)
     assert _heads(sd_mod.loading.load_steadydancer(p, num_heads=4)) == 4
 
@@ -91,11 +94,14 @@ def test_config_json_only_for_diffusers_saves(sd_mod, weights, tmp_path):
     assert _heads(sd_mod.loading.load_steadydancer(d)) == 4
 
 
-@pytest.mark.parametrize("declared, msg", [
-    ({"num_heads": 3}, r"declares num_heads=3, which does not divide the model width dim=256"),
-    ({"num_heads": "two"}, r"num_heads='two'; expected a positive integer"),
-    ({"num_heads": 0}, r"num_heads=0; expected a positive integer"),
-])
+@pytest.mark.parametrize(
+    "declared, msg",
+    [
+        ({"num_heads": 3}, r"declares num_heads=3, which does not divide the model width dim=256"),
+        ({"num_heads": "two"}, r"num_heads='two'; expected a positive integer"),
+        ({"num_heads": 0}, r"num_heads=0; expected a positive integer"),
+    ],
+)
 def test_bad_declared_head_count(sd_mod, weights, tmp_path, declared, msg):
     p = sd_mod.layouts.write_layout(weights, "kj-fp16", tmp_path / "bad.safetensors", config=declared)
     with pytest.raises(sd_mod.convert.CheckpointError, match=msg):
@@ -111,6 +117,7 @@ def test_override_must_divide_the_width(sd_mod, weights, tmp_path):
 
 def test_loader_node_num_heads_override(comfy, sd_mod, weights, tmp_path):
     import folder_paths
+
     p = sd_mod.layouts.write_layout(weights, "kj-fp16", tmp_path / "no_metadata_fp16.safetensors")
     folder_paths.add_model_folder_path("diffusion_models", str(tmp_path))
     node = comfy.nodes_model.SteadyDancerModelLoader
@@ -193,6 +200,7 @@ def test_no_such_file(sd_mod, tmp_path):
 
 def test_loader_node_reads_diffusion_models_folder(comfy, sd_mod, weights, tmp_path):
     import folder_paths
+
     p = sd_mod.layouts.write_layout(weights, "kj-fp8-scaled", tmp_path / "Wan21_SteadyDancer_fp8_e4m3fn_scaled_KJ.safetensors", config=CONFIG)
     folder_paths.add_model_folder_path("diffusion_models", str(tmp_path))
     node = comfy.nodes_model.SteadyDancerModelLoader
@@ -205,6 +213,7 @@ def test_loader_node_reads_diffusion_models_folder(comfy, sd_mod, weights, tmp_p
 def test_one_shard_of_official_layout_loads_the_whole_checkpoint(comfy, sd_mod, weights, tmp_path):
     """ComfyUI lists the shards of diffusion_models/<dir>/: picking any one loads all of them."""
     import folder_paths
+
     d = sd_mod.layouts.write_layout(weights, "official", tmp_path / "SteadyDancer-14B", config=CONFIG)
     folder_paths.add_model_folder_path("diffusion_models", str(tmp_path))
     name = "SteadyDancer-14B/diffusion_pytorch_model-00002-of-00002.safetensors"

@@ -2,6 +2,7 @@
 its own loader through the v3 ``comfy_entrypoint``, every node of the shipped workflows is then
 registered, every pack node is a v3 ``io.ComfyNode``, and ``pyproject.toml`` carries the
 registry's ``[project]`` / ``[tool.comfy]`` fields (parsed by ComfyUI's own ``comfy_config``)."""
+
 import asyncio
 import importlib
 import inspect
@@ -24,8 +25,10 @@ PYPROJECT = PACK_DIR / "pyproject.toml"
 def core(comfyui_source):
     """ComfyUI's node registry with the built-in extra nodes and our pack loaded by ComfyUI itself."""
     import comfy_env
+
     comfy_env.setup_comfy(comfyui_source)
     import nodes
+
     asyncio.run(nodes.init_builtin_extra_nodes())
     before = set(nodes.NODE_CLASS_MAPPINGS)
     ok = asyncio.run(nodes.load_custom_node(str(PACK_DIR), before, module_parent="custom_nodes"))
@@ -71,6 +74,7 @@ def test_every_node_of_the_shipped_workflows_is_registered(core):
 
 def test_every_pack_node_is_on_the_v3_schema(core):
     from comfy_api.latest import ComfyExtension, io
+
     nodes = core[0]
     module = sys.modules[str(PACK_DIR).replace(".", "_x_")]
     ext = asyncio.run(module.comfy_entrypoint())
@@ -83,8 +87,7 @@ def test_every_pack_node_is_on_the_v3_schema(core):
         for _, cls in inspect.getmembers(mod, inspect.isclass):
             if cls.__module__ != mod.__name__:
                 continue
-            assert "INPUT_TYPES" not in cls.__dict__ and "FUNCTION" not in cls.__dict__, (
-                f"{path.name}: {cls.__name__} uses the v1 node API")
+            assert "INPUT_TYPES" not in cls.__dict__ and "FUNCTION" not in cls.__dict__, f"{path.name}: {cls.__name__} uses the v1 node API"
             if issubclass(cls, io.ComfyNode):
                 defined.append(cls)
     assert set(listed) == set(defined) and len(listed) == len(defined)
@@ -99,9 +102,22 @@ def test_every_pack_node_is_on_the_v3_schema(core):
     assert loader["input"]["required"]["weight_dtype"][1]["default"] == "default"
     cond = nodes.NODE_CLASS_MAPPINGS["SteadyDancerConditioning"].GET_NODE_INFO_V1()
     assert list(cond["input"]["required"]) == [
-        "positive", "negative", "vae", "clip_vision_ref", "clip_vision_pose", "reference_image", "pose_frames",
-        "negative_pose_frames", "width", "height", "length", "pose_strength_spatial", "pose_strength_temporal",
-        "pose_start_percent", "pose_end_percent"]
+        "positive",
+        "negative",
+        "vae",
+        "clip_vision_ref",
+        "clip_vision_pose",
+        "reference_image",
+        "pose_frames",
+        "negative_pose_frames",
+        "width",
+        "height",
+        "length",
+        "pose_strength_spatial",
+        "pose_strength_temporal",
+        "pose_start_percent",
+        "pose_end_percent",
+    ]
     assert cond["output"] == ["CONDITIONING", "CONDITIONING", "CONDITIONING", "LATENT"]
     assert cond["output_name"] == ["positive", "negative", "negative_pose", "latent"]
     assert cond["input"]["required"]["length"][1] == {"default": 33, "min": 1, "max": 1997, "step": 4}
@@ -129,11 +145,12 @@ def test_pyproject_has_the_registry_fields():
 
 
 def test_comfyui_parses_the_pyproject(comfyui_source):
-    pytest.importorskip("pydantic_settings", reason="ComfyUI's comfy_config needs pydantic-settings "
-                                                    "(comfyui-steadydancer/requirements-dev.txt)")
+    pytest.importorskip("pydantic_settings", reason="ComfyUI's comfy_config needs pydantic-settings (comfyui-steadydancer/requirements-dev.txt)")
     import comfy_env
+
     comfy_env.setup_comfy(comfyui_source)
     from comfy_config import config_parser
+
     cfg = config_parser.extract_node_configuration(str(PACK_DIR))
     doc = tomllib.loads(PYPROJECT.read_text())
     assert cfg.project.name == doc["project"]["name"] != PACK_DIR.name  # read from the file, not the folder
@@ -141,16 +158,17 @@ def test_comfyui_parses_the_pyproject(comfyui_source):
     assert cfg.tool_comfy.publisher_id == doc["tool"]["comfy"]["PublisherId"]
     assert cfg.tool_comfy.display_name == doc["tool"]["comfy"]["DisplayName"]
     assert cfg.project.urls.repository == doc["project"]["urls"]["Repository"]
-    assert cfg.project.supported_os == ["OS Independent"]          # classifiers ComfyUI accepts
+    assert cfg.project.supported_os == ["OS Independent"]  # classifiers ComfyUI accepts
     assert cfg.project.supported_accelerators == ["GPU :: NVIDIA CUDA"]
     assert cfg.project.supported_comfyui_version == doc["tool"]["comfy"]["requires-comfyui"]
 
 
 def test_missing_rtmlib_says_how_to_install_it(monkeypatch, tmp_path):
     from pack_loader import pack_module
+
     pe = pack_module("pose_extract")
     for f in (pe.DETECTOR_FILE, pe.POSE_FILE):
         (tmp_path / f).write_bytes(b"onnx")
-    monkeypatch.setitem(sys.modules, "rtmlib", None)           # what an install without it looks like
+    monkeypatch.setitem(sys.modules, "rtmlib", None)  # what an install without it looks like
     with pytest.raises(ImportError, match="--no-deps -r requirements-nodeps.txt"):
         pe.DWPoseEstimator(tmp_path / pe.DETECTOR_FILE, tmp_path / pe.POSE_FILE, "cpu")

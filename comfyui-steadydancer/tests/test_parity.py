@@ -8,6 +8,7 @@ for the block Linears, fp16 for what it keeps in high precision (head, embedding
 must not re-quantise those. The fp8 layout is also compared with the *unquantised* fp32 oracle
 within a tolerance derived from e4m3 rounding (see ``fp8_tolerance``).
 """
+
 import math
 
 import numpy as np
@@ -28,8 +29,7 @@ def golden():
 @pytest.fixture(scope="module")
 def weights(comfy, golden):
     w = recipe_weights()
-    assert R.fingerprint(w) == golden[1]["weights_sha256"], (
-        "recipe weights differ from the goldens' (key names, shapes or the generator changed)")
+    assert R.fingerprint(w) == golden[1]["weights_sha256"], "recipe weights differ from the goldens' (key names, shapes or the generator changed)"
     return w
 
 
@@ -37,9 +37,9 @@ def weights(comfy, golden):
 def models(comfy, weights, tmp_path_factory):
     from comfyui_steadydancer.steadydancer.layouts import write_layout
     from comfyui_steadydancer.steadydancer.loading import load_steadydancer
+
     d = tmp_path_factory.mktemp("layouts")
-    paths = {"official": d / "official", "kj-fp16": d / "sd_fp16.safetensors",
-             "kj-fp8-scaled": d / "sd_fp8_e4m3fn_scaled_KJ.safetensors"}
+    paths = {"official": d / "official", "kj-fp16": d / "sd_fp16.safetensors", "kj-fp8-scaled": d / "sd_fp8_e4m3fn_scaled_KJ.safetensors"}
     out = {}
     for layout, p in paths.items():
         write_layout(weights, layout, p, config=R.CONFIG)  # the files say their head count
@@ -69,7 +69,7 @@ def test_forward_matches_official(models, golden, layout, case):
     ours = forward(models[layout], case)
     assert ours.shape == ref.shape
     err = float(np.abs(ours - ref).max())
-    rel = float(np.sqrt(((ours - ref) ** 2).mean() / (ref ** 2).mean()))
+    rel = float(np.sqrt(((ours - ref) ** 2).mean() / (ref**2).mean()))
     print(f"{layout}/{case} vs official: max abs {err:.3g}, relative RMS {rel:.3g}")
     assert err <= 1e-4, f"{layout}/{case}: max abs error {err:.3g} > 1e-4 (relative RMS {rel:.3g})"
 
@@ -84,7 +84,7 @@ def fp8_tolerance(n_linear_in_path):
     the same relative RMS; errors of successive Linears on the signal path add in quadrature,
     so after n of them the relative RMS error is ≤ √n · 0.036. The pass is fp32 otherwise.
     """
-    return math.sqrt(n_linear_in_path) * 2 ** -4 / math.sqrt(3)
+    return math.sqrt(n_linear_in_path) * 2**-4 / math.sqrt(3)
 
 
 @pytest.mark.parametrize("case", list(R.CASES))
@@ -94,7 +94,7 @@ def test_fp8_within_e4m3_rounding_of_fp32(models, golden, case):
     # fp8 Linears on the signal path: per block self-attn v,o + cross-attn v,o + ffn (2); the
     # file keeps text_embedding and head in fp16 (and the loader keeps them so)
     n = R.CONFIG["num_layers"] * 6
-    rel = float(np.sqrt(((ours - ref) ** 2).mean() / (ref ** 2).mean()))
+    rel = float(np.sqrt(((ours - ref) ** 2).mean() / (ref**2).mean()))
     print(f"fp8 vs fp32 {case}: relative RMS error {rel:.4f} (bound {fp8_tolerance(n):.4f})")
     assert rel <= fp8_tolerance(n), f"relative RMS error {rel:.4f} > {fp8_tolerance(n):.4f}"
     assert rel > 0, "fp8 weights should not reproduce fp32 exactly (were they quantised at all?)"
@@ -114,16 +114,15 @@ def test_fp8_file_tensors_kept_as_stored(models):
     fp8 with its scale_weight, the Linears it keeps in fp16 (head.head, img_emb.proj, text_ /
     time_embedding, time_projection) in fp16, not re-quantised."""
     from safetensors import safe_open
+
     patcher = models["kj-fp8-scaled"]
     ours = patcher.model.diffusion_model.state_dict()
     with safe_open(str(patcher.steadydancer_path), framework="pt") as f:
         stored = {k: f.get_tensor(k) for k in f.keys() if k != "scaled_fp8"}
-    hp_linears = ("head.head.weight", "img_emb.proj.1.weight", "img_emb.proj.3.weight", "text_embedding.0.weight",
-                  "text_embedding.2.weight", "time_embedding.0.weight", "time_projection.1.weight")
+    hp_linears = ("head.head.weight", "img_emb.proj.1.weight", "img_emb.proj.3.weight", "text_embedding.0.weight", "text_embedding.2.weight", "time_embedding.0.weight", "time_projection.1.weight")
     assert all(stored[k].dtype == torch.float16 for k in hp_linears), "the test file should keep these in fp16"
     bits = lambda t: t.view(torch.uint8) if t.dtype == torch.float8_e4m3fn else t  # noqa: E731
-    changed = [f"{k}: file {v.dtype} → model {ours[k].dtype}" for k, v in stored.items()
-               if not (ours[k].dtype == v.dtype and ours[k].shape == v.shape and torch.equal(bits(ours[k]), bits(v)))]
+    changed = [f"{k}: file {v.dtype} → model {ours[k].dtype}" for k, v in stored.items() if not (ours[k].dtype == v.dtype and ours[k].shape == v.shape and torch.equal(bits(ours[k]), bits(v)))]
     assert not changed, f"{len(changed)} tensors not as stored, e.g. {changed[:5]}"
     for k in hp_linears:  # no scale of their own: exactly the stored weight
         assert float(ours[k.replace(".weight", ".scale_weight")]) == 1.0
@@ -133,6 +132,7 @@ def test_fp8_requantisation_only_when_asked(comfy, models):
     """weight_dtype fp8_e4m3fn on a scaled file: the user asks for fp8 storage, so the fp16
     backbone Linears get their own scale; the pose modules and the file's fp8 stay as stored."""
     from comfyui_steadydancer.steadydancer.loading import load_steadydancer
+
     p = models["kj-fp8-scaled"].steadydancer_path
     dm = load_steadydancer(p, weight_dtype="fp8_e4m3fn").model.diffusion_model
     assert dm.head.head.weight.dtype == torch.float8_e4m3fn and float(dm.head.head.scale_weight) != 1.0
@@ -162,10 +162,16 @@ def test_batch_of_two_equals_two_single_runs(models, golden):
     shared = R.shared_inputs()
     stack = lambda k: torch.stack([one[k], two[k]])  # noqa: E731
     with torch.no_grad():
-        both = dm(torch.cat([stack("noise"), stack("y")], 1), torch.cat([one["t"], one["t"]]),
-                  shared["context"][None].repeat(2, 1, 1), clip_fea=shared["clip_x"].repeat(2, 1, 1),
-                  sd_pose=stack("condition"), sd_ref=stack("ref_lat"), sd_pose_ref=stack("pose_ref_lat"),
-                  sd_clip_pose=shared["clip_c"].repeat(2, 1, 1)).numpy()
+        both = dm(
+            torch.cat([stack("noise"), stack("y")], 1),
+            torch.cat([one["t"], one["t"]]),
+            shared["context"][None].repeat(2, 1, 1),
+            clip_fea=shared["clip_x"].repeat(2, 1, 1),
+            sd_pose=stack("condition"),
+            sd_ref=stack("ref_lat"),
+            sd_pose_ref=stack("pose_ref_lat"),
+            sd_clip_pose=shared["clip_c"].repeat(2, 1, 1),
+        ).numpy()
     assert np.abs(both[0] - forward(models["official"], "t2_6x8", one)).max() <= 1e-4
     assert np.abs(both[1] - forward(models["official"], "t2_6x8", two)).max() <= 1e-4
 
@@ -173,9 +179,17 @@ def test_batch_of_two_equals_two_single_runs(models, golden):
 def _run(dm, inp, **extra):
     shared = R.shared_inputs()
     with torch.no_grad():
-        return dm(torch.cat([inp["noise"], inp["y"]])[None], inp["t"], shared["context"][None], clip_fea=shared["clip_x"],
-                  sd_pose=inp["condition"][None], sd_ref=inp["ref_lat"][None], sd_pose_ref=inp["pose_ref_lat"][None],
-                  sd_clip_pose=shared["clip_c"], **extra).numpy()
+        return dm(
+            torch.cat([inp["noise"], inp["y"]])[None],
+            inp["t"],
+            shared["context"][None],
+            clip_fea=shared["clip_x"],
+            sd_pose=inp["condition"][None],
+            sd_ref=inp["ref_lat"][None],
+            sd_pose_ref=inp["pose_ref_lat"][None],
+            sd_clip_pose=shared["clip_c"],
+            **extra,
+        ).numpy()
 
 
 def test_pose_window_and_strengths(models, golden):

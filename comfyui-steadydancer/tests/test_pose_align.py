@@ -1,5 +1,6 @@
 """Alignment and negative-pose augmentation maths on synthetic keypoints, against values worked
 out by hand from the official definitions (preprocess/pose_align.py, utils_aug.py)."""
+
 import random
 import sys
 import types
@@ -34,21 +35,49 @@ def make_pose(points: dict, hands=None, face=None) -> Pose:
 
 # First driving frame F, in aspect space (x already multiplied by the video's W/H).
 F_ASPECT = {
-    0: (0.5, 0.2), 1: (0.5, 0.3), 14: (0.48, 0.2), 16: (0.46, 0.2), 15: (0.52, 0.2),
-    17: (0.54, 0.2), 2: (0.4, 0.3), 5: (0.6, 0.3), 3: (0.4, 0.4), 4: (0.4, 0.5), 6: (0.6, 0.4),
-    7: (0.6, 0.5), 8: (0.45, 0.6), 11: (0.55, 0.6), 9: (0.45, 0.7), 10: (0.45, 0.8),
-    12: (0.55, 0.7), 13: (0.55, 0.8),
+    0: (0.5, 0.2),
+    1: (0.5, 0.3),
+    14: (0.48, 0.2),
+    16: (0.46, 0.2),
+    15: (0.52, 0.2),
+    17: (0.54, 0.2),
+    2: (0.4, 0.3),
+    5: (0.6, 0.3),
+    3: (0.4, 0.4),
+    4: (0.4, 0.5),
+    6: (0.6, 0.4),
+    7: (0.6, 0.5),
+    8: (0.45, 0.6),
+    11: (0.55, 0.6),
+    9: (0.45, 0.7),
+    10: (0.45, 0.8),
+    12: (0.55, 0.7),
+    13: (0.55, 0.8),
 }
 # Reference person R, in aspect space.
 R_ASPECT = {
-    0: (1.0, 0.05), 1: (1.0, 0.25), 14: (0.97, 0.05), 16: (0.94, 0.05), 15: (1.05, 0.05),
-    17: (1.10, 0.05), 2: (0.85, 0.25), 5: (1.15, 0.25), 3: (0.85, 0.45), 4: (0.85, 0.75),
-    6: (1.15, 0.35), 7: (1.15, 0.45), 8: (0.95, 0.7), 11: (1.05, 0.7), 9: (0.95, 0.9),
-    10: (0.95, 1.0), 12: (1.05, 0.8), 13: (1.05, 0.9),
+    0: (1.0, 0.05),
+    1: (1.0, 0.25),
+    14: (0.97, 0.05),
+    16: (0.94, 0.05),
+    15: (1.05, 0.05),
+    17: (1.10, 0.05),
+    2: (0.85, 0.25),
+    5: (1.15, 0.25),
+    3: (0.85, 0.45),
+    4: (0.85, 0.75),
+    6: (1.15, 0.35),
+    7: (1.15, 0.45),
+    8: (0.95, 0.7),
+    11: (1.05, 0.7),
+    9: (0.95, 0.9),
+    10: (0.95, 1.0),
+    12: (1.05, 0.8),
+    13: (1.05, 0.9),
 }
-VIDEO_W, VIDEO_H = 200, 100   # video aspect 2
-REF_W, REF_H = 300, 150       # a 2:1 reference image; the official resize makes it 1072x528
-REF_ASPECT = 1072 / 528       # the aspect the alignment uses (official_reference_size)
+VIDEO_W, VIDEO_H = 200, 100  # video aspect 2
+REF_W, REF_H = 300, 150  # a 2:1 reference image; the official resize makes it 1072x528
+REF_ASPECT = 1072 / 528  # the aspect the alignment uses (official_reference_size)
 
 
 def to_norm(points, aspect):
@@ -70,9 +99,18 @@ def test_scales_by_hand():
     lower leg: mean(9-10: 0.10/0.10, 12-13: 0.10/0.10) = 1.0
     """
     s = pa.body_part_scales(make_pose(R_ASPECT), make_pose(F_ASPECT))
-    expected = dict(scale_neck=2.0, scale_face_left=1.5, scale_face_right=2.5, scale_shoulder=1.5,
-                    scale_arm_upper=1.5, scale_arm_lower=2.0, scale_hand=1.75, scale_body_len=1.5,
-                    scale_leg_upper=1.5, scale_leg_lower=1.0)
+    expected = dict(
+        scale_neck=2.0,
+        scale_face_left=1.5,
+        scale_face_right=2.5,
+        scale_shoulder=1.5,
+        scale_arm_upper=1.5,
+        scale_arm_lower=2.0,
+        scale_hand=1.75,
+        scale_body_len=1.5,
+        scale_leg_upper=1.5,
+        scale_leg_lower=1.0,
+    )
     assert s.keys() == expected.keys()
     for k, v in expected.items():
         assert s[k] == pytest.approx(v, abs=1e-12), k
@@ -108,15 +146,13 @@ def test_align_sequence_by_hand():
     hands = {(1, 0): (0.3, 0.2), (1, 8): (0.3, 0.15), (0, 0): (0.6, 0.5), (0, 4): (0.65, 0.5)}
     va = VIDEO_W / VIDEO_H
     f_pose = make_pose(to_norm(F_ASPECT, va))
-    p_pose = make_pose(to_norm(P, va), {k: (x / va, y) for k, (x, y) in hands.items()},
-                       {30: (0.5 / va, 0.25)})
+    p_pose = make_pose(to_norm(P, va), {k: (x / va, y) for k, (x, y) in hands.items()}, {30: (0.5 / va, 0.25)})
     ref = make_pose(to_norm(R_ASPECT, REF_ASPECT))
     seq = PoseSequence([f_pose, p_pose], VIDEO_W, VIDEO_H)
     out = pa.align_sequence(ref, (REF_W, REF_H), seq, align_frame=0)
     assert (out.width, out.height) == (REF_W, REF_H) and len(out) == 2
     a = out.frames[1]
-    exp = {1: (1.0, 0.25), 4: (0.70, 0.05), 0: (1.0, 0.05), 16: (0.94, 0.05), 17: (1.10, 0.05),
-           7: (1.15, 0.6), 10: (0.925, 0.95)}
+    exp = {1: (1.0, 0.25), 4: (0.70, 0.05), 0: (1.0, 0.05), 16: (0.94, 0.05), 17: (1.10, 0.05), 7: (1.15, 0.6), 10: (0.925, 0.95)}
     a_ = np.array([REF_ASPECT, 1.0])
     for i, xy in exp.items():
         np.testing.assert_allclose(a.body[i], np.array(xy) / a_, atol=1e-12, err_msg=f"body {i}")
@@ -231,14 +267,11 @@ def test_augment_matches_official_utils_aug(official_source):
     body = rs.uniform(0.1, 0.9, (18, 2))
     hands = rs.uniform(0.1, 0.9, (2, 21, 2))
     faces = rs.uniform(0.1, 0.9, (1, 68, 2))
-    ours = pa.augment_sequence(PoseSequence([Pose(body, np.ones(18, bool), hands, np.ones((2, 21), bool),
-                                                  faces[0], np.ones(68, bool))] * 3, 10, 10), seed=7)
+    ours = pa.augment_sequence(PoseSequence([Pose(body, np.ones(18, bool), hands, np.ones((2, 21), bool), faces[0], np.ones(68, bool))] * 3, 10, 10), seed=7)
     random.seed(7)
     for f in range(3):
-        pose = {"bodies": {"candidate": body.copy(), "subset": np.arange(18)[None].astype(float)},
-                "hands": hands.copy(), "faces": faces.copy()}
-        off = utils_aug.pose_aug_diff(pose, size=(10, 10), offset=((-0.2, 0.2), (-0.2, 0.2)),
-                                      scale=(0.7, 1.3), aspect_ratio_range=(0.6, 1.4))
+        pose = {"bodies": {"candidate": body.copy(), "subset": np.arange(18)[None].astype(float)}, "hands": hands.copy(), "faces": faces.copy()}
+        off = utils_aug.pose_aug_diff(pose, size=(10, 10), offset=((-0.2, 0.2), (-0.2, 0.2)), scale=(0.7, 1.3), aspect_ratio_range=(0.6, 1.4))
         np.testing.assert_allclose(ours.frames[f].body, off["bodies"]["candidate"], atol=1e-12)
         np.testing.assert_allclose(ours.frames[f].hands, off["hands"], atol=1e-12)
         np.testing.assert_allclose(ours.frames[f].face, off["faces"][0], atol=1e-12)
@@ -254,6 +287,7 @@ def test_align_pose_matches_official_align_img(official_source, monkeypatch):
         monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
     monkeypatch.syspath_prepend(str(official_source / "preprocess"))
     import importlib
+
     official = importlib.import_module("pose_align")
     assert official.__file__.startswith(str(official_source))
     rs = np.random.RandomState(11)
@@ -261,13 +295,11 @@ def test_align_pose_matches_official_align_img(official_source, monkeypatch):
     hands = rs.uniform(0.1, 0.9, (2, 21, 2))
     faces = rs.uniform(0.1, 0.9, (1, 68, 2))
     scales = {k: float(rs.uniform(0.5, 2.0)) for k in pa.SCALE_NAMES}
-    pose_ori = {"bodies": {"candidate": body.copy(), "subset": np.arange(18)[None].astype(float)},
-                "hands": hands.copy(), "faces": faces.copy()}
-    img = np.zeros((50, 100, 3), np.uint8)        # W/H = 2
+    pose_ori = {"bodies": {"candidate": body.copy(), "subset": np.arange(18)[None].astype(float)}, "hands": hands.copy(), "faces": faces.copy()}
+    img = np.zeros((50, 100, 3), np.uint8)  # W/H = 2
     theirs = official.align_img(img, pose_ori, dict(scales), 1024, 720)
-    ours = pa.align_pose(Pose(body, np.ones(18, bool), hands, np.ones((2, 21), bool), faces[0],
-                              np.ones(68, bool)).scaled_x(2.0), scales)
+    ours = pa.align_pose(Pose(body, np.ones(18, bool), hands, np.ones((2, 21), bool), faces[0], np.ones(68, bool)).scaled_x(2.0), scales)
     np.testing.assert_allclose(ours.body, theirs["bodies"]["candidate"], rtol=0, atol=1e-6)
     np.testing.assert_allclose(ours.hands, theirs["hands"], rtol=0, atol=1e-6)
     np.testing.assert_allclose(ours.face, theirs["faces"][0], rtol=0, atol=1e-6)
-    assert not np.allclose(ours.body, body * [2.0, 1.0], atol=1e-3)   # the rescaling did something
+    assert not np.allclose(ours.body, body * [2.0, 1.0], atol=1e-3)  # the rescaling did something

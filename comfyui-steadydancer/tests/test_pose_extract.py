@@ -1,6 +1,7 @@
 """Pose extraction end to end on CPU through rtmlib + onnxruntime with tiny random ONNX models that
 have the real signatures (tests/onnx_fixtures.py): shapes, frame counts, the detection and the
 no-detection paths, the OpenPose mapping, the nodes, and the missing-model error. Not accuracy."""
+
 import numpy as np
 import pytest
 import torch
@@ -30,7 +31,7 @@ def frames(n, h=72, w=96, seed=0):
 
 def test_detect_frames_shapes_and_counts(models):
     est = pe.DWPoseEstimator(models / "yolox_l.onnx", models / "dw-ll_ucoco_384.onnx", device="auto")
-    assert est.device == "cpu"   # no CUDA provider on this machine
+    assert est.device == "cpu"  # no CUDA provider on this machine
     assert est.detector.session.get_providers() == ["CPUExecutionProvider"]
     seen = []
     seq = est.detect_frames(frames(3), progress=lambda d, n: seen.append((d, n)))
@@ -72,15 +73,15 @@ def test_openpose_mapping_and_thresholds():
     """COCO-WholeBody -> OpenPose-18: point i of COCO placed at x = i; neck = shoulders' midpoint."""
     k = np.stack([np.arange(133, dtype=float), np.full(133, 5.0)], axis=1)
     s = np.full(133, 0.9)
-    s[16] = 0.35      # R ankle exactly at the threshold: body needs > 0.35
-    s[100] = 0.35     # a left-hand point at the threshold: hands keep >= 0.35
-    s[6] = 0.29       # right shoulder below 0.3: no neck
+    s[16] = 0.35  # R ankle exactly at the threshold: body needs > 0.35
+    s[100] = 0.35  # a left-hand point at the threshold: hands keep >= 0.35
+    s[6] = 0.29  # right shoulder below 0.3: no neck
     p = pe.keypoints_to_pose(k, s, 200, 10)
     expected_x = [0, 5.5, 6, 8, 10, 5, 7, 9, 12, 14, 16, 11, 13, 15, 2, 1, 4, 3]
     np.testing.assert_allclose(p.body[:, 0] * 200, expected_x)
-    assert not p.body_valid[1]                         # neck: a shoulder scored below 0.3
-    assert not p.body_valid[2]                         # R shoulder = COCO 6, scored 0.29
-    assert not p.body_valid[10]                        # R ankle = COCO 16, scored exactly 0.35
+    assert not p.body_valid[1]  # neck: a shoulder scored below 0.3
+    assert not p.body_valid[2]  # R shoulder = COCO 6, scored 0.29
+    assert not p.body_valid[10]  # R ankle = COCO 16, scored exactly 0.35
     assert p.body_valid[[0, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15, 16, 17]].all()
     assert p.hands[0, 0, 0] == pytest.approx(91 / 200) and p.hands[1, 0, 0] == pytest.approx(112 / 200)
     assert p.hands_valid[0, 100 - 91]
@@ -100,9 +101,9 @@ def test_thresholds_compare_in_float64():
     s[[5, 6]] = np.float32(0.30)
     s[[100, 40]] = np.float32(0.35)
     p = pe.keypoints_to_pose(k, s, 200, 10)
-    assert p.body_valid[1]                       # neck
-    assert not p.hands_valid[0, 100 - 91]        # left-hand point at float32 0.35
-    assert not p.face_valid[40 - 23]             # face point at float32 0.35
+    assert p.body_valid[1]  # neck
+    assert not p.hands_valid[0, 100 - 91]  # left-hand point at float32 0.35
+    assert not p.face_valid[40 - 23]  # face point at float32 0.35
     assert p.hands_valid[0, 0] and p.face_valid[0]
 
 
@@ -122,6 +123,7 @@ def test_nodes_end_to_end(models, comfyui_source, monkeypatch):
     """Loader -> PosePrep through ComfyUI's folder_paths: 1 reference + 6 driving frames,
     frame_count 5 -> 5 positive and 5 negative pose images at 64x48; then the single-step nodes."""
     import folder_paths
+
     folder_paths.add_model_folder_path("detection", str(models))
     nodes = pack_module("nodes_pose")
     est = nodes.SteadyDancerPoseModelLoader.execute("yolox_l.onnx", "dw-ll_ucoco_384.onnx", "cpu").result[0]

@@ -12,6 +12,7 @@ Compared in pixels of the official pose video (twice the resized reference): eve
 the hand and face points the official detector keeps, and the visibility of every point.
 Tolerance 0.5 px.
 """
+
 import random
 
 import numpy as np
@@ -27,21 +28,34 @@ pa = pack_module("pose_align")
 pe = pack_module("pose_extract")
 
 TOL_PX = 0.5
-F32_035 = float(np.float32(0.35))   # what a network reporting "0.35" hands over
+F32_035 = float(np.float32(0.35))  # what a network reporting "0.35" hands over
 F32_030 = float(np.float32(0.30))
 
 # COCO-WholeBody body joints of a standing person, isotropic units (about 1 tall), y down; the
 # neck (midpoint of the shoulders 5, 6) is at the origin.
-BODY = {0: (0.0, -0.12), 1: (0.02, -0.145), 2: (-0.02, -0.145), 3: (0.05, -0.13), 4: (-0.05, -0.13),
-        5: (0.11, 0.0), 6: (-0.11, 0.0), 7: (0.17, 0.17), 8: (-0.16, 0.18), 9: (0.20, 0.33),
-        10: (-0.19, 0.32), 11: (0.075, 0.35), 12: (-0.075, 0.35), 13: (0.085, 0.58), 14: (-0.08, 0.59),
-        15: (0.09, 0.80), 16: (-0.085, 0.81)}
-PARENT = {0: None, 1: 0, 2: 0, 3: 1, 4: 2, 5: None, 6: None, 7: 5, 8: 6, 9: 7, 10: 8, 11: None,
-          12: None, 13: 11, 14: 12, 15: 13, 16: 14}
+BODY = {
+    0: (0.0, -0.12),
+    1: (0.02, -0.145),
+    2: (-0.02, -0.145),
+    3: (0.05, -0.13),
+    4: (-0.05, -0.13),
+    5: (0.11, 0.0),
+    6: (-0.11, 0.0),
+    7: (0.17, 0.17),
+    8: (-0.16, 0.18),
+    9: (0.20, 0.33),
+    10: (-0.19, 0.32),
+    11: (0.075, 0.35),
+    12: (-0.075, 0.35),
+    13: (0.085, 0.58),
+    14: (-0.08, 0.59),
+    15: (0.09, 0.80),
+    16: (-0.085, 0.81),
+}
+PARENT = {0: None, 1: 0, 2: 0, 3: 1, 4: 2, 5: None, 6: None, 7: 5, 8: 6, 9: 7, 10: 8, 11: None, 12: None, 13: 11, 14: 12, 15: 13, 16: 14}
 
 
-def person(frame_size, center, height, rng, limb=None, arm_angle=0.0, jitter=0.004,
-           low=(), exact=()) -> Skeleton:
+def person(frame_size, center, height, rng, limb=None, arm_angle=0.0, jitter=0.004, low=(), exact=()) -> Skeleton:
     """One synthetic skeleton normalised to ``frame_size`` (w, h): ``height`` is the person's size
     as a fraction of the frame height, ``limb`` per-joint stretch of the segment to its parent,
     ``arm_angle`` (rad) swings both forearms + hands, ``low`` COCO indices scored 0.2 and
@@ -61,11 +75,11 @@ def person(frame_size, center, height, rng, limb=None, arm_angle=0.0, jitter=0.0
     xy = np.zeros((133, 2))
     for j, v in pts.items():
         xy[j] = v
-    for k, a in enumerate((15, 15, 15, 16, 16, 16)):                 # feet 17..22
+    for k, a in enumerate((15, 15, 15, 16, 16, 16)):  # feet 17..22
         xy[17 + k] = pts[a] + (0.02 * (k % 3 - 1), 0.02)
-    t = np.linspace(0, 2 * np.pi, 68, endpoint=False)                 # face 23..90
+    t = np.linspace(0, 2 * np.pi, 68, endpoint=False)  # face 23..90
     xy[23:91] = pts[0] + np.stack([0.045 * np.cos(t), 0.055 * np.sin(t)], 1)
-    for start, wrist, elbow in ((91, 9, 7), (112, 10, 8)):            # hands: wrist + 5 fingers
+    for start, wrist, elbow in ((91, 9, 7), (112, 10, 8)):  # hands: wrist + 5 fingers
         d = pts[wrist] - pts[elbow]
         d = d / np.linalg.norm(d)
         xy[start] = pts[wrist]
@@ -96,31 +110,29 @@ CASES = {
     "aspect_700x1000_0.6x": dict(ref=(700, 1000), video=(720, 1280), scale=0.6),
     "aspect_1000x333_1.4x": dict(ref=(1000, 333), video=(1280, 720), scale=1.4),
     # (a) low-score body points in the reference and the align frame: still in the scale estimate
-    "low_score_body_0.6x": dict(ref=(576, 1024), video=(1280, 720), scale=0.6, align_frame=1,
-                                ref_low=(14, 3), frame_low=(8, 13, 4)),
+    "low_score_body_0.6x": dict(ref=(576, 1024), video=(1280, 720), scale=0.6, align_frame=1, ref_low=(14, 3), frame_low=(8, 13, 4)),
     # (c) scores of exactly float32(0.35) on hands, face and body; a shoulder at float32(0.30)
-    "threshold_0.35": dict(ref=(576, 1024), video=(1280, 720), scale=1.4,
-                           exact=(95, 96, 120, 40, 41, 9), shoulder_030=True),
+    "threshold_0.35": dict(ref=(576, 1024), video=(1280, 720), scale=1.4, exact=(95, 96, 120, 40, 41, 9), shoulder_030=True),
 }
 
 
 def build(case: dict, n_frames: int = 5, seed: int = 0):
     rng = np.random.default_rng(seed)
-    ref = person(case["ref"], (0.5, 0.35), 0.6, rng, limb=REF_LIMB, low=case.get("ref_low", ()),
-                 exact=case.get("exact", ()))
+    ref = person(case["ref"], (0.5, 0.35), 0.6, rng, limb=REF_LIMB, low=case.get("ref_low", ()), exact=case.get("exact", ()))
     frames = []
     for i in range(n_frames):
-        sk = person(case["video"], (0.45 + 0.02 * i, 0.3), 0.6 * case["scale"], rng, arm_angle=0.25 * i,
-                    low=case.get("frame_low", ()) if i == case.get("align_frame", 0) else (),
-                    exact=case.get("exact", ()))
+        sk = person(
+            case["video"], (0.45 + 0.02 * i, 0.3), 0.6 * case["scale"], rng, arm_angle=0.25 * i, low=case.get("frame_low", ()) if i == case.get("align_frame", 0) else (), exact=case.get("exact", ())
+        )
         if case.get("shoulder_030") and i == 2:
-            sk.scores[5] = np.float32(0.30)   # neck valid officially: float64(float32(0.3)) > 0.3
+            sk.scores[5] = np.float32(0.30)  # neck valid officially: float64(float32(0.3)) > 0.3
         frames.append(sk)
     return ref, frames
 
 
 def ours(case: dict, ref: Skeleton, frames: list, seed: int | None = None):
     """Our detector mapping + alignment (+ negative poses when ``seed`` is given)."""
+
     def detect(sk: Skeleton, size):
         w, h = size
         dh, dw = pe.resize_for_detection(np.zeros((h, w, 3), np.uint8)).shape[:2]
@@ -154,10 +166,9 @@ def compare(tag, mine: "pa.Pose", theirs: dict, det: dict, canvas):
 def check_aligned(name, case, off, mine, driver):
     k0 = case.get("align_frame", 0)
     assert len(off.aligned) == len(mine) - k0
-    canvas = (2 * off.ref_size[0], 2 * off.ref_size[1])    # the official pose video's size
+    canvas = (2 * off.ref_size[0], 2 * off.ref_size[1])  # the official pose video's size
     # detections: [reference, align frame (scales), align frame, later frames...]
-    worst = max(compare(f"{name} frame {k0 + k}", mine.frames[k0 + k], pose, off.detections[2 + k], canvas)
-                for k, pose in enumerate(off.aligned))
+    worst = max(compare(f"{name} frame {k0 + k}", mine.frames[k0 + k], pose, off.detections[2 + k], canvas) for k, pose in enumerate(off.aligned))
     assert worst <= TOL_PX, f"{name}: aligned poses differ from the official {driver} by {worst:.3f} px"
 
 
@@ -165,8 +176,7 @@ def check_aligned(name, case, off, mine, driver):
 def test_aligned_poses_match_official_pose_align(official_source, name):
     case = CASES[name]
     ref, frames = build(case)
-    off = run_official(official_source, "pose_align", case["ref"], ref, case["video"], frames,
-                       case.get("align_frame", 0))
+    off = run_official(official_source, "pose_align", case["ref"], ref, case["video"], frames, case.get("align_frame", 0))
     check_aligned(name, case, off, ours(case, ref, frames)[0], "pose_align")
 
 
@@ -189,8 +199,7 @@ def test_aligned_and_negative_poses_match_official_withdiffaug(official_source, 
     assert len(off.negatives) == len(frames) - k0
     neg = pa.augment_sequence(pa.PoseSequence(aligned.frames[k0:], aligned.width, aligned.height), 1234)
     canvas = (2 * off.ref_size[0], 2 * off.ref_size[1])
-    worst = max(compare(f"{name} negative {k0 + k}", neg.frames[k], pose, off.detections[2 + k], canvas)
-                for k, pose in enumerate(off.negatives))
+    worst = max(compare(f"{name} negative {k0 + k}", neg.frames[k], pose, off.detections[2 + k], canvas) for k, pose in enumerate(off.negatives))
     assert worst <= TOL_PX, f"{name}: negative poses differ from the official pose_aug_diff by {worst:.3f} px"
 
 

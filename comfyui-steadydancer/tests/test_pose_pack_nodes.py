@@ -1,21 +1,31 @@
 """ComfyUI loads the pack the way it loads any custom node folder, and the pose, guidance and
 text-cache node types appear with node info that /object_info can serve."""
+
 import asyncio
 
 import torch
 
 from pack_loader import PACK_DIR
 
-OURS = {"SteadyDancerPoseModelLoader", "SteadyDancerPoseDetect", "SteadyDancerPoseAlign",
-        "SteadyDancerPoseAugment", "SteadyDancerPoseRender", "SteadyDancerPosePrep",
-        "SteadyDancerGuider", "SteadyDancerTextEncodeCached"}
+OURS = {
+    "SteadyDancerPoseModelLoader",
+    "SteadyDancerPoseDetect",
+    "SteadyDancerPoseAlign",
+    "SteadyDancerPoseAugment",
+    "SteadyDancerPoseRender",
+    "SteadyDancerPosePrep",
+    "SteadyDancerGuider",
+    "SteadyDancerTextEncodeCached",
+}
 
 
 def test_comfyui_loads_our_nodes(comfyui_source):
     import comfy.cli_args
+
     if not torch.cuda.is_available():
         comfy.cli_args.args.cpu = True
     import nodes
+
     assert asyncio.run(nodes.load_custom_node(str(PACK_DIR))) is True
     missing = OURS - set(nodes.NODE_CLASS_MAPPINGS)
     assert not missing, f"not registered: {missing}"
@@ -24,8 +34,7 @@ def test_comfyui_loads_our_nodes(comfyui_source):
         assert info["name"] == name and info["category"].startswith("SteadyDancer")
     g = nodes.NODE_CLASS_MAPPINGS["SteadyDancerGuider"].GET_NODE_INFO_V1()
     assert g["output"] == ["GUIDER"]
-    assert list(g["input"]["required"]) == ["model", "positive", "negative", "negative_pose", "cfg",
-                                            "pose_cfg", "pose_start", "pose_end"]
+    assert list(g["input"]["required"]) == ["model", "positive", "negative", "negative_pose", "cfg", "pose_cfg", "pose_start", "pose_end"]
     prep = nodes.NODE_CLASS_MAPPINGS["SteadyDancerPosePrep"].GET_NODE_INFO_V1()
     assert prep["output"] == ["IMAGE", "IMAGE", "SD_POSES"]
     loader = nodes.NODE_CLASS_MAPPINGS["SteadyDancerPoseModelLoader"].GET_NODE_INFO_V1()

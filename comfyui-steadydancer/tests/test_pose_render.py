@@ -1,5 +1,6 @@
 """Pose rendering: limb and joint colours at known pixels, hands, supersampled batches, and
 pixel parity of the body drawing with the official util.draw_bodypose."""
+
 import sys
 
 import cv2
@@ -47,8 +48,8 @@ def test_invalid_points_are_not_drawn():
     p = pose_with({1: (0.25, 0.5), 2: (0.75, 0.5)})
     p.body_valid[2] = False
     img = pr.draw_pose(p, 200, 100)
-    assert tuple(img[50, 100]) == (0, 0, 0)          # no limb without both ends
-    assert tuple(img[50, 50]) == (0, 85, 255)        # the neck joint alone is drawn
+    assert tuple(img[50, 100]) == (0, 0, 0)  # no limb without both ends
+    assert tuple(img[50, 50]) == (0, 85, 255)  # the neck joint alone is drawn
 
 
 def test_nose_limb_is_red():
@@ -78,8 +79,7 @@ def test_hand_bone_colour_hue():
 
 
 def test_render_batch_supersampled():
-    seq = pa.PoseSequence([pose_with({1: (0.25, 0.5), 2: (0.75, 0.5)}),
-                           pose_with({1: (0.5, 0.8), 0: (0.5, 0.2)})], 64, 32)
+    seq = pa.PoseSequence([pose_with({1: (0.25, 0.5), 2: (0.75, 0.5)}), pose_with({1: (0.5, 0.8), 0: (0.5, 0.2)})], 64, 32)
     out = pr.render(seq, 64, 48, supersample=2)
     assert out.shape == (2, 48, 64, 3) and out.dtype == np.float32
     assert 0.0 <= out.min() and out.max() <= 1.0
@@ -111,7 +111,7 @@ def test_body_matches_official_draw(official_source):
     valid[[9, 15]] = False
     subset = np.where(valid, np.arange(18), -1).astype(float)[None]
     cand = np.where(valid[:, None], body, -1.0)
-    for (w, h) in ((320, 240), (257, 401)):
+    for w, h in ((320, 240), (257, 401)):
         theirs = official_util.draw_bodypose(np.zeros((h, w, 3), np.uint8), cand, subset)
         theirs = cv2.cvtColor(theirs, cv2.COLOR_BGR2RGB)
         p = pa.Pose(body, valid, np.zeros((2, 21, 2)), np.zeros((2, 21), bool))

@@ -6,6 +6,7 @@ against ComfyUI's ``WanAttentionBlock`` and the whole model through the fast pat
 themselves (SageAttention2, FlashAttention-3, row-wise fp8) need a CUDA GPU: those tests skip
 loudly here; bench/steadydancer_forward.py measures them on the GPU.
 """
+
 import logging
 
 import pytest
@@ -21,6 +22,7 @@ H200_ALL = dict(capability=(9, 0), sage=None, fa3=None)
 @pytest.fixture(scope="module")
 def fast(comfy):
     from comfyui_steadydancer.steadydancer import fast
+
     return fast
 
 
@@ -45,11 +47,14 @@ def test_auto_on_hopper_with_everything(fast):
     assert fast.ORDER_SM90[-1] == "sdpa" and set(fast.ORDER_SM90) == {"sdpa", "sage", "fa3", "fa3_fp8"}
 
 
-@pytest.mark.parametrize("sage,fa3,want", [
-    (None, "no fa3", "sage"),           # sage built, no FA3 wheel
-    ("no sage", None, "fa3_fp8"),       # FA3 wheel only: its fp8 path
-    ("no sage", "no fa3", "sdpa"),      # neither: PyTorch
-])
+@pytest.mark.parametrize(
+    "sage,fa3,want",
+    [
+        (None, "no fa3", "sage"),  # sage built, no FA3 wheel
+        ("no sage", None, "fa3_fp8"),  # FA3 wheel only: its fp8 path
+        ("no sage", "no fa3", "sdpa"),  # neither: PyTorch
+    ],
+)
 def test_auto_on_hopper_uses_what_imports(fast, sage, fa3, want):
     att, why = fast.resolve_attention("auto", k(fast, capability=(9, 0), sage=sage, fa3=fa3), env={})
     assert (att, why) == (want, "auto")
@@ -94,7 +99,7 @@ def test_fp8_and_compile_choices(fast):
     cpu, ampere = k(fast, **CPU), k(fast, capability=(8, 0), sage=None, fa3="x")
     assert fast.resolve_fp8("auto", ampere)[0] == "off"
     assert fast.resolve_fp8("rowwise", ampere)[0] == "off"
-    assert fast.resolve_fp8("rowwise", cpu)[0] == "tensorwise"   # torch's CPU _scaled_mm: per tensor only
+    assert fast.resolve_fp8("rowwise", cpu)[0] == "tensorwise"  # torch's CPU _scaled_mm: per tensor only
     assert fast.resolve_fp8("tensorwise", k(fast, **H200_ALL)) == ("tensorwise", "asked")
     assert fast.resolve_compile("auto", cpu)[0] is False
     assert fast.resolve_compile("on", cpu)[0] is True
@@ -136,7 +141,7 @@ def test_rowwise_quantisation_scales_each_token(fast):
     assert float(q.float().abs().amax(dim=1)[6:].min()) == 448.0  # every nonzero row uses the full range
     # e4m3: 3 mantissa bits → ≤ 2^-4 relative rounding per element in its normal range
     per_row = (back - x).norm(dim=1) / x.norm(dim=1).clamp(min=1e-30)
-    assert float(per_row[6:].max()) < 2 ** -4
+    assert float(per_row[6:].max()) < 2**-4
     qt, st = fast.quantize_activation(x, "tensorwise")
     assert st.shape == ()
     small = (qt.float() * st - x)[:10].norm() / x[:10].norm()  # tiny rows lose their digits per tensor
@@ -145,6 +150,7 @@ def test_rowwise_quantisation_scales_each_token(fast):
 
 def test_tensorwise_fp8_linear_on_cpu_matches_float(fast):
     from comfyui_steadydancer.steadydancer.convert import quantize_fp8
+
     g = torch.Generator().manual_seed(1)
     w = torch.randn(80, 96, generator=g) / 10
     wq, sw = quantize_fp8(w)
@@ -183,6 +189,7 @@ def test_smoothing_is_exact_and_fp8_attention_close(fast):
 def fp8_model(comfy):
     from comfyui_steadydancer.steadydancer.layouts import to_fp8_scaled
     from comfyui_steadydancer.steadydancer.loading import load_state_dict_model
+
     return load_state_dict_model(to_fp8_scaled(recipe_weights()), num_heads=2)
 
 
@@ -224,9 +231,16 @@ def _model_inputs(dm, seed=5):
     r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
     T, h, w = 3, 8, 8
     x = r(1, 36, T, h, w)
-    return dict(x=x, timestep=torch.tensor([700.0]), context=r(1, 7, dm.text_embedding[0].in_features),
-                clip_fea=r(1, 257, 1280), sd_clip_pose=r(1, 257, 1280), sd_pose=r(1, 16, T, h, w),
-                sd_ref=r(1, 16, 1, h, w), sd_pose_ref=r(1, 16, 1, h, w))
+    return dict(
+        x=x,
+        timestep=torch.tensor([700.0]),
+        context=r(1, 7, dm.text_embedding[0].in_features),
+        clip_fea=r(1, 257, 1280),
+        sd_clip_pose=r(1, 257, 1280),
+        sd_pose=r(1, 16, T, h, w),
+        sd_ref=r(1, 16, 1, h, w),
+        sd_pose_ref=r(1, 16, 1, h, w),
+    )
 
 
 def test_model_forward_through_speed_option(fast, fp8_model):
@@ -245,6 +259,7 @@ def test_model_forward_through_speed_option(fast, fp8_model):
 def test_compile_failure_runs_eagerly_with_one_log_line(fast, fp8_model, caplog, monkeypatch):
     def broken_backend(gm, example_inputs):
         raise RuntimeError("no compiler here (test backend)")
+
     monkeypatch.setitem(fast._COMPILED, "block", torch.compile(fast.block_forward, backend=broken_backend))
     monkeypatch.setattr(fast, "_COMPILE_BROKEN", [])
     dm = fp8_model.model.diffusion_model
@@ -274,14 +289,15 @@ def test_speed_node_patches_a_clone(comfy, fp8_model):
 
 
 # --- GPU-only ---------------------------------------------------------------------------------
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(),
-                                reason="needs a CUDA GPU (row-wise fp8 matmul, SageAttention2, FlashAttention-3); "
-                                       "measured by bench/steadydancer_forward.py --speeds ... --kernels N on the device")
+needs_cuda = pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA GPU (row-wise fp8 matmul, SageAttention2, FlashAttention-3); measured by bench/steadydancer_forward.py --speeds ... --kernels N on the device"
+)
 
 
 @needs_cuda
 def test_rowwise_fp8_linear_on_gpu(fast):
     from comfyui_steadydancer.steadydancer.convert import quantize_fp8
+
     g = torch.Generator(device="cuda").manual_seed(7)
     w = torch.randn(256, 512, generator=g, device="cuda") / 20
     wq, sw = quantize_fp8(w)
@@ -311,6 +327,7 @@ def test_shipped_workflow_loader_runs_the_auto_fast_path(comfy, fast, tmp_path):
 
     import folder_paths
     from comfyui_steadydancer.steadydancer.layouts import write_layout
+
     wf = json.loads((Path(__file__).resolve().parents[2] / "docker" / "workflows" / "steadydancer-dance.api.json").read_text())
     (inputs,) = [n["inputs"] for n in wf.values() if n["class_type"] == "SteadyDancerModelLoader"]
     write_layout(recipe_weights(), "kj-fp8-scaled", tmp_path / inputs["model_name"])

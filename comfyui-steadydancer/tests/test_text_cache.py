@@ -4,6 +4,7 @@ atomically, corrupt entries re-encoded with a warning, configurable directory, n
 The real Wan text encoder (umt5-xxl, 11 GB, architecture fixed in ComfyUI's config) cannot run
 on a CPU test machine; a miss is exercised with a small stand-in encoder object that has the
 CLIP interface ComfyUI's CLIPLoader returns (tokenize + encode_from_tokens_scheduled)."""
+
 import hashlib
 import logging
 import os
@@ -46,6 +47,7 @@ def counting_loader(clip):
     def load(path):
         calls.append(path)
         return clip
+
     return load, calls
 
 
@@ -63,10 +65,10 @@ def test_key_is_prompt_and_encoder_hash(tmp_path):
 
 def test_write_read_roundtrip_and_format(tmp_path):
     from safetensors import safe_open
+
     sha = "c" * 64
     cond = torch.randn(1, 5, 16).to(torch.float16)
-    path = tc.write_entry("hello", sha, cond, extras={"attention_mask": torch.ones(1, 5), "note": "x"},
-                          encoder_name="umt5.safetensors", cache_dir=tmp_path)
+    path = tc.write_entry("hello", sha, cond, extras={"attention_mask": torch.ones(1, 5), "note": "x"}, encoder_name="umt5.safetensors", cache_dir=tmp_path)
     with safe_open(str(path), "pt") as f:
         meta = f.metadata()
         assert set(f.keys()) == {"cond", "extra.attention_mask"}
@@ -78,7 +80,7 @@ def test_write_read_roundtrip_and_format(tmp_path):
     assert out[0][0].dtype == torch.float16
     assert torch.equal(out[0][1]["attention_mask"], torch.ones(1, 5))
     assert tc.read_entry("other", sha, tmp_path) is None
-    assert [p.name for p in tmp_path.iterdir()] == [path.name]   # no temporary file left
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left
     with pytest.raises(ValueError, match="tokens"):
         tc.write_entry("x", sha, torch.zeros(5, 16), cache_dir=tmp_path)
 
@@ -91,6 +93,7 @@ def test_hit_never_loads_the_encoder(tmp_path, encoder_file):
 
     def never(path):
         raise AssertionError("the text encoder loader must not be called on a cache hit")
+
     enc = tc.CachedTextEncoder(str(encoder_file), cache_dir=tmp_path, loader=never)
     out = enc.encode("seeded prompt")
     torch.testing.assert_close(out[0][0], cond)
@@ -119,6 +122,7 @@ def test_failed_write_leaves_no_entry(tmp_path, monkeypatch):
         with open(filename, "wb") as f:
             f.write(b"partial")
         raise OSError("disk full")
+
     monkeypatch.setattr(tc, "save_file", broken_save)
     with pytest.raises(OSError, match="disk full"):
         tc.write_entry("p", "d" * 64, torch.zeros(1, 2, 3), cache_dir=tmp_path)
@@ -169,11 +173,13 @@ def test_cache_dir_env_and_default(monkeypatch, tmp_path, comfyui_source):
     assert tc.default_cache_dir() == tmp_path / "tc"
     monkeypatch.delenv("STEADYDANCER_TEXT_CACHE")
     import folder_paths
+
     assert tc.default_cache_dir() == __import__("pathlib").Path(folder_paths.models_dir) / "text_cache"
 
 
 def test_node_hit_and_missing_encoder(monkeypatch, tmp_path, encoder_file, comfyui_source):
     import folder_paths
+
     monkeypatch.setenv("STEADYDANCER_TEXT_CACHE", str(tmp_path / "cache"))
     folder_paths.add_model_folder_path("text_encoders", str(encoder_file.parent))
     nodes = pack_module("nodes_textcache")

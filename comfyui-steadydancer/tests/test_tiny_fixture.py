@@ -7,6 +7,7 @@ forward (make_goldens' oracle: the official modules unchanged, exact attention, 
 file's own weights, at a shape the parity goldens do not use. The e2e tests
 (test/helpers/tiny-models.ts) load this same file through the loader node, without an override.
 """
+
 import json
 import sys
 from pathlib import Path
@@ -26,6 +27,7 @@ T, H, W, TOKENS = 3, 4, 6, 9  # latent frames and size, text tokens
 @pytest.fixture(scope="module")
 def fixture_file(comfy, official_source, tmp_path_factory):
     import make_tiny_models
+
     path, _, config = make_tiny_models.write_steadydancer(official_source, tmp_path_factory.mktemp("tiny"), "fp8")
     return path, config
 
@@ -43,15 +45,15 @@ def inputs(fixture_file):
     lat = lambda ch, t=T: torch.randn(ch, t, H, W, generator=g)  # noqa: E731
     mask = torch.zeros(4, T, H, W)
     mask[:, 0] = 1.0
-    return dict(noise=lat(16), y=torch.cat([mask, lat(16)]), condition=lat(16), ref_lat=lat(16, 1),
-                pose_ref_lat=lat(16, 1), t=torch.tensor([604.0])), dict(
-        context=0.5 * torch.randn(TOKENS, c["text_dim"], generator=g),
-        clip_x=torch.randn(1, 257, 1280, generator=g), clip_c=torch.randn(1, 257, 1280, generator=g))
+    return dict(noise=lat(16), y=torch.cat([mask, lat(16)]), condition=lat(16), ref_lat=lat(16, 1), pose_ref_lat=lat(16, 1), t=torch.tensor([604.0])), dict(
+        context=0.5 * torch.randn(TOKENS, c["text_dim"], generator=g), clip_x=torch.randn(1, 257, 1280, generator=g), clip_c=torch.randn(1, 257, 1280, generator=g)
+    )
 
 
 @pytest.fixture(scope="module")
 def official_out(official_source, fixture_file, stored, inputs):
     import make_goldens
+
     md = make_goldens.load_official(official_source)
     m = md.WanModel(**fixture_file[1], cross_attn_norm=True, qk_norm=True, eps=1e-6)
     m.load_state_dict({k: v.float() for k, v in stored[0].items()}, strict=True)
@@ -62,9 +64,16 @@ def ours(patcher, inputs):
     inp, shared = inputs
     dm = patcher.model.diffusion_model
     with torch.no_grad():
-        out = dm(torch.cat([inp["noise"], inp["y"]])[None], inp["t"], shared["context"][None], clip_fea=shared["clip_x"],
-                 sd_pose=inp["condition"][None], sd_ref=inp["ref_lat"][None], sd_pose_ref=inp["pose_ref_lat"][None],
-                 sd_clip_pose=shared["clip_c"])
+        out = dm(
+            torch.cat([inp["noise"], inp["y"]])[None],
+            inp["t"],
+            shared["context"][None],
+            clip_fea=shared["clip_x"],
+            sd_pose=inp["condition"][None],
+            sd_ref=inp["ref_lat"][None],
+            sd_pose_ref=inp["pose_ref_lat"][None],
+            sd_clip_pose=shared["clip_c"],
+        )
     return out[0].float().numpy()
 
 
@@ -76,6 +85,7 @@ def test_fixture_declares_an_official_config_with_head_size_not_128(stored, fixt
 
 def test_loader_reads_the_true_head_count(comfy, fixture_file):
     from comfyui_steadydancer.steadydancer.loading import load_steadydancer
+
     dm = load_steadydancer(fixture_file[0]).model.diffusion_model
     assert dm.num_heads == fixture_file[1]["num_heads"] == 2
     assert all(b.self_attn.num_heads == 2 and b.cross_attn.num_heads == 2 for b in dm.blocks)
@@ -83,6 +93,7 @@ def test_loader_reads_the_true_head_count(comfy, fixture_file):
 
 def test_forward_matches_official_on_the_fixture(comfy, fixture_file, inputs, official_out):
     from comfyui_steadydancer.steadydancer.loading import load_steadydancer
+
     out = ours(load_steadydancer(fixture_file[0]), inputs)
     assert out.shape == official_out.shape == (16, T, H, W)
     assert float(np.abs(official_out).std()) > 0.05, "fixture output is degenerate (zero head?)"
@@ -94,8 +105,9 @@ def test_forward_matches_official_on_the_fixture(comfy, fixture_file, inputs, of
 def test_a_wrong_head_count_is_visible(comfy, fixture_file, inputs, official_out):
     """What ``dim // 128`` loaded (1 head): the parity check above tells it apart."""
     from comfyui_steadydancer.steadydancer.loading import load_steadydancer
+
     out = ours(load_steadydancer(fixture_file[0], num_heads=1), inputs)
-    rel = float(np.sqrt(((out - official_out) ** 2).mean() / (official_out ** 2).mean()))
+    rel = float(np.sqrt(((out - official_out) ** 2).mean() / (official_out**2).mean()))
     print(f"tiny fixture loaded with 1 head: relative RMS error {rel:.3g}")
     assert rel > 1e-2
 
@@ -103,6 +115,7 @@ def test_a_wrong_head_count_is_visible(comfy, fixture_file, inputs, official_out
 def test_without_metadata_an_unknown_width_needs_the_override(comfy, stored, fixture_file, inputs, official_out, tmp_path):
     from comfyui_steadydancer.steadydancer.convert import CheckpointError
     from comfyui_steadydancer.steadydancer.loading import load_steadydancer
+
     bare = tmp_path / "no_metadata.safetensors"
     save_file(stored[0], str(bare))
     with pytest.raises(CheckpointError, match=r"dim=128 is not a known model size.*Set num_heads"):

@@ -3,6 +3,7 @@
 the attention backends that import, ComfyUI's commit, the node packs installed and omitted.
 `steadydancer build` reads it back (docker run ... cat) for its report; start.sh reads the
 attention part. Runs at the end of the build: --write FILE; or --print to show it."""
+
 from __future__ import annotations
 
 import importlib

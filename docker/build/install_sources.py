@@ -19,6 +19,7 @@ Requirement rewrites (why):
   - "git+" / URL requirements are dropped with a note (GitHub is not reachable from every build
     host, and an unpinned URL is not reproducible).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -158,11 +159,17 @@ def main(argv: list[str]) -> int:
         a.requirements_out.write_text("\n".join(reqs) + "\n")
     if a.manifest:
         a.manifest.parent.mkdir(parents=True, exist_ok=True)
-        a.manifest.write_text(json.dumps({
-            "installed": installed,
-            "omitted": [{"name": n["name"], "commit": n["commit"]} for n in omitted],
-            "requirementNotes": notes,
-        }, indent=2) + "\n")
+        a.manifest.write_text(
+            json.dumps(
+                {
+                    "installed": installed,
+                    "omitted": [{"name": n["name"], "commit": n["commit"]} for n in omitted],
+                    "requirementNotes": notes,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
     return 0
 
 

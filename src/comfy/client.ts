@@ -363,15 +363,17 @@ export class ComfyClient {
           if (err) reject(err);
           else resolve();
         };
-        sock.on((ev) => {
-          if ('promptId' in ev && ev.promptId && ev.promptId !== pid) return;
-          opts.onEvent?.(ev);
-          if (ev.type === 'execution_cached') cached.push(...ev.nodes);
-          else if (ev.type === 'execution_error')
-            done(new ExecutionError(pid, ev.nodeId, ev.nodeType, ev.exceptionType, ev.exceptionMessage, ev.traceback));
-          else if (ev.type === 'execution_interrupted') done(new ExecutionInterruptedError(pid, ev.nodeId));
-          else if (ev.type === 'execution_success' || (ev.type === 'executing' && ev.node === null)) done();
-        }, (err) => done(new ComfyUnreachableError(this.url, err)));
+        sock.on(
+          (ev) => {
+            if ('promptId' in ev && ev.promptId && ev.promptId !== pid) return;
+            opts.onEvent?.(ev);
+            if (ev.type === 'execution_cached') cached.push(...ev.nodes);
+            else if (ev.type === 'execution_error') done(new ExecutionError(pid, ev.nodeId, ev.nodeType, ev.exceptionType, ev.exceptionMessage, ev.traceback));
+            else if (ev.type === 'execution_interrupted') done(new ExecutionInterruptedError(pid, ev.nodeId));
+            else if (ev.type === 'execution_success' || (ev.type === 'executing' && ev.node === null)) done();
+          },
+          (err) => done(new ComfyUnreachableError(this.url, err)),
+        );
       });
       // ComfyUI announces the end over the socket before its worker thread files the job in
       // /history: give the history a moment (bounded) to appear.

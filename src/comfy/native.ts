@@ -69,15 +69,7 @@ async function startNativeComfyOnce(opts: NativeComfyOptions): Promise<NativeCom
   const logFile = join(base, 'comfyui.log');
   const log = createWriteStream(logFile);
   const tail: string[] = [];
-  const args = [
-    'main.py',
-    ...(opts.args ?? ['--cpu']),
-    '--listen', '127.0.0.1',
-    '--port', String(port),
-    '--base-directory', base,
-    '--disable-auto-launch',
-    '--database-url', 'sqlite:///:memory:',
-  ];
+  const args = ['main.py', ...(opts.args ?? ['--cpu']), '--listen', '127.0.0.1', '--port', String(port), '--base-directory', base, '--disable-auto-launch', '--database-url', 'sqlite:///:memory:'];
   const url = `http://127.0.0.1:${port}`;
   const supervisor = new ComfySupervisor({
     command: [opts.python, ...args],

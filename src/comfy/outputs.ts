@@ -29,7 +29,15 @@ export function outputFiles(outputs: Record<string, Record<string, unknown>>): O
       const arr = o[list];
       if (!Array.isArray(arr)) continue;
       for (const f of arr)
-        if (isRef(f)) out.push({ nodeId, list, filename: f.filename, subfolder: f.subfolder ?? '', type: f.type ?? 'output', ...(typeof (f as { format?: string }).format === 'string' ? { format: (f as { format?: string }).format } : {}) });
+        if (isRef(f))
+          out.push({
+            nodeId,
+            list,
+            filename: f.filename,
+            subfolder: f.subfolder ?? '',
+            type: f.type ?? 'output',
+            ...(typeof (f as { format?: string }).format === 'string' ? { format: (f as { format?: string }).format } : {}),
+          });
     }
   }
   return out;

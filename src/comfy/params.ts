@@ -152,12 +152,7 @@ export const DanceParams = z
     width: side('width', 480),
     height: side('height', 832),
     /** Requested frame count; rounded to 4n+1 by `roundFrames`. */
-    frames: z
-      .number({ error: 'frames must be a number' })
-      .int('frames must be an integer')
-      .min(1, 'frames must be at least 1')
-      .max(MAX_FRAMES, `frames must be at most ${MAX_FRAMES}`)
-      .default(81),
+    frames: z.number({ error: 'frames must be a number' }).int('frames must be an integer').min(1, 'frames must be at least 1').max(MAX_FRAMES, `frames must be at most ${MAX_FRAMES}`).default(81),
     fps: z.number({ error: 'fps must be a number' }).positive('fps must be > 0').max(120, 'fps must be at most 120').default(16),
     steps: z.number().int('steps must be an integer').min(1, 'steps must be at least 1').max(200, 'steps must be at most 200').optional(),
     cfg: z.number().min(0, 'cfg must be >= 0').max(100, 'cfg must be at most 100').optional(),

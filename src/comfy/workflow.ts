@@ -94,7 +94,10 @@ export function modelFilesFor(variant: string, manifest: Manifest = loadManifest
     textEncoder: getFile(manifest, te).filename,
     vae: byRole('vae', w.requires),
     clipVision: byRole('clip_vision', w.requires),
-    lora: byRole('lora', Object.values(manifest.presets).flatMap((p) => p.files)),
+    lora: byRole(
+      'lora',
+      Object.values(manifest.presets).flatMap((p) => p.files),
+    ),
     poseDetector: byRole('pose_detector', w.requires),
     poseEstimator: byRole('pose_estimator', w.requires),
   };
@@ -124,10 +127,8 @@ export function findByTitle(wf: ApiWorkflow, title: string): [string, ApiNode] {
 function set(wf: ApiWorkflow, title: string, values: Record<string, unknown>): void {
   const [id, node] = findByTitle(wf, title);
   for (const [k, v] of Object.entries(values)) {
-    if (!(k in node.inputs))
-      throw new ActionableError(`workflow template: node ${id} "${title}" (${node.class_type}) has no input "${k}"`, { code: 'E_WORKFLOW' });
-    if (Array.isArray(node.inputs[k]))
-      throw new ActionableError(`workflow template: input "${k}" of node ${id} "${title}" is a link, not a value`, { code: 'E_WORKFLOW' });
+    if (!(k in node.inputs)) throw new ActionableError(`workflow template: node ${id} "${title}" (${node.class_type}) has no input "${k}"`, { code: 'E_WORKFLOW' });
+    if (Array.isArray(node.inputs[k])) throw new ActionableError(`workflow template: input "${k}" of node ${id} "${title}" is a link, not a value`, { code: 'E_WORKFLOW' });
     node.inputs[k] = v;
   }
 }
@@ -138,8 +139,7 @@ export function spliceOut(wf: ApiWorkflow, title: string, through: string): void
   const src = node.inputs[through];
   if (!Array.isArray(src)) throw new ActionableError(`workflow template: "${title}".${through} is not a link`, { code: 'E_WORKFLOW' });
   delete wf[id];
-  for (const n of Object.values(wf))
-    for (const [k, v] of Object.entries(n.inputs)) if (Array.isArray(v) && v[0] === id) n.inputs[k] = [...src];
+  for (const n of Object.values(wf)) for (const [k, v] of Object.entries(n.inputs)) if (Array.isArray(v) && v[0] === id) n.inputs[k] = [...src];
 }
 
 /**

@@ -49,7 +49,9 @@ export function renderReport(r: BuildReport): string {
   const out: string[] = [];
   out.push(`${r.ok ? 'PASS' : 'FAIL'} build ${r.tag} in ${r.seconds}s (${r.attempts.length} attempt${r.attempts.length === 1 ? '' : 's'}; log ${r.log})`);
   for (const [i, a] of r.attempts.entries()) {
-    out.push(`  attempt ${i + 1}: ${a.ok ? 'ok' : 'failed'} in ${a.seconds}s, steps ${a.steps.done} run / ${a.steps.cached} cached${a.failure ? ` — ${a.failure.kind}: ${a.failure.message.slice(0, 200)}` : ''}`);
+    out.push(
+      `  attempt ${i + 1}: ${a.ok ? 'ok' : 'failed'} in ${a.seconds}s, steps ${a.steps.done} run / ${a.steps.cached} cached${a.failure ? ` — ${a.failure.kind}: ${a.failure.message.slice(0, 200)}` : ''}`,
+    );
   }
   for (const f of r.fallbacks) out.push(`  fallback: ${f}`);
   out.push(`  node packs: ${r.packs.selected.join(', ') || 'none'}`);
@@ -63,7 +65,9 @@ export function renderReport(r: BuildReport): string {
   if (v) {
     const info = v.imageInfo as { torch?: string; cuda?: string; python?: string; attention?: Record<string, unknown> } | undefined;
     if (info) {
-      const att = Object.entries(info.attention ?? {}).map(([k, val]) => `${k}=${val ? (val === true ? 'yes' : String(val)) : 'no'}`).join(' ');
+      const att = Object.entries(info.attention ?? {})
+        .map(([k, val]) => `${k}=${val ? (val === true ? 'yes' : String(val)) : 'no'}`)
+        .join(' ');
       out.push(`  in image: python ${info.python}, torch ${info.torch}, CUDA ${info.cuda}; attention ${att}`);
     }
     out.push(`  ComfyUI --quick-test-for-ci: ${v.comfyui.ok ? 'ok' : 'FAILED'}; packs ${v.comfyui.packs.map((p) => `${p.name}:${p.loaded ? 'loaded' : 'NOT LOADED'}`).join(', ')}`);

@@ -103,7 +103,10 @@ export function keyValue(v: string, previous: Record<string, unknown> | undefine
 /** A comma list of ids, each one of `known` (when given). */
 export function idList(known?: readonly string[]): (v: string) => string[] {
   return (v) => {
-    const ids = v.split(',').map((s) => s.trim()).filter(Boolean);
+    const ids = v
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
     if (!ids.length) throw new InvalidArgumentError('expected a comma list of ids');
     const bad = known ? ids.filter((id) => !known.includes(id)) : [];
     if (bad.length) throw new InvalidArgumentError(`unknown id(s) ${bad.join(', ')} (known: ${known!.join(', ')})`);
@@ -122,7 +125,7 @@ export function manifestVariants(env: NodeJS.ProcessEnv): readonly string[] | un
   }
 }
 
-export const VARIANT_DEFAULT = '$STEADYDANCER_VARIANT, else the variant the models folder holds verified, else docker/models.json\'s defaultVariant';
+export const VARIANT_DEFAULT = "$STEADYDANCER_VARIANT, else the variant the models folder holds verified, else docker/models.json's defaultVariant";
 
 /**
  * `--variant`: commander's choices are the default manifest's variants. Commands that take

@@ -31,13 +31,7 @@ export function renderCheck(r: CheckResult): string {
   if (r.fallback && r.chosenVariant === r.fallback.to) lines.push(`variant ${r.fallback.from} is unavailable; ${r.fallback.to} will be used as the fallback`);
   else if (r.fallback) lines.push(`variant ${r.fallback.from} is unavailable and so is its fallback ${r.fallback.to}`);
   const bad = r.rows.filter((x) => x.status !== 'ok').length;
-  lines.push(
-    r.ok
-      ? `ok: variant ${r.chosenVariant} is complete on the Hub`
-      : r.exitCode === 3
-        ? `could not check ${bad} file(s): the Hub was not reachable`
-        : `${bad} file(s) not available`,
-  );
+  lines.push(r.ok ? `ok: variant ${r.chosenVariant} is complete on the Hub` : r.exitCode === 3 ? `could not check ${bad} file(s): the Hub was not reachable` : `${bad} file(s) not available`);
   return lines.join('\n');
 }
 

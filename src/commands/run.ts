@@ -39,10 +39,18 @@ export default async function run(opts: RunCliOptions, ctx: Context): Promise<nu
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const stem = opts.out ?? join(root, 'reports', `plan-${stamp}`);
   const phases = realPhases({
-    root, env: ctx.env, logger: ctx.logger, variant: opts.variant, tag: opts.tag, engine: opts.engine,
-    reportDir: `${stem.replace(/\.(md|json)$/, '')}.d`, generate: opts.generate, browser: opts.browser,
+    root,
+    env: ctx.env,
+    logger: ctx.logger,
+    variant: opts.variant,
+    tag: opts.tag,
+    engine: opts.engine,
+    reportDir: `${stem.replace(/\.(md|json)$/, '')}.d`,
+    generate: opts.generate,
+    browser: opts.browser,
     params: Object.keys(params).length ? params : undefined,
-    cpuPlan: plan.cpuPlan, notes,
+    cpuPlan: plan.cpuPlan,
+    notes,
   });
   const report = await runPlan(phases, {
     skip: parseIdList(opts.skip),

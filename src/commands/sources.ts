@@ -77,4 +77,3 @@ export async function verifyCmd(opts: SourcesOpts, ctx: Context, names: string[]
   }
   return 0;
 }
-

@@ -217,7 +217,15 @@ interface RunOutcome {
   disk: { warned: boolean; stopped: boolean; peakUsedFraction: number };
 }
 
-async function runDockerBuild(o: BuildOptions, engine: Engine, dockerfile: string, args: Record<string, string>, labels: Record<string, string>, log: NodeJS.WritableStream, secretFile?: string): Promise<RunOutcome> {
+async function runDockerBuild(
+  o: BuildOptions,
+  engine: Engine,
+  dockerfile: string,
+  args: Record<string, string>,
+  labels: Record<string, string>,
+  log: NodeJS.WritableStream,
+  secretFile?: string,
+): Promise<RunOutcome> {
   const argv = ['build', '--network', 'host', '--progress=plain', '-f', dockerfile, '-t', o.tag];
   if (o.noCache) argv.push('--no-cache');
   for (const [k, v] of Object.entries(args)) argv.push('--build-arg', `${k}=${v}`);
@@ -373,11 +381,18 @@ export async function runBuild(o: BuildOptions): Promise<BuildReport> {
         continue;
       }
       // the step's last lines, less npm's upgrade notices
-      const tail = failure?.step?.tail.filter((l) => !/^npm notice\b/.test(l.trim())).slice(-8).join('\n') ?? '';
-      throw new ActionableError(`build failed${failure?.step ? ` at [${failure.step.stage} ${failure.step.index}/${failure.step.stageTotal}]` : ''}: ${failure?.message ?? 'see the log'}${tail ? `\n${tail}` : ''}`, {
-        code: failure?.kind === 'network' ? 'E_BUILD_NETWORK' : 'E_BUILD_FAILED',
-        hint: `full log: ${resolve(o.logPath)}`,
-      });
+      const tail =
+        failure?.step?.tail
+          .filter((l) => !/^npm notice\b/.test(l.trim()))
+          .slice(-8)
+          .join('\n') ?? '';
+      throw new ActionableError(
+        `build failed${failure?.step ? ` at [${failure.step.stage} ${failure.step.index}/${failure.step.stageTotal}]` : ''}: ${failure?.message ?? 'see the log'}${tail ? `\n${tail}` : ''}`,
+        {
+          code: failure?.kind === 'network' ? 'E_BUILD_NETWORK' : 'E_BUILD_FAILED',
+          hint: `full log: ${resolve(o.logPath)}`,
+        },
+      );
     }
 
     const img = await inspectImage(engine, o.tag);
@@ -434,6 +449,7 @@ export function verifiedLabels(imageInfo: Record<string, unknown> | undefined): 
     'org.steadydancer.attention': backends.join(',') || 'none',
     'org.steadydancer.flash-attn': String(usable('flash_attn')),
     'org.steadydancer.sageattn': String(usable('sageattention')),
+    'org.steadydancer.fa3': String(usable('fa3')),
     'org.steadydancer.xformers': String(usable('xformers')),
   };
 }

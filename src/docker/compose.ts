@@ -66,14 +66,17 @@ export interface DownResult {
   output: string;
 }
 
-const tail = (text: string, n = 20) => text.split('\n').filter((l) => l.trim()).slice(-n).join('\n');
+const tail = (text: string, n = 20) =>
+  text
+    .split('\n')
+    .filter((l) => l.trim())
+    .slice(-n)
+    .join('\n');
 
 /** The Compose to use: $STEADYDANCER_COMPOSE (a command line), else `<engine> compose`, else docker-compose. */
 export async function findCompose(run: Runner, engine: string, env: NodeJS.ProcessEnv): Promise<ComposeCommand> {
   const tried: string[] = [];
-  const candidates: string[][] = env.STEADYDANCER_COMPOSE
-    ? [env.STEADYDANCER_COMPOSE.split(/\s+/).filter(Boolean)]
-    : [[engine, 'compose'], ['docker-compose']];
+  const candidates: string[][] = env.STEADYDANCER_COMPOSE ? [env.STEADYDANCER_COMPOSE.split(/\s+/).filter(Boolean)] : [[engine, 'compose'], ['docker-compose']];
   for (const argv of candidates) {
     const r = await run(argv[0]!, [...argv.slice(1), 'version'], { timeoutMs: 20_000 });
     const m = /v?(\d+\.\d+\.\d+)/.exec(r.stdout + r.stderr);
@@ -82,7 +85,7 @@ export async function findCompose(run: Runner, engine: string, env: NodeJS.Proce
   }
   throw new ActionableError(`no Docker Compose found (${tried.join('; ')})`, {
     code: 'E_NO_COMPOSE',
-    hint: 'install the Compose v2 plugin (docker-compose-plugin) or Debian\'s docker-compose (apt-get install docker-compose), or name one with STEADYDANCER_COMPOSE',
+    hint: "install the Compose v2 plugin (docker-compose-plugin) or Debian's docker-compose (apt-get install docker-compose), or name one with STEADYDANCER_COMPOSE",
   });
 }
 
@@ -131,7 +134,9 @@ async function prepare(o: ComposeOptions, wantGpu: boolean): Promise<Prepared> {
     else {
       const g = await probeGpu(run);
       gpu = o.cpu === false || g.present;
-      gpuReason = g.present ? `GPU seen (${g.gpus.map((x) => x.name).join(', ')}): ${COMPOSE_GPU_FILE} added` : `no GPU (${g.reason ?? 'nvidia-smi sees none'}): CPU mode, ${COMPOSE_GPU_FILE} left out`;
+      gpuReason = g.present
+        ? `GPU seen (${g.gpus.map((x) => x.name).join(', ')}): ${COMPOSE_GPU_FILE} added`
+        : `no GPU (${g.reason ?? 'nvidia-smi sees none'}): CPU mode, ${COMPOSE_GPU_FILE} left out`;
     }
   }
   const files = [base];
@@ -146,7 +151,10 @@ async function prepare(o: ComposeOptions, wantGpu: boolean): Promise<Prepared> {
   // Validate before touching the engine: a broken file is reported with Compose's own words.
   const cfg = await exec(['config', '-q'], 60_000);
   if (cfg.exitCode !== 0)
-    throw new ActionableError(`the compose file is invalid (${compose.argv.join(' ')} config): ${tail(cfg.stderr || cfg.stdout, 8)}`, { code: 'E_COMPOSE_INVALID', hint: `fix ${files.join(' / ')}; \`steadydancer lint\` checks it too` });
+    throw new ActionableError(`the compose file is invalid (${compose.argv.join(' ')} config): ${tail(cfg.stderr || cfg.stdout, 8)}`, {
+      code: 'E_COMPOSE_INVALID',
+      hint: `fix ${files.join(' / ')}; \`steadydancer lint\` checks it too`,
+    });
   return { run, engine, compose, files, project: proj, gpu, gpuReason, exec };
 }
 
@@ -178,7 +186,10 @@ export async function composeUp(o: UpOptions): Promise<UpResult> {
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
   const running = await containerId(p);
   if (!running && !(await portFree(host, port)))
-    throw new ActionableError(`port ${host}:${port} is already taken by another program`, { code: 'E_PORT_TAKEN', hint: 'stop it, or choose another port with COMFYUI_HOST_PORT=<n> (and API_HOST_PORT for 8000)' });
+    throw new ActionableError(`port ${host}:${port} is already taken by another program`, {
+      code: 'E_PORT_TAKEN',
+      hint: 'stop it, or choose another port with COMFYUI_HOST_PORT=<n> (and API_HOST_PORT for 8000)',
+    });
   const up = await p.exec(['up', '-d', ...(o.build ? ['--build'] : [])], 30 * 60_000);
   if (up.exitCode !== 0) {
     const text = up.stderr + '\n' + up.stdout;
@@ -204,21 +215,38 @@ export async function composeUp(o: UpOptions): Promise<UpResult> {
     clearInterval(keepAlive);
   }
   async function waitReady(): Promise<UpResult> {
-  for (;;) {
-    o.signal?.throwIfAborted();
-    const st = await containerState(p, cid);
-    if (st && (st.status === 'exited' || st.status === 'dead'))
-      throw new ActionableError(`the ${SERVICE} container exited (code ${st.exitCode}) before ComfyUI was ready; its last log lines:\n${await logsOf(p, cid)}`, { code: 'E_CONTAINER_EXITED', hint: `full log: ${p.engine} logs ${cid.slice(0, 12)}; stop it with: steadydancer down` });
-    try {
-      const s = await client.systemStats(o.signal);
-      return { ok: true, url, compose: p.compose, files: p.files, gpu: p.gpu, gpuReason: p.gpuReason, project: p.project, container: cid.slice(0, 12), seconds: (Date.now() - t0) / 1000, system: s.system };
-    } catch (err) {
-      last = (err as Error).message;
+    for (;;) {
+      o.signal?.throwIfAborted();
+      const st = await containerState(p, cid);
+      if (st && (st.status === 'exited' || st.status === 'dead'))
+        throw new ActionableError(`the ${SERVICE} container exited (code ${st.exitCode}) before ComfyUI was ready; its last log lines:\n${await logsOf(p, cid)}`, {
+          code: 'E_CONTAINER_EXITED',
+          hint: `full log: ${p.engine} logs ${cid.slice(0, 12)}; stop it with: steadydancer down`,
+        });
+      try {
+        const s = await client.systemStats(o.signal);
+        return {
+          ok: true,
+          url,
+          compose: p.compose,
+          files: p.files,
+          gpu: p.gpu,
+          gpuReason: p.gpuReason,
+          project: p.project,
+          container: cid.slice(0, 12),
+          seconds: (Date.now() - t0) / 1000,
+          system: s.system,
+        };
+      } catch (err) {
+        last = (err as Error).message;
+      }
+      if (Date.now() > deadline)
+        throw new ActionableError(
+          `ComfyUI did not answer ${url}/system_stats within ${Math.round((o.timeoutMs ?? 300_000) / 1000)} s (last: ${last}); the container's last log lines:\n${await logsOf(p, cid)}`,
+          { code: 'E_NOT_READY', hint: 'wait longer with --timeout, or look at the log; stop it with: steadydancer down' },
+        );
+      await new Promise((r) => setTimeout(r, o.intervalMs ?? 2_000));
     }
-    if (Date.now() > deadline)
-      throw new ActionableError(`ComfyUI did not answer ${url}/system_stats within ${Math.round((o.timeoutMs ?? 300_000) / 1000)} s (last: ${last}); the container's last log lines:\n${await logsOf(p, cid)}`, { code: 'E_NOT_READY', hint: 'wait longer with --timeout, or look at the log; stop it with: steadydancer down' });
-    await new Promise((r) => setTimeout(r, o.intervalMs ?? 2_000));
-  }
   }
 }
 

@@ -48,18 +48,21 @@ const line1 = (i: Instruction) => i.getRange().start.line + 1;
 /** Substitute ${VAR}, ${VAR:-default} and $VAR from `vars`; null when one cannot be resolved. */
 export function substitute(text: string, vars: Map<string, string | null>): string | null {
   let failed = false;
-  const out = text.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?([-+])([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)/g, (_m, n1: string | undefined, op: string | undefined, word: string | undefined, n2: string | undefined) => {
-    const name = (n1 ?? n2)!;
-    const v = vars.get(name);
-    const set = v !== undefined && v !== null && v !== '';
-    if (op === '-') return set ? v : (word ?? '');
-    if (op === '+') return set ? (word ?? '') : '';
-    if (!set) {
-      failed = true;
-      return '';
-    }
-    return v;
-  });
+  const out = text.replace(
+    /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?([-+])([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)/g,
+    (_m, n1: string | undefined, op: string | undefined, word: string | undefined, n2: string | undefined) => {
+      const name = (n1 ?? n2)!;
+      const v = vars.get(name);
+      const set = v !== undefined && v !== null && v !== '';
+      if (op === '-') return set ? v : (word ?? '');
+      if (op === '+') return set ? (word ?? '') : '';
+      if (!set) {
+        failed = true;
+        return '';
+      }
+      return v;
+    },
+  );
   return failed ? null : out;
 }
 

@@ -30,7 +30,11 @@ export function engineBin(flag?: string, env: NodeJS.ProcessEnv = process.env): 
 export async function connectEngine(bin: string, signal?: AbortSignal): Promise<Engine> {
   const res = await execa(bin, ['info', '--format', '{{json .}}'], { reject: false, timeout: 30_000, cancelSignal: signal });
   if (res.failed || res.exitCode !== 0) {
-    const why = String(res.stderr || res.stdout || res.message || '').split('\n').filter(Boolean).slice(-1)[0] ?? 'no answer';
+    const why =
+      String(res.stderr || res.stdout || res.message || '')
+        .split('\n')
+        .filter(Boolean)
+        .slice(-1)[0] ?? 'no answer';
     throw new ActionableError(`no Docker engine answers through ${bin}: ${why}`, { code: 'E_NO_DOCKER', hint: ENSURE_DOCKER_HINT });
   }
   let info: { ServerVersion?: string; DockerRootDir?: string };
@@ -83,12 +87,7 @@ export interface RunResult {
 }
 
 /** `docker run --rm --network host IMAGE ARGS...` (start.sh passes ARGS through as a command). */
-export async function runInImage(
-  engine: Engine,
-  ref: string,
-  args: string[],
-  opts: { timeoutMs?: number; env?: Record<string, string>; signal?: AbortSignal } = {},
-): Promise<RunResult> {
+export async function runInImage(engine: Engine, ref: string, args: string[], opts: { timeoutMs?: number; env?: Record<string, string>; signal?: AbortSignal } = {}): Promise<RunResult> {
   const envArgs = Object.entries(opts.env ?? {}).flatMap(([k, v]) => ['-e', `${k}=${v}`]);
   const res = await execa(engine.bin, ['run', '--rm', '--network', 'host', ...envArgs, ref, ...args], {
     reject: false,

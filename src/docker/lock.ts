@@ -12,20 +12,14 @@ import { dockerDir } from '../util/paths.js';
 export const LOCK_FILE = 'custom-nodes.lock.json';
 
 /** A full 40-hex git commit (a branch, tag or short hash is not a pin). */
-export const CommitSchema = z
-  .string()
-  .regex(/^[0-9a-f]{40}$/, 'must be a full 40-hex git commit (lower case), not a branch, tag or short hash');
+export const CommitSchema = z.string().regex(/^[0-9a-f]{40}$/, 'must be a full 40-hex git commit (lower case), not a branch, tag or short hash');
 
 /** Directory-safe name: it becomes ComfyUI/custom_nodes/<name> and the cache key <name>@<commit>. */
-export const SourceNameSchema = z
-  .string()
-  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'must be a plain directory name (letters, digits, . _ -)');
+export const SourceNameSchema = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'must be a plain directory name (letters, digits, . _ -)');
 
 export const SourceSchema = z.object({
   name: SourceNameSchema,
-  repo: z
-    .string()
-    .regex(/^(https:\/\/|git@|file:\/\/|\/)/, 'must be an https://, git@, file:// URL or an absolute path'),
+  repo: z.string().regex(/^(https:\/\/|git@|file:\/\/|\/)/, 'must be an https://, git@, file:// URL or an absolute path'),
   commit: CommitSchema,
 });
 
@@ -115,7 +109,10 @@ export function selectPacks(lock: Lock, selection: string | undefined): { select
   const sel = (selection ?? 'all').trim();
   if (sel === '' || sel === 'all') return { selected: [...lock.nodes], omitted: [] };
   if (sel === 'none') return { selected: [], omitted: [...lock.nodes] };
-  const names = sel.split(',').map((s) => s.trim()).filter(Boolean);
+  const names = sel
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   const known = new Set(lock.nodes.map((n) => n.name));
   const unknown = names.filter((n) => !known.has(n));
   if (unknown.length) {

@@ -144,7 +144,13 @@ export async function fetchSource(s: LockedSource, opts: { from?: string; env?: 
 }
 
 function lastLine(text: unknown): string {
-  return String(text ?? '').trim().split('\n').filter(Boolean).slice(-1)[0] ?? '';
+  return (
+    String(text ?? '')
+      .trim()
+      .split('\n')
+      .filter(Boolean)
+      .slice(-1)[0] ?? ''
+  );
 }
 
 /** Select lock sources by name (all when names is empty); unknown names are a usage error. */
@@ -203,10 +209,7 @@ export async function stageSources(sources: LockedSource[], stageDir: string, en
     }
     rmSync(dest, { recursive: true, force: true });
     cpSync(v.path, dest, { recursive: true, verbatimSymlinks: true, filter: (src) => basename(src) !== '.git' });
-    writeFileSync(
-      join(dest, '.steadydancer-source.json'),
-      JSON.stringify({ name: s.name, repo: s.repo, commit: s.commit, from: 'cache', missing: v.missingFiles }, null, 2) + '\n',
-    );
+    writeFileSync(join(dest, '.steadydancer-source.json'), JSON.stringify({ name: s.name, repo: s.repo, commit: s.commit, from: 'cache', missing: v.missingFiles }, null, 2) + '\n');
     out.push({ name: s.name, commit: s.commit, from: 'cache', missingFiles: v.missingFiles.length });
   }
   return out;

@@ -21,7 +21,10 @@ export interface ComfyPort {
    * Queue an API-format workflow and wait for it; reports sampler progress; returns the bytes of
    * the video it saved. Must reject when ComfyUI goes away, and stop (interrupt) on abort.
    */
-  run(workflow: Record<string, unknown>, opts: { signal: AbortSignal; onProgress: (p: { value: number; max: number; node?: string }) => void; onNode?: (node: string, classType?: string) => void }): Promise<Buffer>;
+  run(
+    workflow: Record<string, unknown>,
+    opts: { signal: AbortSignal; onProgress: (p: { value: number; max: number; node?: string }) => void; onNode?: (node: string, classType?: string) => void },
+  ): Promise<Buffer>;
 }
 
 /** Resolved parameters: whatever the pipeline's resolver returns, with the seed it drew. */
@@ -93,15 +96,12 @@ export function createDanceHandler<P extends SeededParams>(deps: DanceHandlerDep
           classOf.set(node, classType);
           ctx.progress({ stage: 'running', message: `running ${classType ?? 'node'} (${node})` });
         },
-        onProgress: ({ value, max, node }) => ctx.progress(comfyProgress(value, max, node === undefined ? undefined : (classOf.get(node) ?? (workflow[node] as { class_type?: string } | undefined)?.class_type))),
+        onProgress: ({ value, max, node }) =>
+          ctx.progress(comfyProgress(value, max, node === undefined ? undefined : (classOf.get(node) ?? (workflow[node] as { class_type?: string } | undefined)?.class_type))),
       });
       timings.inference_ms = Date.now() - t2;
       ctx.progress({ stage: 'output', message: `video ready (${mp4.length} bytes)` });
-      const out = await buildOutput(
-        mp4,
-        { seed: params.seed, timings },
-        { jobId: ctx.id, limitBytes: ctx.delivery === 'runsync' ? RUNSYNC_LIMIT_BYTES : RUN_LIMIT_BYTES, s3: deps.s3 },
-      );
+      const out = await buildOutput(mp4, { seed: params.seed, timings }, { jobId: ctx.id, limitBytes: ctx.delivery === 'runsync' ? RUNSYNC_LIMIT_BYTES : RUN_LIMIT_BYTES, s3: deps.s3 });
       out.timings.total_ms = Date.now() - t0;
       return out;
     } finally {

@@ -205,10 +205,7 @@ const VIDEO_EXT: Record<string, string> = { h264: 'mp4', hevc: 'mp4', mpeg4: 'mp
 /** Load, write and check both inputs of a job into `dir`. */
 export async function prepareMedia(input: { image: string; video: string }, dir: string, limits: MediaLimits, policy: FetchPolicy = {}): Promise<PreparedMedia> {
   await mkdir(dir, { recursive: true });
-  const [imgBytes, vidBytes] = await Promise.all([
-    loadSource('image', 'image', input.image, limits, policy),
-    loadSource('video', 'video', input.video, limits, policy),
-  ]);
+  const [imgBytes, vidBytes] = await Promise.all([loadSource('image', 'image', input.image, limits, policy), loadSource('video', 'video', input.video, limits, policy)]);
   const rawImg = join(dir, 'input-image.bin');
   const rawVid = join(dir, 'input-video.bin');
   await Promise.all([writeFile(rawImg, imgBytes), writeFile(rawVid, vidBytes)]);

@@ -148,7 +148,11 @@ export function pinnedDispatcher(resolver: Resolver, allowPrivate: boolean | ((h
       (addrs) => {
         const wanted = options.family === 4 || options.family === 6 ? addrs.filter((a) => a.family === options.family) : addrs;
         const pick = wanted.length ? wanted : addrs;
-        if (options.all) cb(null, pick.map((a) => ({ address: a.address, family: a.family })));
+        if (options.all)
+          cb(
+            null,
+            pick.map((a) => ({ address: a.address, family: a.family })),
+          );
         else cb(null, pick[0]!.address, pick[0]!.family);
       },
       (err: Error) => cb(err, ''),

@@ -126,7 +126,12 @@ export async function checkModels(opts: CheckOptions): Promise<CheckResult> {
       }
     }
     const relevant = chosen ? rows.filter((r) => variantFiles(manifest, chosen!, { presets: opts.presets }).some((f) => f.id === r.id)) : rows;
-    const exitCode = chosen ? 0 : relevant.some((r) => r.status === 'network' || r.status === 'offline' || r.status === 'error') && !relevant.some((r) => r.status === 'missing' || r.status === 'gated' || r.status === 'mismatch') ? 3 : 1;
+    const exitCode = chosen
+      ? 0
+      : relevant.some((r) => r.status === 'network' || r.status === 'offline' || r.status === 'error') &&
+          !relevant.some((r) => r.status === 'missing' || r.status === 'gated' || r.status === 'mismatch')
+        ? 3
+        : 1;
     return {
       ok: chosen !== null,
       requestedVariant: opts.variant,

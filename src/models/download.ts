@@ -247,7 +247,11 @@ export async function downloadModels(opts: DownloadOptions): Promise<DownloadSum
               result.size = await sizeOf(join(dest, relTarget(file)));
             } else if (!opts.checkOnly) {
               result.status = 'failed';
-              result.error = errorInfo(new HubError('offline', `HF_HUB_OFFLINE is set and ${relTarget(file)} is ${state === 'wrong' ? 'not the expected file' : 'missing'} in ${dest}`, { hint: 'unset HF_HUB_OFFLINE to download it' }));
+              result.error = errorInfo(
+                new HubError('offline', `HF_HUB_OFFLINE is set and ${relTarget(file)} is ${state === 'wrong' ? 'not the expected file' : 'missing'} in ${dest}`, {
+                  hint: 'unset HF_HUB_OFFLINE to download it',
+                }),
+              );
             } else if (state === 'wrong') {
               result.error = errorInfo(new HubError('checksum', `${relTarget(file)} in ${dest} does not match the manifest's size/sha256`));
             }
@@ -263,12 +267,20 @@ export async function downloadModels(opts: DownloadOptions): Promise<DownloadSum
           const m = plan.meta;
           if (file.size !== null && m.size !== null && file.size !== m.size) {
             result.status = 'failed';
-            result.error = errorInfo(new HubError('size', `${file.repo}/${file.path} on the Hub is ${m.size} bytes but docker/models.json says ${file.size}`, { hint: 'the file changed upstream: pin the manifest to a commit, or update its size and sha256' }));
+            result.error = errorInfo(
+              new HubError('size', `${file.repo}/${file.path} on the Hub is ${m.size} bytes but docker/models.json says ${file.size}`, {
+                hint: 'the file changed upstream: pin the manifest to a commit, or update its size and sha256',
+              }),
+            );
             return plan;
           }
           if (file.sha256 && m.sha256 && file.sha256 !== m.sha256) {
             result.status = 'failed';
-            result.error = errorInfo(new HubError('checksum', `${file.repo}/${file.path} on the Hub has sha256 ${m.sha256} but docker/models.json says ${file.sha256}`, { hint: 'the file changed upstream: pin the manifest to a commit, or update its sha256' }));
+            result.error = errorInfo(
+              new HubError('checksum', `${file.repo}/${file.path} on the Hub has sha256 ${m.sha256} but docker/models.json says ${file.sha256}`, {
+                hint: 'the file changed upstream: pin the manifest to a commit, or update its sha256',
+              }),
+            );
             return plan;
           }
           result.size = m.size ?? file.size;
@@ -320,10 +332,18 @@ export async function downloadModels(opts: DownloadOptions): Promise<DownloadSum
         limit(async () => {
           const started = Date.now();
           try {
-            const r = await downloadOne({ ...opts, agent, cache, progress, file: p.file, meta: p.meta!, refresh: async () => {
-              metaCache.delete(p.file.id);
-              return meta(p.file);
-            } });
+            const r = await downloadOne({
+              ...opts,
+              agent,
+              cache,
+              progress,
+              file: p.file,
+              meta: p.meta!,
+              refresh: async () => {
+                metaCache.delete(p.file.id);
+                return meta(p.file);
+              },
+            });
             Object.assign(p.result, { status: 'downloaded', size: r.size, sha256: r.sha256, downloadedBytes: r.downloadedBytes });
             logger.info(`ok ${p.result.target} (${formatBytes(r.size)}, sha256 ${r.sha256.slice(0, 12)}…)`);
           } catch (err) {
@@ -538,16 +558,24 @@ export async function downloadOne(o: OneOptions): Promise<{ size: number; sha256
     const initialOffset = (await sizeOf(part)) ?? 0;
     // Several connections for a large file, unless a one-connection .part is already under way.
     let segmented =
-      (o.connections ?? 1) > 1 &&
-      expectedSize !== null &&
-      expectedSize >= (o.segmentMinBytes ?? 256 * 1024 * 1024) &&
-      (initialOffset === 0 || (await sizeOf(segmentsPath(part))) !== null);
+      (o.connections ?? 1) > 1 && expectedSize !== null && expectedSize >= (o.segmentMinBytes ?? 256 * 1024 * 1024) && (initialOffset === 0 || (await sizeOf(segmentsPath(part))) !== null);
     for (let pass = 0; ; pass++) {
       if (segmented) {
         try {
           downloaded += await fetchSegmented({
-            file, part, url, size: expectedSize!, etag: o.meta.etag, connections: o.connections!, hub, agent: o.agent, progress: o.progress, logger,
-            signal: o.signal, retries: o.retries ?? 5, retryMinTimeoutMs: o.retryMinTimeoutMs ?? 1000,
+            file,
+            part,
+            url,
+            size: expectedSize!,
+            etag: o.meta.etag,
+            connections: o.connections!,
+            hub,
+            agent: o.agent,
+            progress: o.progress,
+            logger,
+            signal: o.signal,
+            retries: o.retries ?? 5,
+            retryMinTimeoutMs: o.retryMinTimeoutMs ?? 1000,
           });
           await dropSegments(part);
           begun = true;
@@ -559,17 +587,18 @@ export async function downloadOne(o: OneOptions): Promise<{ size: number; sha256
           segmented = false;
         }
       }
-      if (!segmented) await pRetry(attempt, {
-        retries: o.retries ?? 5,
-        minTimeout: o.retryMinTimeoutMs ?? 1000,
-        maxTimeout: 30_000,
-        factor: 2,
-        signal: o.signal,
-        shouldRetry: ({ error }) => error instanceof HubError && error.retryable,
-        onFailedAttempt: ({ error, attemptNumber, retriesLeft }) => {
-          if (error instanceof HubError && error.retryable && retriesLeft > 0) logger.warn(`${rel}: ${error.message} (attempt ${attemptNumber}, retrying)`);
-        },
-      });
+      if (!segmented)
+        await pRetry(attempt, {
+          retries: o.retries ?? 5,
+          minTimeout: o.retryMinTimeoutMs ?? 1000,
+          maxTimeout: 30_000,
+          factor: 2,
+          signal: o.signal,
+          shouldRetry: ({ error }) => error instanceof HubError && error.retryable,
+          onFailedAttempt: ({ error, attemptNumber, retriesLeft }) => {
+            if (error instanceof HubError && error.retryable && retriesLeft > 0) logger.warn(`${rel}: ${error.message} (attempt ${attemptNumber}, retrying)`);
+          },
+        });
 
       const size = (await sizeOf(part)) ?? 0;
       if (expectedSize !== null && size !== expectedSize) {

@@ -92,7 +92,7 @@ export function threadSha256(maxInFlight = 64 << 20): Sha256 {
       if (!buf.length) return;
       // Transfer the buffer's memory when the buffer owns all of it; copy a view of a shared one.
       const own = buf.byteOffset === 0 && buf.byteLength === buf.buffer.byteLength && !(buf.buffer instanceof SharedArrayBuffer);
-      const ab = own ? (buf.buffer as ArrayBuffer) : buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength) as ArrayBuffer;
+      const ab = own ? (buf.buffer as ArrayBuffer) : (buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength) as ArrayBuffer);
       inFlight += buf.byteLength;
       worker.postMessage({ op: 'update', buf: ab, offset: 0, length: buf.byteLength }, [ab]);
       if (inFlight > maxInFlight) await new Promise<void>((r) => (drained = r));

@@ -164,7 +164,14 @@ export function networkError(err: unknown, url: string): HubError {
 }
 
 /** The HubError for an HTTP status from the Hub or the CDN. */
-export function statusError(status: number, headers: Record<string, string | string[] | undefined>, file: Pick<ManifestFileSpec, 'repo' | 'path'>, endpoint: string, hasToken: boolean, where = 'the Hub'): HubError {
+export function statusError(
+  status: number,
+  headers: Record<string, string | string[] | undefined>,
+  file: Pick<ManifestFileSpec, 'repo' | 'path'>,
+  endpoint: string,
+  hasToken: boolean,
+  where = 'the Hub',
+): HubError {
   const errCode = String(headers['x-error-code'] ?? '');
   const page = `${endpoint}/${file.repo}`;
   const name = `${file.repo}/${file.path}`;

@@ -73,8 +73,7 @@ const presetSchema = z
   })
   .strict();
 
-const idRecord = <T extends z.ZodType>(value: T) =>
-  z.record(z.string().regex(ID, 'ids are lowercase letters, digits, ".", "_" and "-"'), value);
+const idRecord = <T extends z.ZodType>(value: T) => z.record(z.string().regex(ID, 'ids are lowercase letters, digits, ".", "_" and "-"'), value);
 
 export const manifestSchema = z
   .object({

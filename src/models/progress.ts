@@ -61,10 +61,7 @@ export function plainProgress(logger: Logger, intervalMs = 10_000): ProgressSink
   const line = () => {
     const pct = t.total > 0 ? Math.floor((t.done / t.total) * 100) : 100;
     const active = [...t.perFile.entries()].map(([n, f]) => `${n} ${f.size > 0 ? Math.floor((f.done / f.size) * 100) : 0}%`);
-    logger.line(
-      `download: ${formatBytes(t.done)} / ${formatBytes(t.total)} (${pct}%), ${formatBytes(t.speed())}/s, ETA ${formatDuration(t.eta())}` +
-        (active.length ? ` · ${active.join(', ')}` : ''),
-    );
+    logger.line(`download: ${formatBytes(t.done)} / ${formatBytes(t.total)} (${pct}%), ${formatBytes(t.speed())}/s, ETA ${formatDuration(t.eta())}` + (active.length ? ` · ${active.join(', ')}` : ''));
   };
   return {
     begin(total, already) {

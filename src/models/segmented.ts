@@ -62,7 +62,14 @@ export async function fetchSegmented(o: SegmentedOptions): Promise<number> {
   const statePath = segmentsPath(o.part);
   let state = await loadState(statePath, o.size, o.etag);
   // A record without its preallocated .part (deleted by hand) is worthless.
-  if (state && (await stat(o.part).then((st) => st.size, () => -1)) !== o.size) state = null;
+  if (
+    state &&
+    (await stat(o.part).then(
+      (st) => st.size,
+      () => -1,
+    )) !== o.size
+  )
+    state = null;
   let fh;
   if (state) {
     fh = await open(o.part, 'r+');
@@ -91,7 +98,11 @@ export async function fetchSegmented(o: SegmentedOptions): Promise<number> {
   };
   await save(true);
   const name = o.file.filename;
-  o.progress.fileStart(name, o.size, st.segments.reduce((s, g) => s + g.done, 0));
+  o.progress.fileStart(
+    name,
+    o.size,
+    st.segments.reduce((s, g) => s + g.done, 0),
+  );
 
   const fetchSegment = async (seg: State['segments'][number], signal: AbortSignal) => {
     if (seg.start + seg.done > seg.end) return;

@@ -90,7 +90,11 @@ export function finishTinyModels(t: TinyModels, tmp: string): TinyModels {
 export async function ensureTinyModels(i: TinyGenInputs & { signal?: AbortSignal; onLine?: (line: string) => void }): Promise<TinyModels & { reused: boolean }> {
   const t = tinyModelsLayout(i.root, i.prompts, i.env);
   if (tinyModelsReady(t)) return { ...t, reused: true };
-  for (const [what, p] of [['Python', i.python], ['ComfyUI source', i.comfyui], ['SteadyDancer source', i.official]] as const)
+  for (const [what, p] of [
+    ['Python', i.python],
+    ['ComfyUI source', i.comfyui],
+    ['SteadyDancer source', i.official],
+  ] as const)
     if (!existsSync(p)) throw new ActionableError(`cannot make the tiny model set: the ${what} is not at ${p}`, { code: 'E_TINY_MODELS' });
   const tmp = `${t.dir}.tmp-${process.pid}`;
   rmSync(tmp, { recursive: true, force: true });
@@ -99,8 +103,15 @@ export async function ensureTinyModels(i: TinyGenInputs & { signal?: AbortSignal
   const r = await sub;
   if (r.exitCode !== 0) {
     rmSync(tmp, { recursive: true, force: true });
-    const tail = String(r.all ?? '').trim().split('\n').slice(-6).join('\n');
-    throw new ActionableError(`the tiny model generator failed (exit ${r.exitCode ?? r.signal}): ${tail}`, { code: 'E_TINY_MODELS', hint: `run it by hand: ${i.python} ${tinyGeneratorArgs(i, tmp).join(' ')}` });
+    const tail = String(r.all ?? '')
+      .trim()
+      .split('\n')
+      .slice(-6)
+      .join('\n');
+    throw new ActionableError(`the tiny model generator failed (exit ${r.exitCode ?? r.signal}): ${tail}`, {
+      code: 'E_TINY_MODELS',
+      hint: `run it by hand: ${i.python} ${tinyGeneratorArgs(i, tmp).join(' ')}`,
+    });
   }
   return { ...finishTinyModels(t, tmp), reused: false };
 }

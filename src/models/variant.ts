@@ -51,7 +51,10 @@ function coreFiles(m: Manifest, variant: string) {
 export function installedVariants(m: Manifest, modelsDir: string, among?: readonly string[]): string[] {
   const order = [...new Set([...m.fallbackOrder, ...variantNames(m)])].filter((v) => !among || among.includes(v));
   const rel = (f: { folder: string; filename: string }) => `${f.folder}/${f.filename}`; // the record's key, as models download writes it
-  const ok = verifiedSync(modelsDir, order.flatMap((v) => coreFiles(m, v)).map((f) => ({ rel: rel(f), sha256: f.sha256, size: f.size })));
+  const ok = verifiedSync(
+    modelsDir,
+    order.flatMap((v) => coreFiles(m, v)).map((f) => ({ rel: rel(f), sha256: f.sha256, size: f.size })),
+  );
   return order.filter((v) => coreFiles(m, v).every((f) => ok.has(rel(f))));
 }
 
@@ -82,7 +85,9 @@ export function resolveVariant(o: VariantRuleOptions): VariantDecision {
   const installed = o.modelsDir ? installedVariants(m, o.modelsDir, o.among) : [];
   if (requested) {
     if (!o.forRun || !o.modelsDir || installed.includes(requested.variant)) return requested;
-    const fb = fallbackChain(m, requested.variant).slice(1).find((v) => installed.includes(v));
+    const fb = fallbackChain(m, requested.variant)
+      .slice(1)
+      .find((v) => installed.includes(v));
     if (fb) return { variant: fb, source: 'installed', reason: `${requested.reason} is not installed in ${o.modelsDir}; its fallback ${fb} is (verified)` };
     return requested;
   }

@@ -107,7 +107,10 @@ export function checkSelection(phases: PhaseDef[], ids: string[] | undefined, fl
 
 export function parseIdList(v: unknown): string[] | undefined {
   if (v === undefined || v === null || v === false) return undefined;
-  const list = (Array.isArray(v) ? v : [v]).flatMap((x) => String(x).split(',')).map((s) => s.trim()).filter(Boolean);
+  const list = (Array.isArray(v) ? v : [v])
+    .flatMap((x) => String(x).split(','))
+    .map((s) => s.trim())
+    .filter(Boolean);
   return list;
 }
 
@@ -181,7 +184,11 @@ function cell(s: string): string {
 }
 
 function oneLine(s: string): string {
-  return s.split(/\r?\n/).map((l) => l.trim()).filter(Boolean).join(' / ');
+  return s
+    .split(/\r?\n/)
+    .map((l) => l.trim())
+    .filter(Boolean)
+    .join(' / ');
 }
 
 export function fmtMs(ms: number): string {
@@ -208,12 +215,7 @@ export function nextSteps(r: PlanReport): string[] {
  * phase one line a check with what it means, and the next steps. The details stay in the JSON file.
  */
 export function renderMarkdown(r: PlanReport, title = 'steadydancer run'): string {
-  const lines = [
-    `# ${title}`,
-    '',
-    `Started ${r.startedAt}, took ${fmtMs(r.durationMs)}. Result: **${r.ok ? 'ok' : 'failed'}** — ${countLine(r)}.`,
-    '',
-  ];
+  const lines = [`# ${title}`, '', `Started ${r.startedAt}, took ${fmtMs(r.durationMs)}. Result: **${r.ok ? 'ok' : 'failed'}** — ${countLine(r)}.`, ''];
   if (r.lenient)
     lines.push(
       'This was the **CPU plan**: there is no GPU here, so what this host cannot do is reported as WARN (environment) with the reason, and does not fail the run. `steadydancer run --strict` counts those as failures.',

@@ -123,7 +123,9 @@ export function realPhases(o: RealPhaseOptions): PhaseDef[] {
 
   return [
     {
-      id: 'doctor', title: 'host preflight', wave: 1,
+      id: 'doctor',
+      title: 'host preflight',
+      wave: 1,
       run: async () => {
         const r = await doctorHost({ root: o.root, env: o.env, variant });
         const fails = r.checks.filter((c) => c.status === 'FAIL');
@@ -142,7 +144,9 @@ export function realPhases(o: RealPhaseOptions): PhaseDef[] {
       },
     },
     {
-      id: 'lint', title: 'static checks', wave: 2,
+      id: 'lint',
+      title: 'static checks',
+      wave: 2,
       run: async () => {
         const r = await lintRepository({ root: o.root, env: o.env });
         const skipped = r.rules.filter((x) => x.status === 'skipped');
@@ -156,31 +160,70 @@ export function realPhases(o: RealPhaseOptions): PhaseDef[] {
         if (!lines.length) lines.push(`all ${r.rules.length} rules ran and found nothing`);
         return r.ok
           ? { status: 'pass', reason: `${r.rules.length - skipped.length} rules ran, 0 errors, ${r.warnings} warning(s)${tailNote}`, details, lines }
-          : { status: 'fail', reason: `${r.errors} error(s): ${r.findings.filter((f) => f.severity === 'error').slice(0, 3).map((f) => `${f.rule} ${f.file}: ${f.message}`).join('; ')}${tailNote}`, details, lines, next: ['Fix the lint errors listed under "lint" (`steadydancer lint` shows each with its rule).'] };
+          : {
+              status: 'fail',
+              reason: `${r.errors} error(s): ${r.findings
+                .filter((f) => f.severity === 'error')
+                .slice(0, 3)
+                .map((f) => `${f.rule} ${f.file}: ${f.message}`)
+                .join('; ')}${tailNote}`,
+              details,
+              lines,
+              next: ['Fix the lint errors listed under "lint" (`steadydancer lint` shows each with its rule).'],
+            };
       },
     },
     {
-      id: 'models', title: 'model files on the Hub', wave: 3,
+      id: 'models',
+      title: 'model files on the Hub',
+      wave: 3,
       run: async () => {
         const manifest = loadManifest(defaultManifestPath(o.env));
         const hub = hubConfig(o.env, { manifest, timeouts: { connectTimeoutMs: 10_000, headersTimeoutMs: 10_000, bodyTimeoutMs: 10_000 } });
         const r = await checkModels({ manifest, variant, hub });
         const bad = r.rows.filter((x) => x.status !== 'ok');
-        const details = { endpoint: r.endpoint, variant: r.requestedVariant, chosen: r.chosenVariant, fallback: r.fallback, rows: r.rows.map((x) => ({ target: x.target, status: x.status, message: x.message })) };
+        const details = {
+          endpoint: r.endpoint,
+          variant: r.requestedVariant,
+          chosen: r.chosenVariant,
+          fallback: r.fallback,
+          rows: r.rows.map((x) => ({ target: x.target, status: x.status, message: x.message })),
+        };
         const lines = r.rows.map((x) => `${x.status === 'ok' ? 'PASS' : 'FAIL'} ${x.target}: ${x.status}${x.message ? ` — ${x.message}` : ''}`);
-        if (r.ok) return { status: 'pass', reason: `variant ${r.chosenVariant}: all ${r.rows.length} files available on ${r.endpoint}${r.fallback ? ` (fallback from ${r.fallback.from}: ${r.fallback.reason})` : ''}`, details, lines };
+        if (r.ok)
+          return {
+            status: 'pass',
+            reason: `variant ${r.chosenVariant}: all ${r.rows.length} files available on ${r.endpoint}${r.fallback ? ` (fallback from ${r.fallback.from}: ${r.fallback.reason})` : ''}`,
+            details,
+            lines,
+          };
         const first = bad[0];
         if (r.exitCode === 3)
           return {
-            status: 'fail', environment: true, details, lines,
+            status: 'fail',
+            environment: true,
+            details,
+            lines,
             reason: `the Hub (${r.endpoint}) could not be asked about ${bad.length} of ${r.rows.length} file(s)${r.offline ? ' (HF_HUB_OFFLINE is set)' : ''}: ${first?.message ?? first?.status}`,
             next: [`The model files could not be checked from here: on a host that reaches ${r.endpoint} (or with HF_ENDPOINT set to a mirror), \`steadydancer models check\` asks again.`],
           };
-        return { status: 'fail', reason: `${bad.length} file(s) not available: ${bad.slice(0, 3).map((x) => `${x.target} ${x.status}`).join(', ')}`, details, lines, next: ['Some model files are missing or gated on the Hub: see the models lines; a gated file needs HF_TOKEN with access to it.'] };
+        return {
+          status: 'fail',
+          reason: `${bad.length} file(s) not available: ${bad
+            .slice(0, 3)
+            .map((x) => `${x.target} ${x.status}`)
+            .join(', ')}`,
+          details,
+          lines,
+          next: ['Some model files are missing or gated on the Hub: see the models lines; a gated file needs HF_TOKEN with access to it.'],
+        };
       },
     },
     {
-      id: 'deps-build', title: 'build inputs: pinned sources, base image, engine', wave: 3, needs: ['lint'],
+      id: 'deps-build',
+      title: 'build inputs: pinned sources, base image, engine',
+      wave: 3,
+      needs: ['lint'],
       run: async () => {
         const sources = await getSources();
         const comfy = sources.find((s) => s.kind === 'comfyui');
@@ -188,44 +231,85 @@ export function realPhases(o: RealPhaseOptions): PhaseDef[] {
         const details: Record<string, unknown> = { cache: sourcesDir(o.env), sources: sources.map((s) => ({ name: s.name, status: s.status })) };
         const lines = sources.map((s) => `${s.status === 'ok' ? 'PASS' : s.kind === 'reference' ? 'SKIP' : 'WARN'} source ${s.name}@${s.commit.slice(0, 12)} (${s.kind}): ${s.status}`);
         if (!comfy || comfy.status !== 'ok')
-          return { status: 'fail', reason: `ComfyUI is not in the source cache at its pinned commit (${comfy?.status ?? 'not in the lock'}); seed it: steadydancer sources fetch ${COMFYUI_NAME}`, details, lines, next: [`Seed the source cache: \`steadydancer sources fetch ${COMFYUI_NAME}\` (or --from a folder of git mirrors).`] };
+          return {
+            status: 'fail',
+            reason: `ComfyUI is not in the source cache at its pinned commit (${comfy?.status ?? 'not in the lock'}); seed it: steadydancer sources fetch ${COMFYUI_NAME}`,
+            details,
+            lines,
+            next: [`Seed the source cache: \`steadydancer sources fetch ${COMFYUI_NAME}\` (or --from a folder of git mirrors).`],
+          };
         const eng = await getEngine();
         if (!eng) return { status: 'skip', reason: `no Docker engine: ${engineError}`, details, lines, environment: true, next: [ENGINE_NEXT] };
         const cuda = defaultBaseImage(o.root);
         if (await inspectImage(eng, cuda)) buildBase = { standin: false, image: cuda };
         else if (await inspectImage(eng, STANDIN_ARGS.BASE_IMAGE)) buildBase = { standin: true, image: STANDIN_ARGS.BASE_IMAGE };
         details.base = buildBase ?? null;
-        lines.push(`${buildBase ? 'PASS' : 'WARN'} base image: ${buildBase ? buildBase.image + (buildBase.standin ? ' (the stand-in: no CUDA base here)' : '') : `neither ${cuda} nor ${STANDIN_ARGS.BASE_IMAGE}`}`);
+        lines.push(
+          `${buildBase ? 'PASS' : 'WARN'} base image: ${buildBase ? buildBase.image + (buildBase.standin ? ' (the stand-in: no CUDA base here)' : '') : `neither ${cuda} nor ${STANDIN_ARGS.BASE_IMAGE}`}`,
+        );
         if (!buildBase)
-          return { status: 'skip', environment: true, details, lines, reason: `neither the CUDA base ${cuda} nor the stand-in ${STANDIN_ARGS.BASE_IMAGE} is on the engine (no registry here; scripts/ensure-docker.sh --base makes the stand-in)`, next: ['Make a base image: `docker pull` the CUDA base where a registry is reachable, or scripts/ensure-docker.sh --base for the stand-in.'] };
+          return {
+            status: 'skip',
+            environment: true,
+            details,
+            lines,
+            reason: `neither the CUDA base ${cuda} nor the stand-in ${STANDIN_ARGS.BASE_IMAGE} is on the engine (no registry here; scripts/ensure-docker.sh --base makes the stand-in)`,
+            next: ['Make a base image: `docker pull` the CUDA base where a registry is reachable, or scripts/ensure-docker.sh --base for the stand-in.'],
+          };
         const packNote = missing.length ? `; not in the cache, so left out of the build (--packs cached): ${missing.map((s) => s.name).join(', ')}` : '';
-        return { status: 'pass', reason: `engine ${eng.serverVersion}, base ${buildBase.image}${buildBase.standin ? ' (stand-in: no CUDA base here)' : ''}, ${sources.length - missing.length}/${sources.length} sources cached${packNote}`, details, lines };
+        return {
+          status: 'pass',
+          reason: `engine ${eng.serverVersion}, base ${buildBase.image}${buildBase.standin ? ' (stand-in: no CUDA base here)' : ''}, ${sources.length - missing.length}/${sources.length} sources cached${packNote}`,
+          details,
+          lines,
+        };
       },
     },
     {
-      id: 'build', title: 'image build', wave: 4, needs: ['deps-build'],
+      id: 'build',
+      title: 'image build',
+      wave: 4,
+      needs: ['deps-build'],
       run: async ({ signal }) => {
         const eng = await getEngine();
         if (!eng || !buildBase) return { status: 'skip', environment: true, reason: eng ? 'no base image' : `no Docker engine: ${engineError}` };
         mkdirSync(o.reportDir, { recursive: true });
         const r = await runBuild({
-          root: o.root, tag: o.tag, engineBin: eng.bin, standin: buildBase.standin, packs: 'cached',
-          logPath: join(o.reportDir, 'build-full.log'), env: o.env, logger: o.logger, signal, progressIntervalMs: 60_000,
+          root: o.root,
+          tag: o.tag,
+          engineBin: eng.bin,
+          standin: buildBase.standin,
+          packs: 'cached',
+          logPath: join(o.reportDir, 'build-full.log'),
+          env: o.env,
+          logger: o.logger,
+          signal,
+          progressIntervalMs: 60_000,
         });
         const details = { tag: r.tag, seconds: r.seconds, log: r.log, image: r.image, fallbacks: r.fallbacks, packs: r.packs, verification: r.verification, error: r.error };
         const lines = [
           ...r.fallbacks.map((f) => `WARN ${f}`),
           ...(r.image ? [`PASS image ${r.tag}: ${r.image.sizeGb.toFixed(1)} GB${r.withinBudget === false ? ' (over the size budget)' : ''}`] : []),
-          ...(r.verification ? [`${r.verification.ok ? 'PASS' : 'FAIL'} verification: ${r.verification.ok ? 'image.json, ComfyUI quick test and the toolkit answer' : r.verification.problems.join('; ')}`] : []),
+          ...(r.verification
+            ? [`${r.verification.ok ? 'PASS' : 'FAIL'} verification: ${r.verification.ok ? 'image.json, ComfyUI quick test and the toolkit answer' : r.verification.problems.join('; ')}`]
+            : []),
           `log: ${r.log}`,
         ];
         return r.ok
-          ? { status: 'pass', reason: `${r.tag} built in ${r.seconds.toFixed(0)} s${r.image ? `, ${r.image.sizeGb.toFixed(1)} GB` : ''}${buildBase.standin ? ' on the stand-in base' : ''}`, details, lines }
+          ? {
+              status: 'pass',
+              reason: `${r.tag} built in ${r.seconds.toFixed(0)} s${r.image ? `, ${r.image.sizeGb.toFixed(1)} GB` : ''}${buildBase.standin ? ' on the stand-in base' : ''}`,
+              details,
+              lines,
+            }
           : { status: 'fail', reason: `${r.error ?? 'build failed'}${r.hint ? ` (hint: ${r.hint})` : ''} (log ${r.log})`, details, lines, next: [`The image build failed: its log is ${r.log}.`] };
       },
     },
     {
-      id: 'local-test', title: 'local test: smoke against ComfyUI', wave: 5, after: ['build'],
+      id: 'local-test',
+      title: 'local test: smoke against ComfyUI',
+      wave: 5,
+      after: ['build'],
       run: async ({ results, signal }) => {
         // MODELS_DIR (a host folder, e.g. the CPU fixtures' tiny models, with text_cache/ inside)
         // is the models volume of the container, or the native ComfyUI's models folder.
@@ -242,18 +326,34 @@ export function realPhases(o: RealPhaseOptions): PhaseDef[] {
           const official = sources0.find((s) => s.kind === 'reference' && s.name === 'SteadyDancer');
           const python = o.env.STEADYDANCER_PYTHON ?? join(o.root, '.venv', 'bin', 'python');
           if (comfySrc?.status !== 'ok' || official?.status !== 'ok')
-            return { status: 'fail', reason: `the embedded default (tiny random-weight models) is made from the pinned ComfyUI and SteadyDancer sources, and ${[comfySrc, official].filter((s) => s?.status !== 'ok').map((s) => s?.name ?? '?').join(' and ')} are not in the source cache`, next: ['Seed the source cache: `steadydancer sources fetch` (or --from a folder of git mirrors).'] };
+            return {
+              status: 'fail',
+              reason: `the embedded default (tiny random-weight models) is made from the pinned ComfyUI and SteadyDancer sources, and ${[comfySrc, official]
+                .filter((s) => s?.status !== 'ok')
+                .map((s) => s?.name ?? '?')
+                .join(' and ')} are not in the source cache`,
+              next: ['Seed the source cache: `steadydancer sources fetch` (or --from a folder of git mirrors).'],
+            };
           o.logger.info('local-test: no GPU or no Hub and no MODELS_DIR: using the embedded default, the tiny random-weight model set');
           const tiny = await ensureTinyModels({ root: o.root, python, comfyui: comfySrc.path, official: official.path, env: o.env, signal, onLine: (l) => o.logger.debug?.(`tiny models: ${l}`) });
           modelsDir = tiny.modelsDir;
           params = { ...TINY_JOB, ...(o.params ?? {}) };
-          head.push(`WARN models: the embedded default, the tiny random-weight set ${tiny.reused ? 'reused from' : 'made in'} ${tiny.modelsDir} (${o.cpuPlan ? 'no GPU here' : 'the Hub could not be asked'}); job ${params.width}×${params.height}, ${params.frames} frames, ${params.steps} steps`);
+          head.push(
+            `WARN models: the embedded default, the tiny random-weight set ${tiny.reused ? 'reused from' : 'made in'} ${tiny.modelsDir} (${o.cpuPlan ? 'no GPU here' : 'the Hub could not be asked'}); job ${params.width}×${params.height}, ${params.frames} frames, ${params.steps} steps`,
+          );
           o.notes?.push(TINY_MODELS_NOTE);
           next.push(GPU_NEXT);
         }
         const smokeOpts = {
-          root: o.root, generate: o.generate, browser: o.browser, logger: o.logger, signal, env: o.env, params,
-          screenshot: join(o.reportDir, 'smoke-ui.png'), out: join(o.reportDir, 'smoke.mp4'),
+          root: o.root,
+          generate: o.generate,
+          browser: o.browser,
+          logger: o.logger,
+          signal,
+          env: o.env,
+          params,
+          screenshot: join(o.reportDir, 'smoke-ui.png'),
+          out: join(o.reportDir, 'smoke.mp4'),
         };
         const tinyNote = head.length ? ' (RANDOM WEIGHTS: the video is noise)' : '';
         if (results.get('build')?.status === 'pass') {
@@ -268,15 +368,33 @@ export function realPhases(o: RealPhaseOptions): PhaseDef[] {
         }
         const sources = sources0;
         const comfy = sources.find((s) => s.kind === 'comfyui');
-        if (!comfy || comfy.status !== 'ok') return { status: 'skip', reason: `no image was built and ComfyUI is not in the source cache (${comfy?.status ?? 'not in the lock'})`, next: ['Seed the source cache: `steadydancer sources fetch` (or --from a folder of git mirrors).'] };
+        if (!comfy || comfy.status !== 'ok')
+          return {
+            status: 'skip',
+            reason: `no image was built and ComfyUI is not in the source cache (${comfy?.status ?? 'not in the lock'})`,
+            next: ['Seed the source cache: `steadydancer sources fetch` (or --from a folder of git mirrors).'],
+          };
         const python = o.env.STEADYDANCER_PYTHON ?? join(o.root, '.venv', 'bin', 'python');
         if (!existsSync(python)) return { status: 'skip', reason: `no image was built and there is no Python for a native ComfyUI (${python}; run make venv or set STEADYDANCER_PYTHON)` };
         const packs = [join(o.root, 'comfyui-steadydancer'), ...sources.filter((s) => s.kind === 'node' && s.status === 'ok').map((s) => s.path)];
         // the text cache with the models, as start.sh does in the image
         const textCache = o.env.STEADYDANCER_TEXT_CACHE ?? (modelsDir ? join(modelsDir, 'text_cache') : undefined);
-        const native = await startNativeComfy({ source: comfy.path, python, packs, modelsDir, args: ['--cpu'], readyTimeoutMs: 300_000, signal, env: textCache ? { STEADYDANCER_TEXT_CACHE: textCache } : undefined });
+        const native = await startNativeComfy({
+          source: comfy.path,
+          python,
+          packs,
+          modelsDir,
+          args: ['--cpu'],
+          readyTimeoutMs: 300_000,
+          signal,
+          env: textCache ? { STEADYDANCER_TEXT_CACHE: textCache } : undefined,
+        });
         try {
-          return smokeOutcome(`native ComfyUI --cpu from the source cache (${native.url}; build ${results.get('build')?.status ?? 'absent'}; models ${modelsDir ?? 'none: set MODELS_DIR'})${tinyNote}`, await runSmoke({ ...smokeOpts, url: native.url }), { lines: head, next });
+          return smokeOutcome(
+            `native ComfyUI --cpu from the source cache (${native.url}; build ${results.get('build')?.status ?? 'absent'}; models ${modelsDir ?? 'none: set MODELS_DIR'})${tinyNote}`,
+            await runSmoke({ ...smokeOpts, url: native.url }),
+            { lines: head, next },
+          );
         } finally {
           await native.stop();
         }

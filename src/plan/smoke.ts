@@ -69,7 +69,10 @@ const TITLES: Record<SmokeStep['id'], string> = {
 
 const msg = (e: unknown) => (e instanceof Error ? e.message + ((e as { hint?: string }).hint ? ` (hint: ${(e as { hint?: string }).hint})` : '') : String(e));
 
-interface UiNode { id?: number; type?: string }
+interface UiNode {
+  id?: number;
+  type?: string;
+}
 
 /** The node types a UI-format workflow uses (its `nodes[].type`, and those of its subgraphs). */
 export function uiNodeTypes(ui: unknown): string[] {
@@ -111,7 +114,11 @@ export async function runSmoke(o: SmokeOptions): Promise<SmokeResult> {
     if (!/<html/i.test(html)) return { status: 'fail', reason: `GET ${o.url}/ is not an HTML page` };
     const s = await client.systemStats(o.signal);
     const v = (s.system as { comfyui_version?: string }).comfyui_version;
-    return { status: 'pass', reason: `page and /system_stats answer${v ? ` (ComfyUI ${v})` : ''}; devices: ${s.devices.map((d) => String(d.type ?? d.name)).join(', ') || 'none'}`, details: { system: s.system, devices: s.devices.map((d) => d.name) } };
+    return {
+      status: 'pass',
+      reason: `page and /system_stats answer${v ? ` (ComfyUI ${v})` : ''}; devices: ${s.devices.map((d) => String(d.type ?? d.name)).join(', ') || 'none'}`,
+      details: { system: s.system, devices: s.devices.map((d) => d.name) },
+    };
   });
   const reachable = ui.status === 'pass';
 
@@ -196,7 +203,12 @@ export async function runSmoke(o: SmokeOptions): Promise<SmokeResult> {
       return {
         status: 'pass',
         reason: `prompt ${r.promptId} finished; ${progress.length} progress events${last ? ` (last ${last.value}/${last.max})` : ''}; ${ref.filename} (${videoBytes.length} bytes)`,
-        details: { promptId: r.promptId, params: { width: params.width, height: params.height, frames: params.frames, framesRequested: params.framesRequested, steps: params.steps, seed: params.seed }, progressEvents: progress.length, output: ref },
+        details: {
+          promptId: r.promptId,
+          params: { width: params.width, height: params.height, frames: params.frames, framesRequested: params.framesRequested, steps: params.steps, seed: params.seed },
+          progressEvents: progress.length,
+          output: ref,
+        },
       };
     });
 
@@ -237,7 +249,7 @@ export const BENIGN_PAGE_ERRORS: ReadonlyArray<BenignPageError> = [
   {
     match: /^Keybinding on f already exists on Workspace\.ToggleFocusMode$/,
     reason:
-      "ComfyUI-KJNodes (web/js/fillconnect.js) registers the key f for its Fill-Connect command, which the pinned frontend (1.27) already binds to Workspace.ToggleFocusMode; " +
+      'ComfyUI-KJNodes (web/js/fillconnect.js) registers the key f for its Fill-Connect command, which the pinned frontend (1.27) already binds to Workspace.ToggleFocusMode; ' +
       'the frontend refuses the second binding and shows this error. Only that KJNodes shortcut is lost (the command stays in the menu); the dance workflow does not use it, and it is not caused by our pack or workflow.',
   },
   {
@@ -367,7 +379,7 @@ async function browserCheck(o: SmokeOptions): Promise<Omit<SmokeStep, 'id' | 'ti
     return {
       status: 'fail',
       reason: `Chromium is not at ${exe} (scripts/ensure-tools.sh installs Debian's chromium; or pass --chromium / CHROMIUM_PATH, or --no-browser)`,
-      environment: 'install Chromium (`make tools` as root installs Debian\'s chromium), or pass --chromium PATH or --no-browser',
+      environment: "install Chromium (`make tools` as root installs Debian's chromium), or pass --chromium PATH or --no-browser",
     };
   const uiPath = resolve(o.root, o.uiWorkflow ?? UI_WORKFLOW);
   let ui: unknown;
@@ -379,7 +391,8 @@ async function browserCheck(o: SmokeOptions): Promise<Omit<SmokeStep, 'id' | 'ti
     } catch (e) {
       return { status: 'fail', reason: `${uiPath} is not JSON: ${msg(e)}` };
     }
-    if (!Array.isArray((ui as { nodes?: unknown })?.nodes)) return { status: 'fail', reason: `${uiPath} is not a UI-format workflow (no "nodes" list; an API-format file cannot be loaded as a graph)` };
+    if (!Array.isArray((ui as { nodes?: unknown })?.nodes))
+      return { status: 'fail', reason: `${uiPath} is not a UI-format workflow (no "nodes" list; an API-format file cannot be loaded as a graph)` };
   }
   const screenshot = resolve(o.root, o.screenshot ?? 'reports/smoke-ui.png');
   mkdirSync(dirname(screenshot), { recursive: true });
@@ -417,7 +430,11 @@ async function browserCheck(o: SmokeOptions): Promise<Omit<SmokeStep, 'id' | 'ti
     if (!ui) {
       stage = 'taking the screenshot';
       await page.screenshot({ path: screenshot });
-      return { status: 'skip', reason: `ComfyUI's page loaded in Chromium (title "${title}", screenshot ${screenshot}), but the UI workflow was not checked: ${uiMissing}`, details: { screenshot, title, workflow: null } };
+      return {
+        status: 'skip',
+        reason: `ComfyUI's page loaded in Chromium (title "${title}", screenshot ${screenshot}), but the UI workflow was not checked: ${uiMissing}`,
+        details: { screenshot, title, workflow: null },
+      };
     }
     stage = 'loading the UI workflow into the page';
     const r = (await page.evaluate(`(async (graph) => {
@@ -454,15 +471,42 @@ async function browserCheck(o: SmokeOptions): Promise<Omit<SmokeStep, 'id' | 'ti
     // A missing-models dialog is recorded, not failed on: this step is about node types (the
     // job step finds missing models), and the frontend's default graph can raise one too.
     const details = {
-      screenshot, title, workflow: uiPath, nodes: (ui as { nodes: unknown[] }).nodes.length, loadedNodes: r.loaded, types: expected, missing: r.unknownTypes,
-      dialog: dialog || null, modelsDialog: modelsDialog || null, pageErrors: consoleErrors.slice(0, 10), pageErrorStacks: errorStacks.slice(0, 5).map((x) => x.split('\n').slice(0, 8).join('\n')), errorToasts: toasts.slice(0, 10), benignErrors: errors.benign, view,
+      screenshot,
+      title,
+      workflow: uiPath,
+      nodes: (ui as { nodes: unknown[] }).nodes.length,
+      loadedNodes: r.loaded,
+      types: expected,
+      missing: r.unknownTypes,
+      dialog: dialog || null,
+      modelsDialog: modelsDialog || null,
+      pageErrors: consoleErrors.slice(0, 10),
+      pageErrorStacks: errorStacks.slice(0, 5).map((x) => x.split('\n').slice(0, 8).join('\n')),
+      errorToasts: toasts.slice(0, 10),
+      benignErrors: errors.benign,
+      view,
     };
     if (r.unknownTypes.length || dialog)
-      return { status: 'fail', reason: `the UI workflow has node types the page does not know: ${r.unknownTypes.join(', ') || '(see dialog)'}${dialog ? `; missing-nodes dialog: ${dialog.split('\n').slice(0, 3).join(' / ')}` : ''} (screenshot ${screenshot})`, details };
+      return {
+        status: 'fail',
+        reason: `the UI workflow has node types the page does not know: ${r.unknownTypes.join(', ') || '(see dialog)'}${dialog ? `; missing-nodes dialog: ${dialog.split('\n').slice(0, 3).join(' / ')}` : ''} (screenshot ${screenshot})`,
+        details,
+      };
     if (errors.bad.length)
-      return { status: 'fail', reason: `the page reported ${errors.bad.length} error(s) (page errors or error toasts): ${errors.bad.slice(0, 3).map((e) => e.split('\n')[0]).join(' / ')} (screenshot ${screenshot})`, details };
+      return {
+        status: 'fail',
+        reason: `the page reported ${errors.bad.length} error(s) (page errors or error toasts): ${errors.bad
+          .slice(0, 3)
+          .map((e) => e.split('\n')[0])
+          .join(' / ')} (screenshot ${screenshot})`,
+        details,
+      };
     const benignNote = errors.benign.length ? `; ${errors.benign.length} known-benign page error(s): ${errors.benign.map((e) => e.message).join(' / ')}` : '';
-    return { status: 'pass', reason: `${basename(uiPath)} loaded: ${r.loaded} nodes on the canvas, no missing node types, no missing-nodes dialog, no page errors${benignNote} (screenshot ${screenshot}, zoom ${Math.round(view.scale * 100)} %)`, details };
+    return {
+      status: 'pass',
+      reason: `${basename(uiPath)} loaded: ${r.loaded} nodes on the canvas, no missing node types, no missing-nodes dialog, no page errors${benignNote} (screenshot ${screenshot}, zoom ${Math.round(view.scale * 100)} %)`,
+      details,
+    };
   } catch (e) {
     throw new Error(`Chromium failed while ${stage}: ${msg(e).split('\n')[0]}`, { cause: e });
   } finally {
@@ -493,11 +537,5 @@ async function browserCheckOnceMore(o: SmokeOptions): Promise<Omit<SmokeStep, 'i
 
 export function renderSmoke(r: SmokeResult): string {
   const icon = { pass: 'PASS', fail: 'FAIL', skip: 'SKIP' } as const;
-  return [
-    `smoke against ${r.url}`,
-    ...r.steps.map((s) => `${icon[s.status]}  ${s.title.padEnd(44)} ${s.reason}`),
-    r.ok ? 'ok' : 'FAILED',
-  ].join('\n');
+  return [`smoke against ${r.url}`, ...r.steps.map((s) => `${icon[s.status]}  ${s.title.padEnd(44)} ${s.reason}`), r.ok ? 'ok' : 'FAILED'].join('\n');
 }
-
-

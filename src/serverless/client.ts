@@ -63,7 +63,11 @@ export class EndpointClient {
     } catch {
       parsed = { error: text.slice(0, 200) };
     }
-    if (r.statusCode === 401 || r.statusCode === 403) throw new ActionableError(`${this.ep.base} refused the API key (HTTP ${r.statusCode})`, { hint: this.ep.kind === 'runpod' ? 'check RUNPOD_API_KEY' : 'check STEADYDANCER_API_KEY', code: 'E_AUTH' });
+    if (r.statusCode === 401 || r.statusCode === 403)
+      throw new ActionableError(`${this.ep.base} refused the API key (HTTP ${r.statusCode})`, {
+        hint: this.ep.kind === 'runpod' ? 'check RUNPOD_API_KEY' : 'check STEADYDANCER_API_KEY',
+        code: 'E_AUTH',
+      });
     if (r.statusCode >= 400) throw new ActionableError(`${method} ${path}: HTTP ${r.statusCode}: ${(parsed as { error?: string }).error ?? text.slice(0, 200)}`, { code: 'E_API' });
     return parsed as T;
   }
@@ -85,7 +89,16 @@ export class EndpointClient {
   }
 }
 
-const MIME: Record<string, string> = { '.png': 'image/png', '.jpg': 'image/jpeg', '.jpeg': 'image/jpeg', '.webp': 'image/webp', '.mp4': 'video/mp4', '.webm': 'video/webm', '.mov': 'video/quicktime', '.mkv': 'video/x-matroska' };
+const MIME: Record<string, string> = {
+  '.png': 'image/png',
+  '.jpg': 'image/jpeg',
+  '.jpeg': 'image/jpeg',
+  '.webp': 'image/webp',
+  '.mp4': 'video/mp4',
+  '.webm': 'video/webm',
+  '.mov': 'video/quicktime',
+  '.mkv': 'video/x-matroska',
+};
 
 /** A file path becomes a base64 data URI; an http(s) URL is passed on as is. */
 export async function mediaField(flag: string, value: string): Promise<string> {

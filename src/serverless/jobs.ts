@@ -371,20 +371,24 @@ export class JobQueue extends EventEmitter {
       rec.status = 'IN_PROGRESS';
       rec.startedAt = Date.now();
       this.emit('update', rec);
-      const outcome = await executeJob(this.opts.handler, { id: rec.id, input: rec.input }, {
-        logger: this.opts.logger,
-        timeoutMs: rec.timeoutMs,
-        abort: rec.abort.signal,
-        ready: this.opts.beforeJob,
-        crashSignal: this.opts.runningAbort,
-        delivery: rec.delivery,
-        graceMs: this.opts.graceMs,
-        onProgress: (p) => {
-          rec.progress = p;
-          rec.pending.push(p);
-          this.emit('update', rec);
+      const outcome = await executeJob(
+        this.opts.handler,
+        { id: rec.id, input: rec.input },
+        {
+          logger: this.opts.logger,
+          timeoutMs: rec.timeoutMs,
+          abort: rec.abort.signal,
+          ready: this.opts.beforeJob,
+          crashSignal: this.opts.runningAbort,
+          delivery: rec.delivery,
+          graceMs: this.opts.graceMs,
+          onProgress: (p) => {
+            rec.progress = p;
+            rec.pending.push(p);
+            this.emit('update', rec);
+          },
         },
-      });
+      );
       this.finish(rec, outcome);
     } catch (err) {
       const outcome: JobOutcome = rec.abort.signal.aborted

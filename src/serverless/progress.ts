@@ -35,12 +35,15 @@ export class ProgressCoalescer {
       return;
     }
     this.held = p;
-    this.timer ??= setTimeout(() => {
-      this.timer = undefined;
-      const h = this.held;
-      this.held = undefined;
-      if (h && !this.closed && ProgressCoalescer.key(h) !== this.lastKey) this.emit(h);
-    }, Math.max(0, wait));
+    this.timer ??= setTimeout(
+      () => {
+        this.timer = undefined;
+        const h = this.held;
+        this.held = undefined;
+        if (h && !this.closed && ProgressCoalescer.key(h) !== this.lastKey) this.emit(h);
+      },
+      Math.max(0, wait),
+    );
   }
 
   private emit(p: Progress): void {

@@ -39,10 +39,7 @@ export interface DiskWatchState {
   peakUsedFraction: number;
 }
 
-export type DiskEvent =
-  | { kind: 'ok' }
-  | { kind: 'warn'; sample: DiskSample; message: string }
-  | { kind: 'stop'; sample: DiskSample; message: string };
+export type DiskEvent = { kind: 'ok' } | { kind: 'warn'; sample: DiskSample; message: string } | { kind: 'stop'; sample: DiskSample; message: string };
 
 export function initialDiskState(): DiskWatchState {
   return { warned: false, stopped: false, peakUsedFraction: 0 };

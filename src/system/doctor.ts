@@ -8,16 +8,7 @@ import { join } from 'node:path';
 import type { Runner } from './exec.js';
 import { diskSpace, fmtGB, GB, type DiskSpace } from './df.js';
 import { compareVersions, probeGpu, type GpuProbe } from './gpu.js';
-import {
-  engineSupportsBuildKit,
-  imagePresent,
-  probeCompose,
-  probeEngine,
-  probeInfo,
-  type ComposeProbe,
-  type EngineProbe,
-  type InfoProbe,
-} from '../docker/probe.js';
+import { engineSupportsBuildKit, imagePresent, probeCompose, probeEngine, probeInfo, type ComposeProbe, type EngineProbe, type InfoProbe } from '../docker/probe.js';
 
 export type Status = 'PASS' | 'WARN' | 'FAIL' | 'SKIP';
 
@@ -171,19 +162,32 @@ function gpuChecks(gpu: GpuProbe): Check[] {
 export function buildKitCheck(engine: EngineProbe, info: InfoProbe | null): Check {
   const title = 'BuildKit';
   if (!engineSupportsBuildKit(engine.serverApiVersion)) {
-    return { id: 'docker.buildkit', title, status: 'FAIL', detail: `engine API ${engine.serverApiVersion ?? '?'} is older than 1.39 (Docker 18.09): no BuildKit`, impact: 'the Dockerfile (cache mounts, build secrets) cannot build; upgrade Docker' };
+    return {
+      id: 'docker.buildkit',
+      title,
+      status: 'FAIL',
+      detail: `engine API ${engine.serverApiVersion ?? '?'} is older than 1.39 (Docker 18.09): no BuildKit`,
+      impact: 'the Dockerfile (cache mounts, build secrets) cannot build; upgrade Docker',
+    };
   }
   if (info?.buildx) return { id: 'docker.buildkit', title, status: 'PASS', detail: 'buildx plugin present (BuildKit builder)', impact: 'cache mounts and build secrets in the Dockerfile work' };
   const major = parseInt(engine.clientVersion ?? '0', 10);
   if (major > 0 && major < 23) {
-    return { id: 'docker.buildkit', title, status: 'PASS', detail: `client ${engine.clientVersion} has BuildKit built in (DOCKER_BUILDKIT=1; steadydancer build sets it)`, impact: 'cache mounts and build secrets in the Dockerfile work' };
+    return {
+      id: 'docker.buildkit',
+      title,
+      status: 'PASS',
+      detail: `client ${engine.clientVersion} has BuildKit built in (DOCKER_BUILDKIT=1; steadydancer build sets it)`,
+      impact: 'cache mounts and build secrets in the Dockerfile work',
+    };
   }
   return {
     id: 'docker.buildkit',
     title,
     status: 'WARN',
     detail: `the docker client on PATH (${engine.clientVersion ?? 'unknown version'}) has no buildx plugin: from Docker 23 on, BuildKit builds need it`,
-    impact: 'builds through this client fail ("buildx component is missing"); install docker-buildx-plugin, or build with a client that has BuildKit built in (Debian docker.io 20.10: /usr/bin/docker)',
+    impact:
+      'builds through this client fail ("buildx component is missing"); install docker-buildx-plugin, or build with a client that has BuildKit built in (Debian docker.io 20.10: /usr/bin/docker)',
   };
 }
 
@@ -197,7 +201,10 @@ async function containerToolkitCheck(run: Runner, gpu: GpuProbe, engine: EngineP
   if (!gpu.present) return { id, title, status: 'SKIP', detail: 'no GPU', impact: 'checked on a GPU host' };
   if (!engine.reachable) return { id, title, status: 'SKIP', detail: 'no engine', impact: 'checked once the engine runs' };
   if (info?.nvidiaRuntime) return { id, title, status: 'PASS', detail: 'the engine has the nvidia runtime', impact: 'containers (compose GPU override) can use the GPU' };
-  for (const [bin, args] of [['nvidia-ctk', ['--version']], ['nvidia-container-cli', ['--version']]] as const) {
+  for (const [bin, args] of [
+    ['nvidia-ctk', ['--version']],
+    ['nvidia-container-cli', ['--version']],
+  ] as const) {
     const r = await run(bin, [...args]);
     if (r.exitCode === 0) return { id, title, status: 'PASS', detail: `${bin} is installed`, impact: 'containers (compose GPU override) can use the GPU' };
   }
@@ -260,7 +267,13 @@ export async function runDoctor(opts: DoctorOptions): Promise<DoctorResult> {
 
   let dockerRoot: DiskSpace | null = null;
   if (!info?.dockerRootDir) {
-    checks.push({ id: 'disk.docker-root', title: `free disk at the Docker root ≥ ${fmtGB(minFree)}`, status: 'SKIP', detail: 'no engine: Docker root unknown', impact: 'checked once the engine runs' });
+    checks.push({
+      id: 'disk.docker-root',
+      title: `free disk at the Docker root ≥ ${fmtGB(minFree)}`,
+      status: 'SKIP',
+      detail: 'no engine: Docker root unknown',
+      impact: 'checked once the engine runs',
+    });
   } else {
     try {
       dockerRoot = await diskSpace(run, info.dockerRootDir, exists);
@@ -273,7 +286,13 @@ export async function runDoctor(opts: DoctorOptions): Promise<DoctorResult> {
         impact: ok ? 'room for the image build' : `the image build will run out of space: free at least ${fmtGB(minFree - dockerRoot.freeBytes)} (docker system prune, or move the Docker root)`,
       });
     } catch (err) {
-      checks.push({ id: 'disk.docker-root', title: `free disk at the Docker root ≥ ${fmtGB(minFree)}`, status: 'WARN', detail: (err as Error).message, impact: 'free space unknown: the build may run out of disk' });
+      checks.push({
+        id: 'disk.docker-root',
+        title: `free disk at the Docker root ≥ ${fmtGB(minFree)}`,
+        status: 'WARN',
+        detail: (err as Error).message,
+        impact: 'free space unknown: the build may run out of disk',
+      });
     }
   }
 
@@ -315,9 +334,7 @@ export async function runDoctor(opts: DoctorOptions): Promise<DoctorResult> {
       title: 'base image present locally',
       status: present ? 'PASS' : 'WARN',
       detail: `${opts.baseImage} ${present ? 'is present' : 'is not present locally'}`,
-      impact: present
-        ? 'the build starts without pulling the base'
-        : 'the build pulls it from the registry (needs registry access); offline, pass --build-arg BASE_IMAGE=<a local image>',
+      impact: present ? 'the build starts without pulling the base' : 'the build pulls it from the registry (needs registry access); offline, pass --build-arg BASE_IMAGE=<a local image>',
     });
   }
 

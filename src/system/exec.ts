@@ -74,7 +74,12 @@ export function recordedRunner(rec: Recording): Runner & { calls: string[] } {
 
 /** First non-empty line of a program's complaint, for one-line reasons. */
 export function firstLine(text: string): string {
-  return text.split('\n').map((l) => l.trim()).find(Boolean) ?? '';
+  return (
+    text
+      .split('\n')
+      .map((l) => l.trim())
+      .find(Boolean) ?? ''
+  );
 }
 
 /** Wraps a Runner and keeps every answer, so a host can be recorded for doctor's tests. */

@@ -58,7 +58,9 @@ function modelFreeWorkflow(p: ResolvedParams, inputs: { image: string; video: st
 function probe(bytes: Buffer, dir: string): { codec: string; width: number; height: number; frames: number } {
   const f = join(dir, `probe-${Date.now()}.mp4`);
   execFileSync('sh', ['-c', `cat > ${f}`], { input: bytes });
-  const out = JSON.parse(execFileSync('ffprobe', ['-v', 'error', '-count_packets', '-select_streams', 'v:0', '-show_entries', 'stream=codec_name,width,height,nb_read_packets', '-of', 'json', f], { encoding: 'utf8' })) as {
+  const out = JSON.parse(
+    execFileSync('ffprobe', ['-v', 'error', '-count_packets', '-select_streams', 'v:0', '-show_entries', 'stream=codec_name,width,height,nb_read_packets', '-of', 'json', f], { encoding: 'utf8' }),
+  ) as {
     streams: Array<{ codec_name: string; width: number; height: number; nb_read_packets: string }>;
   };
   const s = out.streams[0]!;
@@ -83,7 +85,20 @@ describe.skipIf(skip)('local API + dance handler + supervised real ComfyUI (mode
     const url = `http://127.0.0.1:${port}`;
     const source = cachedSource('ComfyUI', COMFYUI_COMMIT)!;
     sup = new ComfySupervisor({
-      command: [testPython()!, join(source, 'main.py'), '--cpu', '--listen', '127.0.0.1', '--port', String(port), '--base-directory', comfyBase, '--disable-auto-launch', '--database-url', 'sqlite:///:memory:'],
+      command: [
+        testPython()!,
+        join(source, 'main.py'),
+        '--cpu',
+        '--listen',
+        '127.0.0.1',
+        '--port',
+        String(port),
+        '--base-directory',
+        comfyBase,
+        '--disable-auto-launch',
+        '--database-url',
+        'sqlite:///:memory:',
+      ],
       cwd: source,
       env: { ...process.env, PYTHONUNBUFFERED: '1' },
       baseUrl: url,
@@ -176,7 +191,20 @@ describe.skipIf(skipDance)('local API + the real dance template on the CPU fixtu
     const source = cachedSource('ComfyUI', COMFYUI_COMMIT)!;
     svc = await createService({
       comfyUrl: `http://127.0.0.1:${port}`,
-      comfyCommand: [testPython()!, join(source, 'main.py'), '--cpu', '--listen', '127.0.0.1', '--port', String(port), '--base-directory', comfyBase, '--disable-auto-launch', '--database-url', 'sqlite:///:memory:'],
+      comfyCommand: [
+        testPython()!,
+        join(source, 'main.py'),
+        '--cpu',
+        '--listen',
+        '127.0.0.1',
+        '--port',
+        String(port),
+        '--base-directory',
+        comfyBase,
+        '--disable-auto-launch',
+        '--database-url',
+        'sqlite:///:memory:',
+      ],
       comfyCwd: source,
       comfyEnv: { ...process.env, PYTHONUNBUFFERED: '1', STEADYDANCER_TEXT_CACHE: m.textCacheDir },
       readyTimeoutMs: 600_000,
@@ -202,7 +230,13 @@ describe.skipIf(skipDance)('local API + the real dance template on the CPU fixtu
     const input = {
       image: dataUri('image/png', readFileSync(join(samples, 'reference.png'))),
       video: dataUri('video/mp4', readFileSync(join(samples, 'dance.mp4'))),
-      width: 128, height: 128, frames: 10, steps: 3, fps: 8, seed: 5, prompt: 'a person dancing',
+      width: 128,
+      height: 128,
+      frames: 10,
+      steps: 3,
+      fps: 8,
+      seed: 5,
+      prompt: 'a person dancing',
     };
     const r = await fetch(`${base}/run`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ input }) });
     const { id } = (await r.json()) as { id: string };

@@ -25,7 +25,10 @@ export async function ensureEngine(): Promise<{ engine?: Engine; reason?: string
     execFileSync(join(root, 'scripts', 'ensure-docker.sh'), ['--base'], { stdio: ['ignore', 'ignore', 'pipe'], timeout: 900_000 });
   } catch (e) {
     // ensure-docker exits 0 when it cannot help; a non-zero exit is the base image step
-    reason = `scripts/ensure-docker.sh --base failed: ${String((e as { stderr?: Buffer }).stderr ?? e).trim().split('\n').pop()}`;
+    reason = `scripts/ensure-docker.sh --base failed: ${String((e as { stderr?: Buffer }).stderr ?? e)
+      .trim()
+      .split('\n')
+      .pop()}`;
     return { reason };
   }
   try {

@@ -173,7 +173,21 @@ export class FakeHub {
 
 /** A manifest file entry for the fake repos (size and sha256 unknown, as the Hub will say). */
 export function fileEntry(repo: string, path: string, folder: string, role: string, extra: Record<string, unknown> = {}) {
-  return { role, description: `test ${path}`, repo, revision: 'main', commit: null, path, folder, filename: path.split('/').pop(), size: null, sha256: null, verified: [], sources: ['test'], ...extra };
+  return {
+    role,
+    description: `test ${path}`,
+    repo,
+    revision: 'main',
+    commit: null,
+    path,
+    folder,
+    filename: path.split('/').pop(),
+    size: null,
+    sha256: null,
+    verified: [],
+    sources: ['test'],
+    ...extra,
+  };
 }
 
 /** A raw manifest document shaped like docker/models.json, pointing at the fake repos: fp8 →

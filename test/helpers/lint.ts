@@ -43,7 +43,10 @@ export function buildTree(overlay?: string): string {
     const text = readFileSync(path, 'utf8');
     const n = text.split(e.find).length - 1;
     if (n !== 1) throw new Error(`lint fixture ${overlay}: ${JSON.stringify(e.find)} occurs ${n} times in ${e.file} (must be once: the baseline changed?)`);
-    writeFileSync(path, text.replace(e.find, () => e.replace));
+    writeFileSync(
+      path,
+      text.replace(e.find, () => e.replace),
+    );
   }
   const src = join(LINT_FIXTURES, overlay, 'docker');
   if (existsSync(src)) {

@@ -8,7 +8,6 @@ import { freePort } from '../../src/comfy/native.js';
 const venvBin = join(process.env.STEADYDANCER_PYTHON ? join(process.env.STEADYDANCER_PYTHON, '..') : join(process.cwd(), '.venv', 'bin'));
 export const motoServer = join(venvBin, 'moto_server');
 
-
 /** Start moto's S3 server on 127.0.0.1 and create a bucket; returns the S3 settings. */
 export async function startMoto(): Promise<{ proc: ChildProcess; cfg: S3Config }> {
   const port = await freePort();
@@ -42,4 +41,3 @@ export async function startMoto(): Promise<{ proc: ChildProcess; cfg: S3Config }
   }
   return { proc, cfg };
 }
-

@@ -20,4 +20,3 @@ export const stepper: JobHandler = async (input, ctx) => {
   if (fail) throw Object.assign(new Error(fail), refresh ? { refreshWorker: true } : {});
   return { done: steps };
 };
-

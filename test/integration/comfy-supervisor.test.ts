@@ -33,12 +33,19 @@ describe('ComfySupervisor', () => {
     expect(sup.alive()).toBe(false);
   });
 
-  it('with a log file, ComfyUI\'s output goes there (appended across restarts), not to the worker\'s own output', async () => {
+  it("with a log file, ComfyUI's output goes there (appended across restarts), not to the worker's own output", async () => {
     const dir = mkdtempSync(join(tmpdir(), 'sd-sup-log-'));
     try {
       const logFile = join(dir, 'logs', 'comfyui.log');
       const logger = memoryLogger();
-      const sup = new ComfySupervisor({ command: [process.execPath, '-e', 'console.log("to stdout"); console.error("to stderr"); setTimeout(() => process.exit(1), 20)'], baseUrl: 'http://127.0.0.1:9', logger, restartDelayMs: 10, maxRestarts: 1, logFile });
+      const sup = new ComfySupervisor({
+        command: [process.execPath, '-e', 'console.log("to stdout"); console.error("to stderr"); setTimeout(() => process.exit(1), 20)'],
+        baseUrl: 'http://127.0.0.1:9',
+        logger,
+        restartDelayMs: 10,
+        maxRestarts: 1,
+        logFile,
+      });
       const gaveUp = new Promise<void>((r) => sup.once('gave-up', () => r()));
       sup.start();
       await gaveUp;

@@ -55,7 +55,7 @@ describe.skipIf(skipCompose)('up/down with Compose', () => {
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('reports an invalid compose file in Compose\'s words', async () => {
+  it("reports an invalid compose file in Compose's words", async () => {
     const bad = join(dir, 'bad.yml');
     writeFileSync(bad, 'services:\n  steadydancer:\n    image: x\n    ports: 12\n    restart: sometimes-maybe\n');
     const c = io(process.env);

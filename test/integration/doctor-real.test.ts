@@ -10,7 +10,12 @@ import { captureCli } from '../helpers/cli.js';
 
 const capture = () => captureCli({ ...process.env });
 
-interface Row { id: string; status: string; detail: string; impact: string }
+interface Row {
+  id: string;
+  status: string;
+  detail: string;
+  impact: string;
+}
 
 describe('steadydancer doctor on this machine', () => {
   it('--json reports every row; a missing GPU is a FAIL with a readable reason and its meaning', async () => {
@@ -19,7 +24,16 @@ describe('steadydancer doctor on this machine', () => {
     const code = await runCli(['doctor', '--json', '--models-size-gb', '1'], c.io);
     const doc = JSON.parse(c.out.join('\n')) as { ok: boolean; checks: Row[]; counts: Record<string, number> };
     expect(doc.checks.map((r) => r.id)).toEqual([
-      'gpu.present', 'gpu.cuda', 'gpu.compute', 'docker.engine', 'docker.buildkit', 'gpu.container-toolkit', 'docker.compose', 'disk.docker-root', 'disk.models', 'docker.base-image',
+      'gpu.present',
+      'gpu.cuda',
+      'gpu.compute',
+      'docker.engine',
+      'docker.buildkit',
+      'gpu.container-toolkit',
+      'docker.compose',
+      'disk.docker-root',
+      'disk.models',
+      'docker.base-image',
     ]);
     for (const r of doc.checks) {
       expect(['PASS', 'WARN', 'FAIL', 'SKIP']).toContain(r.status);

@@ -103,7 +103,9 @@ describe.skipIf(skip)('docker/Dockerfile built by steadydancer build on a real e
   });
 
   it('docker/download_models.sh and models.json are in the image and run through the toolkit', () => {
-    const r = spawnSync(engine!.bin, ['run', '--rm', '--network', 'host', TEST_IMAGE, '/opt/steadydancer/docker/download_models.sh', '--variant', 'fp8', '--dest', '/tmp/empty-models', '--check'], { encoding: 'utf8' });
+    const r = spawnSync(engine!.bin, ['run', '--rm', '--network', 'host', TEST_IMAGE, '/opt/steadydancer/docker/download_models.sh', '--variant', 'fp8', '--dest', '/tmp/empty-models', '--check'], {
+      encoding: 'utf8',
+    });
     // --check on an empty folder: every file missing → exit 1, each file named
     expect(r.status).toBe(1);
     expect(`${r.stdout}${r.stderr}`).toMatch(/missing/i);
@@ -186,7 +188,31 @@ describe.skipIf(skipUp)('up, smoke with a generated job, and down in the built c
     const out = join(dir, 'smoke.mp4');
     const shot = join(dir, 'smoke-ui.png');
     const s = io(env);
-    const code = await runCli(['smoke', '--url', up.url, '--out', out, '--screenshot', shot, '--set', 'width=128', '--set', 'height=128', '--set', 'frames=8', '--set', 'steps=2', '--set', 'seed=5', '--timeout', '900', '--json'], s.io);
+    const code = await runCli(
+      [
+        'smoke',
+        '--url',
+        up.url,
+        '--out',
+        out,
+        '--screenshot',
+        shot,
+        '--set',
+        'width=128',
+        '--set',
+        'height=128',
+        '--set',
+        'frames=8',
+        '--set',
+        'steps=2',
+        '--set',
+        'seed=5',
+        '--timeout',
+        '900',
+        '--json',
+      ],
+      s.io,
+    );
     const r = JSON.parse(s.out.join('')) as { ok: boolean; steps: Array<{ id: string; status: string; reason: string; details?: Record<string, unknown> }> };
     expect(r.steps.map((x) => [x.id, x.status, x.reason])).toEqual([
       ['ui', 'pass', expect.any(String)],

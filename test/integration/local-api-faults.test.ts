@@ -114,7 +114,10 @@ describe('the HTTP server against slow clients', () => {
       s.on('close', () => (clearTimeout(t), resolve(got)));
       s.on('error', () => undefined);
     });
-  const open = (port: number) => new Promise<Socket>((r) => { const s = connect(port, '127.0.0.1', () => r(s)); });
+  const open = (port: number) =>
+    new Promise<Socket>((r) => {
+      const s = connect(port, '127.0.0.1', () => r(s));
+    });
 
   it('a client that never finishes its headers is dropped (slowloris)', async () => {
     const { port } = await serve({}, opts);

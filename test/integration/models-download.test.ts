@@ -202,7 +202,12 @@ describe('models download', () => {
     const s = await downloadModels(o);
     expect(s.ok).toBe(true);
     expect(onDisk('diffusion_models/sd_fp8.safetensors').equals(data.fp8)).toBe(true);
-    expect(hub.requests('cdn').filter((r) => r.url.includes('sd_fp8')).map((r) => r.range ?? 'full')).toEqual([`bytes=${MB}-`, 'full']);
+    expect(
+      hub
+        .requests('cdn')
+        .filter((r) => r.url.includes('sd_fp8'))
+        .map((r) => r.range ?? 'full'),
+    ).toEqual([`bytes=${MB}-`, 'full']);
     expect(o.logger.lines.some((l) => l.includes('sha256 mismatch after resuming an old .part'))).toBe(true);
   });
 
@@ -245,7 +250,12 @@ describe('models download', () => {
     hub.files.get(fp8Key)!.status5xx = { status: 503, times: 2 };
     const s = await downloadModels(opts({ presets: [] }));
     expect(s.ok).toBe(true);
-    expect(hub.requests('cdn').filter((r) => r.url.includes('sd_fp8')).map((r) => r.status)).toEqual([503, 503, 200]);
+    expect(
+      hub
+        .requests('cdn')
+        .filter((r) => r.url.includes('sd_fp8'))
+        .map((r) => r.status),
+    ).toEqual([503, 503, 200]);
   });
 
   it('a Hub answering 503 to HEAD is retried too', async () => {
@@ -304,7 +314,12 @@ describe('models download', () => {
     expect(existsSync(join(dest, 'diffusion_models/sd_fp8.safetensors'))).toBe(false);
     const again = await downloadModels(opts({ presets: [] }));
     expect(again.ok).toBe(true);
-    expect(hub.requests('cdn').filter((r) => r.url.includes('sd_fp8')).pop()!.range).toBe(`bytes=${part.length}-`);
+    expect(
+      hub
+        .requests('cdn')
+        .filter((r) => r.url.includes('sd_fp8'))
+        .pop()!.range,
+    ).toBe(`bytes=${part.length}-`);
   });
 
   it('a body whose sha256 is wrong: clear error, nothing under the final name, no .part left', async () => {
@@ -437,7 +452,9 @@ describe('several connections per file (byte ranges)', () => {
     const s = await downloadModels(seg());
     expect(s.ok).toBe(true);
     expect(onDisk('diffusion_models/sd_fp8.safetensors').equals(data.fp8)).toBe(true);
-    const ranges = fp8Gets().map((r) => r.range).sort();
+    const ranges = fp8Gets()
+      .map((r) => r.range)
+      .sort();
     const third = Math.ceil(data.fp8.length / 3);
     expect(ranges).toEqual([`bytes=0-${third - 1}`, `bytes=${third}-${2 * third - 1}`, `bytes=${2 * third}-${data.fp8.length - 1}`].sort());
     expect(fp8Gets().every((r) => r.status === 206 && r.authorization === undefined)).toBe(true);
@@ -486,7 +503,16 @@ describe('several connections per file (byte ranges)', () => {
     const second = await downloadModels(seg());
     expect(second.ok).toBe(true);
     expect(onDisk('diffusion_models/sd_fp8.safetensors').equals(data.fp8)).toBe(true);
-    expect(fp8Gets().map((r) => r.range).sort()).toEqual(record.segments.filter((g) => g.start + g.done <= g.end).map((g) => `bytes=${g.start + g.done}-${g.end}`).sort());
+    expect(
+      fp8Gets()
+        .map((r) => r.range)
+        .sort(),
+    ).toEqual(
+      record.segments
+        .filter((g) => g.start + g.done <= g.end)
+        .map((g) => `bytes=${g.start + g.done}-${g.end}`)
+        .sort(),
+    );
     expect(second.files[0]!.downloadedBytes).toBe(data.fp8.length - done);
   });
 });
@@ -608,9 +634,18 @@ describe('progress bars on a terminal', () => {
   it('cli-progress bars per file and in total, ending at 100%', async () => {
     const { barProgress } = await import('../../src/models/progress.js');
     let text = '';
-    const tty = Object.assign(
-      { write: (s: string) => ((text += s), true), isTTY: true, columns: 160, rows: 40, cursorTo: () => true, moveCursor: () => true, clearLine: () => true, clearScreenDown: () => true, on: () => tty, removeListener: () => tty },
-    ) as unknown as NodeJS.WritableStream;
+    const tty = Object.assign({
+      write: (s: string) => ((text += s), true),
+      isTTY: true,
+      columns: 160,
+      rows: 40,
+      cursorTo: () => true,
+      moveCursor: () => true,
+      clearLine: () => true,
+      clearScreenDown: () => true,
+      on: () => tty,
+      removeListener: () => tty,
+    }) as unknown as NodeJS.WritableStream;
     const o = opts();
     const s = await downloadModels({ ...o, progress: barProgress(tty) });
     expect(s.ok).toBe(true);

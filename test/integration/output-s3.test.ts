@@ -92,8 +92,6 @@ describe.skipIf(skipS3)('S3 upload against moto on loopback', () => {
 
   it('a missing bucket fails clearly', async () => {
     // moto accepts any key by default; a missing bucket is the error it can give us.
-    await expect(buildOutput(Buffer.alloc(10), { seed: 1, timings: {} }, { jobId: 'x', limitBytes: RUN_LIMIT_BYTES, s3: { ...moto.cfg, bucket: 'no-such-bucket' } })).rejects.toThrow(
-      /bucket/i,
-    );
+    await expect(buildOutput(Buffer.alloc(10), { seed: 1, timings: {} }, { jobId: 'x', limitBytes: RUN_LIMIT_BYTES, s3: { ...moto.cfg, bucket: 'no-such-bucket' } })).rejects.toThrow(/bucket/i);
   });
 });

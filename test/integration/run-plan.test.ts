@@ -23,7 +23,7 @@ describe('steadydancer run', () => {
   const dir = mkdtempSync(join(tmpdir(), 'sd-run-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('declares the six phases in the plan\'s waves', () => {
+  it("declares the six phases in the plan's waves", () => {
     const phases = realPhases({ root: process.cwd(), env: process.env, logger: memoryLogger(), tag: 't', reportDir: dir });
     expect(phases.map((p) => [p.id, p.wave, p.needs ?? [], p.after ?? []])).toEqual([
       ['doctor', 1, [], []],
@@ -99,7 +99,7 @@ const gpu = await probeGpu(realRunner);
 const skipCpu = needs('run: the CPU plan on a host without a GPU', gpu.present ? `a GPU is present (${gpu.gpus.map((g) => g.name).join(', ')}): the strict rules apply, not the CPU plan` : undefined);
 
 describe.skipIf(skipCpu)('run: the CPU plan (no GPU here)', () => {
-  it('doctor\'s failures are WARN (environment) and do not fail the run; --strict makes them failures', async () => {
+  it("doctor's failures are WARN (environment) and do not fail the run; --strict makes them failures", async () => {
     const dir = mkdtempSync(join(tmpdir(), 'sd-run-cpu-'));
     try {
       const a = io();
@@ -142,7 +142,9 @@ describe.skipIf(skipEmbedded)('make run on this host: the whole CPU plan with th
       const byId = Object.fromEntries(doc.phases.map((p) => [p.id, p]));
       const lt = byId['local-test']!;
       expect(lt.status, lt.reason).toBe('pass');
-      expect(lt.reason).toMatch(/^native ComfyUI --cpu from the source cache \(http:\/\/127\.0\.0\.1:\d+; build \w+; models .*tiny-[0-9a-f]{16}\/models\) \(RANDOM WEIGHTS: the video is noise\): ui pass, nodes pass, browser \w+, upload pass, job pass, mp4 pass/);
+      expect(lt.reason).toMatch(
+        /^native ComfyUI --cpu from the source cache \(http:\/\/127\.0\.0\.1:\d+; build \w+; models .*tiny-[0-9a-f]{16}\/models\) \(RANDOM WEIGHTS: the video is noise\): ui pass, nodes pass, browser \w+, upload pass, job pass, mp4 pass/,
+      );
       const smoke = lt.details as SmokeResult;
       // the embedded default's small job: 128×128, 8 frames asked → 9 (the 4n+1 rule), 2 steps
       expect(smoke.steps.find((x) => x.id === 'mp4')!.details).toMatchObject({ file: join(`${stem}.d`, 'smoke.mp4'), codec: 'h264', width: 128, height: 128, frames: 9 });

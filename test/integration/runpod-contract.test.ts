@@ -23,15 +23,14 @@ import { stepper } from '../helpers/stepper.js';
 /** Where our worker may differ from runpod-python, and why. Each is checked where it applies. */
 export const ALLOWED = {
   userAgent: 'User-Agent names our worker (steadydancer-worker/…), not RunPod-Python-SDK/…',
-  pingVersion: 'the ping\'s runpod_version names our worker\'s version, not the SDK\'s',
+  pingVersion: "the ping's runpod_version names our worker's version, not the SDK's",
   errorText:
     'a failed job\'s {"error"} is the plain message; runpod-python sends a JSON string of {error_type, error_message, error_traceback, hostname, worker_id, runpod_version} (a traceback of our TypeScript would mean nothing to a RunPod user)',
   progressCount: 'progress posts are coalesced (≤ 1 a second, ≤ 1 per sampling step); runpod-python posts every progress_update call',
   errorDelay: 'after a job-take 5xx or network error we wait WORKER_ERROR_DELAY_MS (1 s) before asking again; runpod-python asks again at once',
   stopPollIdle: 'job-stop is polled only while a job runs (one job at a time: a stop for no running job is a no-op); runpod-python polls it all the time',
-  requestIdOnTakes: 'runpod-python sets X-Request-ID on its shared session, so its later job-takes and stop polls carry the last job\'s id; ours carries it on result/progress posts only',
-  progressOrder:
-    'ours sends progress posts in order and all before the result; runpod-python sends each progress_update from its own thread, so one can arrive after the result (seen in this test)',
+  requestIdOnTakes: "runpod-python sets X-Request-ID on its shared session, so its later job-takes and stop polls carry the last job's id; ours carries it on result/progress posts only",
+  progressOrder: 'ours sends progress posts in order and all before the result; runpod-python sends each progress_update from its own thread, so one can arrive after the result (seen in this test)',
   graceBound: 'after SIGTERM the running job may take at most RUNPOD_GRACE_S (then it fails with a reason); runpod-python waits without a bound until SIGKILL',
 } as const;
 
@@ -60,7 +59,10 @@ async function startSide(side: Side, prepare: (js: JobServer) => void): Promise<
   delete env.WORKER_IDLE_DELAY_MS;
   if (side === 'runpod-python') {
     let out = '';
-    const child: ChildProcess = spawn(testPython()!, [FIXTURE], { env: { PATH: process.env.PATH, HOME: process.env.HOME, PYTHONUNBUFFERED: '1', RUNPOD_DEBUG_LEVEL: 'DEBUG', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child: ChildProcess = spawn(testPython()!, [FIXTURE], {
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, PYTHONUNBUFFERED: '1', RUNPOD_DEBUG_LEVEL: 'DEBUG', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     child.stdout!.on('data', (b: Buffer) => (out += b.toString()));
     child.stderr!.on('data', (b: Buffer) => (out += b.toString()));
     const exited = new Promise((r) => child.once('exit', r));
@@ -101,7 +103,12 @@ const keys = (q: URLSearchParams) => [...new Set(q.keys())].sort();
 /** The shape of a value: objects by their keys (recursively), other values by type. */
 function shapeOf(v: unknown): unknown {
   if (Array.isArray(v)) return ['array'];
-  if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).sort(([a], [b]) => a.localeCompare(b)).map(([k, x]) => [k, shapeOf(x)]));
+  if (v && typeof v === 'object')
+    return Object.fromEntries(
+      Object.entries(v)
+        .sort(([a], [b]) => a.localeCompare(b))
+        .map(([k, x]) => [k, shapeOf(x)]),
+    );
   return typeof v;
 }
 
@@ -140,7 +147,10 @@ async function until(cond: () => boolean, ms: number, what: string, run: Run): P
 /** Run one scenario on both sides at once (separate job servers), then compare. */
 async function both(prepare: (js: JobServer) => void, drive: (run: Run, side: Side) => Promise<void>): Promise<Record<Side, Run>> {
   const runs = { 'runpod-python': await startSide('runpod-python', prepare), ours: await startSide('ours', prepare) };
-  cleanups.push(() => runs['runpod-python'].stop(), () => runs.ours.stop());
+  cleanups.push(
+    () => runs['runpod-python'].stop(),
+    () => runs.ours.stop(),
+  );
   await Promise.all((['runpod-python', 'ours'] as const).map((side) => drive(runs[side], side)));
   return runs;
 }

@@ -24,7 +24,7 @@ const SCRIPT = join(projectRoot(), 'test', 'fixtures', 'runpod_python_endpoint.p
 const KEY = 'local-secret-key';
 
 type Ok<T = unknown> = { ok: T } | { raised: string };
-const ok = <T,>(r: Ok<T> | undefined): T => {
+const ok = <T>(r: Ok<T> | undefined): T => {
   if (!r || !('ok' in r)) throw new Error(`the SDK call raised: ${r && 'raised' in r ? r.raised : 'nothing recorded'}`);
   return r.ok;
 };
@@ -68,13 +68,13 @@ describe.skipIf(skip)(`serve driven by runpod-python ${skip ? '' : pinnedRunpodV
     expect(ok(report.status_cancelled)).toBe('CANCELLED');
   });
 
-  it('Endpoint.purge_queue removes the queued jobs, leaves the running one, in RunPod\'s shape', () => {
+  it("Endpoint.purge_queue removes the queued jobs, leaves the running one, in RunPod's shape", () => {
     expect(ok(report.purge_queue)).toEqual({ removed: 3, status: 'completed' });
     expect(ok(report.purged_status)).toEqual(['CANCELLED', 'CANCELLED', 'CANCELLED']);
     expect(ok(report.blocker_output)).toEqual({ done: 60 });
   });
 
-  it('Endpoint.health has RunPod\'s shape and counts', () => {
+  it("Endpoint.health has RunPod's shape and counts", () => {
     const before = ok(report.health_before) as { jobs: Record<string, number>; workers: Record<string, number> };
     expect(Object.keys(before).sort()).toEqual(['jobs', 'workers']);
     expect(Object.keys(before.jobs).sort()).toEqual(['cancelled', 'completed', 'failed', 'inProgress', 'inQueue', 'retried']);

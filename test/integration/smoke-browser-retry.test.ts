@@ -33,9 +33,19 @@ describe.skipIf(skip)('smoke browser check: one more attempt when the browser fa
   let dir: string;
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'sd-browser-retry-'));
-    writeFileSync(join(dir, 'ui.json'), JSON.stringify({ nodes: [{ id: 1, type: 'LoadImage' }, { id: 2, type: 'EmptyLatentImage' }], links: [] }));
+    writeFileSync(
+      join(dir, 'ui.json'),
+      JSON.stringify({
+        nodes: [
+          { id: 1, type: 'LoadImage' },
+          { id: 2, type: 'EmptyLatentImage' },
+        ],
+        links: [],
+      }),
+    );
     server = createServer((req, res) => {
-      if (req.url === '/system_stats') return res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ system: { comfyui_version: 'stand-in' }, devices: [{ name: 'cpu', type: 'cpu' }] }));
+      if (req.url === '/system_stats')
+        return res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ system: { comfyui_version: 'stand-in' }, devices: [{ name: 'cpu', type: 'cpu' }] }));
       if (req.url === '/object_info') return res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
       if (req.url === '/') {
         const ua = String(req.headers['user-agent'] ?? '');
@@ -62,7 +72,9 @@ describe.skipIf(skip)('smoke browser check: one more attempt when the browser fa
     const r = await check();
     const b = r.steps.find((s) => s.id === 'browser')!;
     expect(b.status).toBe('fail');
-    expect(b.reason).toMatch(/^Chromium failed while waiting for the frontend \(window\.app, registered node types\): .*Timeout 4000ms.* \(and the first attempt: Chromium failed while waiting for the frontend/);
+    expect(b.reason).toMatch(
+      /^Chromium failed while waiting for the frontend \(window\.app, registered node types\): .*Timeout 4000ms.* \(and the first attempt: Chromium failed while waiting for the frontend/,
+    );
     expect(pageLoads).toBe(2);
   }, 120_000);
 
@@ -72,7 +84,9 @@ describe.skipIf(skip)('smoke browser check: one more attempt when the browser fa
     const r = await check();
     const b = r.steps.find((s) => s.id === 'browser')!;
     expect(b.status, b.reason).toBe('pass');
-    expect(b.reason).toMatch(/^ui\.json loaded: 2 nodes on the canvas, no missing node types, no missing-nodes dialog \(screenshot .*shot\.png\) \(second attempt; the first: Chromium failed while waiting for the frontend/);
+    expect(b.reason).toMatch(
+      /^ui\.json loaded: 2 nodes on the canvas, no missing node types, no missing-nodes dialog \(screenshot .*shot\.png\) \(second attempt; the first: Chromium failed while waiting for the frontend/,
+    );
     expect(b.details).toMatchObject({ loadedNodes: 2, missing: [], firstAttemptError: expect.stringMatching(/Timeout 4000ms/) });
     expect(existsSync(join(dir, 'shot.png'))).toBe(true);
   }, 120_000);

@@ -17,7 +17,10 @@ beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), 'sd-start-'));
   recorder = join(dir, 'record.sh');
   // Writes its own name and arguments, one per line, to $RECORD_DIR/<name>.args
-  writeFileSync(recorder, '#!/usr/bin/env bash\nprintf "%s\\n" "$@" > "$RECORD_DIR/$(basename "$0").args"\nprintf "%s" "${STEADYDANCER_TEXT_CACHE-(unset)}" > "$RECORD_DIR/$(basename "$0").textcache"\nexit 0\n');
+  writeFileSync(
+    recorder,
+    '#!/usr/bin/env bash\nprintf "%s\\n" "$@" > "$RECORD_DIR/$(basename "$0").args"\nprintf "%s" "${STEADYDANCER_TEXT_CACHE-(unset)}" > "$RECORD_DIR/$(basename "$0").textcache"\nexit 0\n',
+  );
   chmodSync(recorder, 0o755);
   for (const name of ['fake-node', 'fake-python', 'fake-sshd']) {
     execFileSync('ln', ['-sf', recorder, join(dir, name)]);
@@ -42,7 +45,12 @@ function run(env: Record<string, string>) {
     },
     encoding: 'utf8',
   });
-  const read = (name: string) => (existsSync(join(rec, `${name}.args`)) ? readFileSync(join(rec, `${name}.args`), 'utf8').trim().split('\n') : undefined);
+  const read = (name: string) =>
+    existsSync(join(rec, `${name}.args`))
+      ? readFileSync(join(rec, `${name}.args`), 'utf8')
+          .trim()
+          .split('\n')
+      : undefined;
   const textCache = (name: string) => (existsSync(join(rec, `${name}.textcache`)) ? readFileSync(join(rec, `${name}.textcache`), 'utf8') : undefined);
   return { status: r.status, stderr: r.stderr, node: read('fake-node'), python: read('fake-python'), sshd: read('fake-sshd'), textCache };
 }

@@ -45,7 +45,13 @@ describe.skipIf(skip)('dance jobs through a supervised ComfyUI process', () => {
     const fullEnv = { ...process.env, FAKE_OUTPUT_MP4: join(dir, 'result.mp4'), STEPS: '4', STEP_MS: '40', ...env };
     // the child reads its settings from the environment the service passes on (process.env)
     Object.assign(process.env, { FAKE_OUTPUT_MP4: fullEnv.FAKE_OUTPUT_MP4, STEPS: fullEnv.STEPS, STEP_MS: fullEnv.STEP_MS });
-    const svc = await createService({ comfyUrl: `http://127.0.0.1:${port}`, comfyCommand: [process.execPath, FAKE, '--port', String(port)], readyTimeoutMs: 30_000, env: { ...fullEnv, ...extra }, logger });
+    const svc = await createService({
+      comfyUrl: `http://127.0.0.1:${port}`,
+      comfyCommand: [process.execPath, FAKE, '--port', String(port)],
+      readyTimeoutMs: 30_000,
+      env: { ...fullEnv, ...extra },
+      logger,
+    });
     return { svc, logger };
   }
 
@@ -193,7 +199,10 @@ describe.skipIf(motoSkip)('an oversized result goes to S3 when configured', () =
     });
     const queue = new JobQueue({ handler: svc.handler, logger: memoryLogger(), beforeJob: svc.ready });
     try {
-      const rec = queue.submit({ image: dataUri('image/png', makeImage(dir, 'r.png', 96, 96)), video: dataUri('video/mp4', makeVideo(dir, 'd.mp4', 64, 64, 12)), width: 64, height: 64, frames: 9 }, { delivery: 'run' });
+      const rec = queue.submit(
+        { image: dataUri('image/png', makeImage(dir, 'r.png', 96, 96)), video: dataUri('video/mp4', makeVideo(dir, 'd.mp4', 64, 64, 12)), width: 64, height: 64, frames: 9 },
+        { delivery: 'run' },
+      );
       const done = await queue.waitFor(rec.id, 60_000);
       expect(done?.error).toBeUndefined();
       const out = done?.output as { video: { type: string; data: string } };

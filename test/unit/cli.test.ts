@@ -34,7 +34,7 @@ describe('cli', () => {
     await walk(commands);
   });
 
-  it('--version prints the package version (commander\'s own flag) and exits 0', async () => {
+  it("--version prints the package version (commander's own flag) and exits 0", async () => {
     const pkg = JSON.parse(readFileSync('package.json', 'utf8')) as { version: string };
     const c = capture();
     expect(await runCli(['--version'], c.io)).toBe(0);
@@ -46,7 +46,7 @@ describe('cli', () => {
     [['up', '--timeout', 'soon', '--json'], /option '--timeout <s>' argument 'soon' is invalid\. expected a positive number of seconds/],
     [['generate', '--video', 'v.mp4', '--json'], /required option '--image <file\|url>' not specified/],
     [['up', '--cpu', '--gpu', '--json'], /option '--cpu' cannot be used with option '--gpu'/],
-  ])('with --json, commander\'s usage error %j is one JSON document on stdout (exit 2)', async (argv, msg) => {
+  ])("with --json, commander's usage error %j is one JSON document on stdout (exit 2)", async (argv, msg) => {
     const c = capture();
     expect(await runCli(argv, c.io)).toBe(2);
     const doc = JSON.parse(c.out.join('\n')) as { ok: boolean; error: { code: string; message: string } };
@@ -78,7 +78,7 @@ describe('cli', () => {
     expect(c.err.join('')).toMatch(/option '--url <url>' argument 'notaurl' is invalid\. expected an http\(s\) URL/);
   });
 
-  it('--variant offers the manifest\'s variants (commander choices; with --manifest, that manifest\'s)', async () => {
+  it("--variant offers the manifest's variants (commander choices; with --manifest, that manifest's)", async () => {
     const c = capture();
     expect(await runCli(['doctor', '--variant', 'fp4'], c.io)).toBe(2);
     expect(c.err.join('')).toContain("option '--variant <name>' argument 'fp4' is invalid. Allowed choices are fp8, fp16, gguf-q5_k_m, gguf-q6_k.");
@@ -98,7 +98,10 @@ describe('cli', () => {
     const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     try {
       const c = captureCli({ PATH: process.env.PATH, STEADYDANCER_API_URL: url });
-      const code = await runCli(['generate', '--image', 'docker/samples/reference.png', '--video', 'docker/samples/dance.mp4', '--set', 'frames=abc', '--set', 'width=100', '--params', '{"preset":"turbo"}', '--json'], c.io);
+      const code = await runCli(
+        ['generate', '--image', 'docker/samples/reference.png', '--video', 'docker/samples/dance.mp4', '--set', 'frames=abc', '--set', 'width=100', '--params', '{"preset":"turbo"}', '--json'],
+        c.io,
+      );
       expect(code).toBe(2);
       const doc = JSON.parse(c.out.join('\n')) as { error: { code: string; message: string } };
       expect(doc.error.code).toBe('E_USAGE');

@@ -86,7 +86,7 @@ describe('doctor on recorded hosts', () => {
     expect(r.ok).toBe(false);
   });
 
-  it('engine down (recorded): engine FAIL with docker\'s own reason, rows that need it SKIP', async () => {
+  it("engine down (recorded): engine FAIL with docker's own reason, rows that need it SKIP", async () => {
     const r = await doctorOn('engine-down');
     const e = check(r, 'docker.engine');
     expect(e.status).toBe('FAIL');
@@ -146,7 +146,7 @@ describe('probes and parsers', () => {
     expect(await probeGpu(run)).toMatchObject({ present: true, cudaVersion: '12.8', cudaSource: 'driver table' });
   });
 
-  it('nvidia-smi present but the driver broken: no GPU, with nvidia-smi\'s reason', async () => {
+  it("nvidia-smi present but the driver broken: no GPU, with nvidia-smi's reason", async () => {
     const run = recordedRunner({
       'nvidia-smi --query-gpu=name,driver_version,compute_cap,memory.total --format=csv,noheader': {
         exitCode: 9,
@@ -160,7 +160,11 @@ describe('probes and parsers', () => {
 
   it('parses df -Pk, including a mount point with spaces, and rejects other output', () => {
     expect(parseDfPk('Filesystem 1024-blocks Used Available Capacity Mounted on\n/dev/sdb1 1000 400 600 40% /mnt/my disk\n')).toEqual({
-      filesystem: '/dev/sdb1', totalBytes: 1024000, usedBytes: 409600, freeBytes: 614400, mountpoint: '/mnt/my disk',
+      filesystem: '/dev/sdb1',
+      totalBytes: 1024000,
+      usedBytes: 409600,
+      freeBytes: 614400,
+      mountpoint: '/mnt/my disk',
     });
     expect(() => parseDfPk('df: /x: No such file or directory\n')).toThrow(/unexpected df output/);
   });
@@ -182,7 +186,9 @@ describe('probes and parsers', () => {
   it('docker missing entirely, and compose v2 preferred over v1', async () => {
     expect(await probeEngine(recordedRunner({}))).toMatchObject({ clientInstalled: false, reachable: false, reason: 'the docker client is not installed' });
     expect(await probeCompose(recordedRunner({ 'docker compose version': 'Docker Compose version v2.29.1\n', 'docker-compose version --short': '1.29.2\n' }))).toEqual({
-      kind: 'v2', version: '2.29.1', command: ['docker', 'compose'],
+      kind: 'v2',
+      version: '2.29.1',
+      command: ['docker', 'compose'],
     });
     expect(await probeCompose(recordedRunner({}))).toEqual({ kind: null, version: null, command: null });
   });

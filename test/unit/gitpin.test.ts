@@ -4,7 +4,11 @@ import { secretLikeName, imageTag } from '../../src/docker/rules/dockerfile.js';
 import { substitute } from '../../src/docker/dockerfile.js';
 
 const C = 'a125cd84b054a57729b5eecab930ca9408719832';
-const args = new Map<string, string | null>([['COMFYUI_REF', C], ['BRANCH', 'main'], ['NOVAL', null]]);
+const args = new Map<string, string | null>([
+  ['COMFYUI_REF', C],
+  ['BRANCH', 'main'],
+  ['NOVAL', null],
+]);
 const resolve = (w: string) => substitute(w, args);
 const problems = (text: string) => findUnpinnedGit(text, 1, resolve).map((p) => `${p.line}:${p.severity}`);
 
@@ -36,7 +40,11 @@ describe('git pin analysis', () => {
 
   it('reports the physical line of each command in a continued RUN, ignoring comment lines', () => {
     const segs = shellSegments('RUN a \\\n# comment\n  && b \\\n  && c', 10);
-    expect(segs.map((s) => [s.words[0], s.line])).toEqual([['RUN', 10], ['b', 12], ['c', 13]]);
+    expect(segs.map((s) => [s.words[0], s.line])).toEqual([
+      ['RUN', 10],
+      ['b', 12],
+      ['c', 13],
+    ]);
   });
 });
 
@@ -53,7 +61,10 @@ describe('helpers', () => {
   });
 
   it('substitutes ${VAR}, ${VAR:-x}, $VAR; null when unresolvable', () => {
-    const v = new Map<string, string | null>([['A', 'x'], ['E', '']]);
+    const v = new Map<string, string | null>([
+      ['A', 'x'],
+      ['E', ''],
+    ]);
     expect(substitute('${A}/$A', v)).toBe('x/x');
     expect(substitute('${E:-d}', v)).toBe('d');
     expect(substitute('${B:-d}', v)).toBe('d');

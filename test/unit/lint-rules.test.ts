@@ -147,7 +147,7 @@ describe('lint: details', () => {
       calls.push([file, ...args].join(' '));
       if (file === 'docker' && args[0] === 'compose' && args[1] === 'version') return { exitCode: 0, stdout: 'Docker Compose version v2.29.1\n', stderr: '', notFound: false };
       if (file === 'docker' && args.at(-2) === 'config') {
-        return { exitCode: 15, stdout: '', stderr: 'services.comfyui.deploy.resources.reservations.devices.0 additional properties \'x\' not allowed\n', notFound: false };
+        return { exitCode: 15, stdout: '', stderr: "services.comfyui.deploy.resources.reservations.devices.0 additional properties 'x' not allowed\n", notFound: false };
       }
       return realRunner(file, args, opts);
     };

@@ -160,14 +160,25 @@ export const DF005: Rule = {
       const earlier = df.froms.filter((g) => g.stage < f.stage && g.stageName).map((g) => g.stageName!.toLowerCase());
       if (earlier.includes(f.raw.toLowerCase()) || f.raw === 'scratch') continue;
       if (f.resolved === null) {
-        out.push({ file: DOCKERFILE, line: f.line, message: `FROM ${f.raw}: a build arg it uses has no default before the first FROM`, hint: 'declare the arg with a tagged default before the first FROM' });
+        out.push({
+          file: DOCKERFILE,
+          line: f.line,
+          message: `FROM ${f.raw}: a build arg it uses has no default before the first FROM`,
+          hint: 'declare the arg with a tagged default before the first FROM',
+        });
         continue;
       }
       if (earlier.includes(f.resolved.toLowerCase())) continue;
       const { tag, digest } = imageTag(f.resolved);
       if (digest) continue;
       const shown = f.raw === f.resolved ? f.raw : `${f.raw} (= ${f.resolved})`;
-      if (tag === null) out.push({ file: DOCKERFILE, line: f.line, message: `base image ${shown} has no tag (that means :latest)`, hint: 'pin a versioned tag (e.g. nvidia/cuda:12.8.1-runtime-ubuntu24.04) or a digest' });
+      if (tag === null)
+        out.push({
+          file: DOCKERFILE,
+          line: f.line,
+          message: `base image ${shown} has no tag (that means :latest)`,
+          hint: 'pin a versioned tag (e.g. nvidia/cuda:12.8.1-runtime-ubuntu24.04) or a digest',
+        });
       else if (tag === 'latest') out.push({ file: DOCKERFILE, line: f.line, message: `base image ${shown} uses :latest`, hint: 'pin a versioned tag or a digest: :latest changes under you' });
     }
     return out;
@@ -197,7 +208,14 @@ export const DF006: Rule = {
     for (const a of df.args) {
       if (!secretLikeName(a.name)) continue;
       if (a.value) out.push({ file: DOCKERFILE, line: a.line, message: `ARG ${a.name} carries a default value that looks like a secret`, hint });
-      else out.push({ file: DOCKERFILE, line: a.line, severity: 'warning' as const, message: `ARG ${a.name} looks like a secret: a value passed with --build-arg is recorded in the image history`, hint });
+      else
+        out.push({
+          file: DOCKERFILE,
+          line: a.line,
+          severity: 'warning' as const,
+          message: `ARG ${a.name} looks like a secret: a value passed with --build-arg is recorded in the image history`,
+          hint,
+        });
     }
     for (const e of df.envs) {
       if (secretLikeName(e.name) && e.value) out.push({ file: DOCKERFILE, line: e.line, message: `ENV ${e.name} bakes a secret-looking value into the image`, hint });

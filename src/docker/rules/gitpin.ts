@@ -86,7 +86,26 @@ export function shellSegments(text: string, firstLine: number): Segment[] {
 }
 
 const LEADING = new Set(['then', 'do', 'else', 'elif', 'if', 'while', 'until', '!', '{', '}', 'time', 'exec', 'sudo', 'env', 'command']);
-const CLONE_VALUE_OPTS = new Set(['-b', '--branch', '--depth', '-o', '--origin', '-c', '--config', '--reference', '--filter', '-j', '--jobs', '--separate-git-dir', '--template', '--shallow-since', '--shallow-exclude', '-u', '--upload-pack', '--reference-if-able']);
+const CLONE_VALUE_OPTS = new Set([
+  '-b',
+  '--branch',
+  '--depth',
+  '-o',
+  '--origin',
+  '-c',
+  '--config',
+  '--reference',
+  '--filter',
+  '-j',
+  '--jobs',
+  '--separate-git-dir',
+  '--template',
+  '--shallow-since',
+  '--shallow-exclude',
+  '-u',
+  '--upload-pack',
+  '--reference-if-able',
+]);
 
 function commandWords(words: string[]): string[] {
   let i = 0;

@@ -22,7 +22,12 @@ export const MD001: Rule = {
     const loc = locate(text);
     return res.error.issues.slice(0, 50).map((i) => {
       const path = i.path.filter((p): p is string | number => typeof p !== 'symbol');
-      return { file: MANIFEST, line: lineAt(loc, path), message: `${path.join('.') || '(root)'}: ${i.message}`, hint: 'the schema is in src/models/manifest.ts; unknown facts (size, sha256, commit) are null, never guessed' };
+      return {
+        file: MANIFEST,
+        line: lineAt(loc, path),
+        message: `${path.join('.') || '(root)'}: ${i.message}`,
+        hint: 'the schema is in src/models/manifest.ts; unknown facts (size, sha256, commit) are null, never guessed',
+      };
     });
   },
 };

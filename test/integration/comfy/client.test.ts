@@ -62,7 +62,9 @@ describe.skipIf(skip)('ComfyClient against a real ComfyUI', () => {
     const v = findVideo(r.outputs);
     expect(v).toMatchObject({ nodeId: '4', subfolder: 'clienttest', type: 'output' });
     const bytes = await client.view(v!);
-    const probe = JSON.parse(execFileSync('ffprobe', ['-v', 'error', '-count_frames', '-show_entries', 'stream=codec_name,width,height,nb_read_frames', '-of', 'json', '-'], { input: bytes }).toString());
+    const probe = JSON.parse(
+      execFileSync('ffprobe', ['-v', 'error', '-count_frames', '-show_entries', 'stream=codec_name,width,height,nb_read_frames', '-of', 'json', '-'], { input: bytes }).toString(),
+    );
     expect(probe.streams[0]).toMatchObject({ codec_name: 'h264', width: 512, height: 512, nb_read_frames: '9' });
     expect((await client.history(r.promptId))?.status?.completed).toBe(true);
     // The same prompt again comes from the cache.
@@ -72,10 +74,12 @@ describe.skipIf(skip)('ComfyClient against a real ComfyUI', () => {
   });
 
   it('a bad value: PromptValidationError names the node and the input', async () => {
-    const err = await client.queuePrompt({
-      '7': { class_type: 'LoadImage', inputs: { image: 'missing.png' } },
-      '8': { class_type: 'PreviewImage', inputs: { images: ['7', 0] } },
-    }).catch((e) => e);
+    const err = await client
+      .queuePrompt({
+        '7': { class_type: 'LoadImage', inputs: { image: 'missing.png' } },
+        '8': { class_type: 'PreviewImage', inputs: { images: ['7', 0] } },
+      })
+      .catch((e) => e);
     expect(err).toBeInstanceOf(PromptValidationError);
     const e = err as PromptValidationError;
     expect(e.nodeErrors[0]).toMatchObject({ nodeId: '7', classType: 'LoadImage' });
@@ -90,11 +94,13 @@ describe.skipIf(skip)('ComfyClient against a real ComfyUI', () => {
 
   it('a failure inside a node: ExecutionError with node id, type and message', async () => {
     await client.upload({ data: Buffer.from('this is not a video'), name: 'broken.mp4' });
-    const err = await client.run({
-      '3': { class_type: 'LoadVideo', inputs: { file: 'broken.mp4' } },
-      '4': { class_type: 'GetVideoComponents', inputs: { video: ['3', 0] } },
-      '5': { class_type: 'PreviewImage', inputs: { images: ['4', 0] } },
-    }).catch((e) => e);
+    const err = await client
+      .run({
+        '3': { class_type: 'LoadVideo', inputs: { file: 'broken.mp4' } },
+        '4': { class_type: 'GetVideoComponents', inputs: { video: ['3', 0] } },
+        '5': { class_type: 'PreviewImage', inputs: { images: ['4', 0] } },
+      })
+      .catch((e) => e);
     expect(err).toBeInstanceOf(ExecutionError);
     const e = err as ExecutionError;
     expect(['3', '4']).toContain(e.nodeId);

@@ -16,7 +16,12 @@ describe('findVideo', () => {
   it('prefers saved outputs over temp previews, the preferred node over others, mp4 over webm', () => {
     const outputs = {
       '1': { videos: [{ filename: 'a.mp4', subfolder: '', type: 'temp' }] },
-      '2': { videos: [{ filename: 'b.webm', subfolder: '', type: 'output' }, { filename: 'c.mp4', subfolder: '', type: 'output' }] },
+      '2': {
+        videos: [
+          { filename: 'b.webm', subfolder: '', type: 'output' },
+          { filename: 'c.mp4', subfolder: '', type: 'output' },
+        ],
+      },
       '3': { videos: [{ filename: 'd.mp4', subfolder: '', type: 'output' }] },
     };
     expect(findVideo(outputs)?.filename).toBe('c.mp4');

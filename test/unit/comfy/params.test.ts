@@ -37,7 +37,21 @@ describe('frames rule: nearest 4n+1, ties up, minimum 5', () => {
 describe('resolveParams', () => {
   it('applies the fast preset by default and reports the rounding', () => {
     const p = resolveParams({ width: 512, height: 512, frames: 30, seed: 7 });
-    expect(p).toMatchObject({ width: 512, height: 512, frames: 29, framesRequested: 30, steps: 4, cfg: 1, poseCfg: 0, shift: 5, seed: 7, seedWasRandom: false, lora: true, sampler: 'euler', variant: 'fp8' });
+    expect(p).toMatchObject({
+      width: 512,
+      height: 512,
+      frames: 29,
+      framesRequested: 30,
+      steps: 4,
+      cfg: 1,
+      poseCfg: 0,
+      shift: 5,
+      seed: 7,
+      seedWasRandom: false,
+      lora: true,
+      sampler: 'euler',
+      variant: 'fp8',
+    });
   });
   it('quality preset: official defaults, shift 3 at 832×480', () => {
     const p = resolveParams({ preset: 'quality', width: 832, height: 480, seed: 1 });
@@ -114,7 +128,10 @@ describe('resolveParams', () => {
     } catch (err) {
       expect(err).toBeInstanceOf(ParamsError);
       const e = err as ParamsError;
-      expect(e.issues.find((i) => i.path === field), JSON.stringify(e.issues)).toBeTruthy();
+      expect(
+        e.issues.find((i) => i.path === field),
+        JSON.stringify(e.issues),
+      ).toBeTruthy();
       expect(e.message).toContain(text);
     }
   });

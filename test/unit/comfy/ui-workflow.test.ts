@@ -12,11 +12,19 @@ describe('docker/workflows: the UI file matches the API template', () => {
   it('same nodes (by title), same types, same links', () => {
     const g = uiGraph(ui);
     const titleOf = (id: string) => api[id]!._meta!.title!;
-    expect([...g.keys()].sort()).toEqual(Object.values(api).map((n) => n._meta!.title!).sort());
+    expect([...g.keys()].sort()).toEqual(
+      Object.values(api)
+        .map((n) => n._meta!.title!)
+        .sort(),
+    );
     for (const n of Object.values(api)) {
       const u = g.get(n._meta!.title!)!;
       expect(u.type).toBe(n.class_type);
-      const apiLinks = Object.fromEntries(Object.entries(n.inputs).filter(([, v]) => Array.isArray(v)).map(([k, v]) => [k, [titleOf(String((v as unknown[])[0])), Number((v as unknown[])[1])]]));
+      const apiLinks = Object.fromEntries(
+        Object.entries(n.inputs)
+          .filter(([, v]) => Array.isArray(v))
+          .map(([k, v]) => [k, [titleOf(String((v as unknown[])[0])), Number((v as unknown[])[1])]]),
+      );
       expect(u.links, n._meta!.title).toEqual(apiLinks);
     }
   });

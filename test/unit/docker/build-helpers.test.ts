@@ -34,13 +34,24 @@ describe('build flags → build args', () => {
   it('stand-in, variant, bake and packs become build args; user args override', () => {
     const sel = selectPacks(lock, 'ComfyUI-KJNodes,ComfyUI-VideoHelperSuite').selected;
     const a = composeBuildArgs(opts({ standin: true, variant: 'fp16', bake: true, buildArgs: { PYTHON_VERSION: '3.12' } }), sel, lock);
-    expect(a).toMatchObject({ ...STANDIN_ARGS, PYTHON_VERSION: '3.12', STEADYDANCER_VARIANT: 'fp16', BAKE_STEADYDANCER: 'true', NODE_PACKS: 'ComfyUI-KJNodes,ComfyUI-VideoHelperSuite', COMFYUI_REF: lock.comfyui.commit });
+    expect(a).toMatchObject({
+      ...STANDIN_ARGS,
+      PYTHON_VERSION: '3.12',
+      STEADYDANCER_VARIANT: 'fp16',
+      BAKE_STEADYDANCER: 'true',
+      NODE_PACKS: 'ComfyUI-KJNodes,ComfyUI-VideoHelperSuite',
+      COMFYUI_REF: lock.comfyui.commit,
+    });
     expect(composeBuildArgs(opts({}), lock.nodes, lock).NODE_PACKS).toBe('all');
     expect(composeBuildArgs(opts({}), [], lock).NODE_PACKS).toBe('none');
   });
   it('labels carry each pack commit and the omitted packs', () => {
     const { selected, omitted } = selectPacks(lock, 'ComfyUI-KJNodes');
-    const l = packLabels(lock, selected, omitted.map((o) => ({ name: o.name, commit: o.commit, reason: 'x' })));
+    const l = packLabels(
+      lock,
+      selected,
+      omitted.map((o) => ({ name: o.name, commit: o.commit, reason: 'x' })),
+    );
     expect(l['org.steadydancer.pack.ComfyUI-KJNodes']).toBe('3f20054214fec9f9234fd3841ae6f1e4287948f6');
     expect(l['org.steadydancer.packs-omitted']).toBe('ComfyUI-WanVideoWrapper,ComfyUI-VideoHelperSuite,ComfyUI-WanAnimatePreprocess,comfyui_controlnet_aux');
     expect(l['org.steadydancer.comfyui']).toBe(lock.comfyui.commit);
@@ -73,15 +84,17 @@ describe('image labels from what the verification found', () => {
       'org.steadydancer.attention': 'sdpa,xformers',
       'org.steadydancer.flash-attn': 'false',
       'org.steadydancer.sageattn': 'false',
+      'org.steadydancer.fa3': 'false',
       'org.steadydancer.xformers': 'true',
     });
   });
 
   it('a backend that imports is true, with every usable one in attention', () => {
-    expect(verifiedLabels({ attention: { sdpa: true, xformers: null, flash_attn: '2.8.3', sageattention: '1.0.6' } })).toMatchObject({
-      'org.steadydancer.attention': 'sdpa,flash_attn,sageattention',
+    expect(verifiedLabels({ attention: { sdpa: true, xformers: null, flash_attn: '2.8.3', sageattention: '1.0.6', fa3: '0.0.3' } })).toMatchObject({
+      'org.steadydancer.attention': 'sdpa,flash_attn,sageattention,fa3',
       'org.steadydancer.flash-attn': 'true',
       'org.steadydancer.sageattn': 'true',
+      'org.steadydancer.fa3': 'true',
     });
   });
 
@@ -94,15 +107,23 @@ describe('image labels from what the verification found', () => {
   it('the Dockerfile labels only the request; the verified names are left to the build', () => {
     const df = readFileSync(join(process.cwd(), 'docker', 'Dockerfile'), 'utf8');
     expect(df).toContain('org.steadydancer.flash-attn.requested="${ENABLE_FLASH_ATTN}"');
-    expect(df).not.toMatch(/org\.steadydancer\.(flash-attn|sageattn)="/);
+    expect(df).not.toMatch(/org\.steadydancer\.(flash-attn|sageattn|fa3)="/);
   });
 
   const py = join(process.cwd(), '.venv', 'bin', 'python');
   const noPy = needs('image labels from image_info.py on the venv', existsSync(py) ? undefined : `no Python venv at ${py} (make venv)`);
-  it.skipIf(noPy)('labels what docker/build/image_info.py reports on this host\'s venv (the same collector the image runs)', () => {
-    const info = JSON.parse(execFileSync(py, [join(process.cwd(), 'docker', 'build', 'image_info.py'), '--print'], { encoding: 'utf8', timeout: 120_000 })) as { attention: Record<string, unknown> };
-    const l = verifiedLabels(info)!;
-    expect(l['org.steadydancer.flash-attn']).toBe(String(info.attention.flash_attn !== null));
-    expect(l['org.steadydancer.attention']!.split(',')).toEqual(Object.entries(info.attention).filter(([, v]) => v !== null && v !== false).map(([k]) => k));
-  }, 120_000);
+  it.skipIf(noPy)(
+    "labels what docker/build/image_info.py reports on this host's venv (the same collector the image runs)",
+    () => {
+      const info = JSON.parse(execFileSync(py, [join(process.cwd(), 'docker', 'build', 'image_info.py'), '--print'], { encoding: 'utf8', timeout: 120_000 })) as { attention: Record<string, unknown> };
+      const l = verifiedLabels(info)!;
+      expect(l['org.steadydancer.flash-attn']).toBe(String(info.attention.flash_attn !== null));
+      expect(l['org.steadydancer.attention']!.split(',')).toEqual(
+        Object.entries(info.attention)
+          .filter(([, v]) => v !== null && v !== false)
+          .map(([k]) => k),
+      );
+    },
+    120_000,
+  );
 });

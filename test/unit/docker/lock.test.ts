@@ -9,13 +9,7 @@ describe('custom-nodes.lock.json', () => {
   it('the repository lock parses, pins ComfyUI and the five packs by full commit', () => {
     const lock = repoLock();
     expect(lock.comfyui.commit).toBe('a125cd84b054a57729b5eecab930ca9408719832');
-    expect(lock.nodes.map((n) => n.name)).toEqual([
-      'ComfyUI-WanVideoWrapper',
-      'ComfyUI-KJNodes',
-      'ComfyUI-VideoHelperSuite',
-      'ComfyUI-WanAnimatePreprocess',
-      'comfyui_controlnet_aux',
-    ]);
+    expect(lock.nodes.map((n) => n.name)).toEqual(['ComfyUI-WanVideoWrapper', 'ComfyUI-KJNodes', 'ComfyUI-VideoHelperSuite', 'ComfyUI-WanAnimatePreprocess', 'comfyui_controlnet_aux']);
     for (const s of allSources(lock)) expect(s.commit).toMatch(/^[0-9a-f]{40}$/);
     expect(lock.references[0]?.name).toBe('SteadyDancer');
     expect(lock.nodes.every((n) => n.requirements === true)).toBe(true);

@@ -58,7 +58,7 @@ describe('start.sh attention choice by GPU', () => {
     expect(call('attention_flag 9.0', sandbox({ attention: ALL }), { ATTENTION_BACKEND: 'pytorch' })).toBe('--use-pytorch-cross-attention');
     expect(call('attention_flag ""', sandbox({ attention: ALL }), { ATTENTION_BACKEND: 'flash' })).toBe('--use-flash-attention');
   });
-  it('fa3 / fa3_fp8 are the pack\'s (Wan blocks): ComfyUI keeps SDPA, and the pack sees the variable', () => {
+  it("fa3 / fa3_fp8 are the pack's (Wan blocks): ComfyUI keeps SDPA, and the pack sees the variable", () => {
     for (const v of ['fa3', 'fa3_fp8']) {
       expect(call('attention_flag 9.0', sandbox({ attention: ALL }), { ATTENTION_BACKEND: v })).toBe('--use-pytorch-cross-attention');
     }
@@ -104,15 +104,11 @@ describe('start.sh models dir and command line', () => {
     expect(out).toContain('  base_path: /data/models');
     expect(out).toContain('  detection: detection');
   });
-  it('keeps torch.compile\'s cache with the models (TORCHINDUCTOR_CACHE_DIR), unless set', () => {
+  it("keeps torch.compile's cache with the models (TORCHINDUCTOR_CACHE_DIR), unless set", () => {
     const s = sandbox({ attention: XF });
     const env = { COMFYUI_DIR: '/opt/ComfyUI', COMFYUI_PORT: '9999' };
-    expect(call('comfyui_command 127.0.0.1 /data/models 2>/dev/null; echo "$TORCHINDUCTOR_CACHE_DIR"', s, env)).toBe(
-      '/data/models/.cache/torchinductor',
-    );
-    expect(
-      call('comfyui_command 127.0.0.1 /data/models 2>/dev/null; printenv TORCHINDUCTOR_CACHE_DIR', s, { ...env, TORCHINDUCTOR_CACHE_DIR: '/x' }),
-    ).toBe('/x');
+    expect(call('comfyui_command 127.0.0.1 /data/models 2>/dev/null; echo "$TORCHINDUCTOR_CACHE_DIR"', s, env)).toBe('/data/models/.cache/torchinductor');
+    expect(call('comfyui_command 127.0.0.1 /data/models 2>/dev/null; printenv TORCHINDUCTOR_CACHE_DIR', s, { ...env, TORCHINDUCTOR_CACHE_DIR: '/x' })).toBe('/x');
   });
   it('ENABLE_STEADYDANCER=true runs download_models.sh with --variant, --dest and --jobs', () => {
     const s = sandbox({});

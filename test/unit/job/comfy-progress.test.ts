@@ -7,7 +7,7 @@ describe('comfyProgress (ComfyUI progress event → job progress)', () => {
     expect(comfyProgress(1, 20, 'KSampler')).toMatchObject({ stage: 'sampling', step: 1 });
   });
 
-  it('the pose node\'s per-frame events (and any other node\'s) are not steps', () => {
+  it("the pose node's per-frame events (and any other node's) are not steps", () => {
     const pose = comfyProgress(7, 33, 'SteadyDancerPosePrep');
     expect(pose).toEqual({ stage: 'running', percent: 21, message: 'SteadyDancerPosePrep: 7/33' });
     expect(pose).not.toHaveProperty('step');

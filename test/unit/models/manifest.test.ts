@@ -2,17 +2,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import {
-  defaultManifestPath,
-  fallbackChain,
-  findFileByName,
-  loadManifest,
-  parseManifest,
-  resolveUrl,
-  variantFiles,
-  variantTotalBytes,
-  workflowModelNames,
-} from '../../../src/models/manifest.js';
+import { defaultManifestPath, fallbackChain, findFileByName, loadManifest, parseManifest, resolveUrl, variantFiles, variantTotalBytes, workflowModelNames } from '../../../src/models/manifest.js';
 import { ActionableError, UsageError } from '../../../src/util/errors.js';
 
 const raw = () => JSON.parse(readFileSync(defaultManifestPath({}), 'utf8')) as Record<string, any>;
@@ -73,9 +63,7 @@ describe('docker/models.json', () => {
 
   it('builds resolve URLs with the revision (or commit) and encoded path', () => {
     const f = m.files['steadydancer-fp8']!;
-    expect(resolveUrl('http://127.0.0.1:9/', f)).toBe(
-      'http://127.0.0.1:9/Kijai/WanVideo_comfy_fp8_scaled/resolve/main/SteadyDancer/Wan21_SteadyDancer_fp8_e4m3fn_scaled_KJ.safetensors',
-    );
+    expect(resolveUrl('http://127.0.0.1:9/', f)).toBe('http://127.0.0.1:9/Kijai/WanVideo_comfy_fp8_scaled/resolve/main/SteadyDancer/Wan21_SteadyDancer_fp8_e4m3fn_scaled_KJ.safetensors');
     expect(resolveUrl('http://h', { ...f, commit: 'a'.repeat(40) })).toContain(`/resolve/${'a'.repeat(40)}/`);
   });
 

@@ -114,7 +114,9 @@ describe('a job with no variant runs what is installed', () => {
 
 describe('the job schema takes its variants from the manifest', () => {
   it('allowed values are the manifest variants of the job workflow (the GGUF ones run another workflow)', () => {
-    expect(jobVariants(manifest)).toEqual(Object.keys(manifest.variants).filter((v) => manifest.workflows[manifest.variants[v]!.workflow]!.workflowFiles.includes('docker/workflows/steadydancer-dance.api.json')));
+    expect(jobVariants(manifest)).toEqual(
+      Object.keys(manifest.variants).filter((v) => manifest.workflows[manifest.variants[v]!.workflow]!.workflowFiles.includes('docker/workflows/steadydancer-dance.api.json')),
+    );
     expect(jobVariants(manifest)).toEqual(['fp8', 'fp16']);
     try {
       resolveParams({ variant: 'gguf-q6_k' });
@@ -173,7 +175,9 @@ describe('every command uses the rule', () => {
     const dir = await folderWith('fp16');
     const r = await doctorHost({ root: projectRoot(), env: { PATH: process.env.PATH }, modelsDir: dir });
     expect(r.checks.find((c) => c.id === 'disk.models')!.detail).toContain('fp16 variant');
-    const plan = await runPlan(realPhases({ root: projectRoot(), env: { PATH: process.env.PATH, MODELS_DIR: dir }, logger: memoryLogger(), tag: 't', reportDir: join(dir, 'r') }), { only: ['doctor'] });
+    const plan = await runPlan(realPhases({ root: projectRoot(), env: { PATH: process.env.PATH, MODELS_DIR: dir }, logger: memoryLogger(), tag: 't', reportDir: join(dir, 'r') }), {
+      only: ['doctor'],
+    });
     const details = plan.phases.find((p) => p.id === 'doctor')!.details as { checks: { id: string; detail: string }[] };
     expect(details.checks.find((c) => c.id === 'disk.models')!.detail).toContain('fp16 variant');
   });

@@ -29,15 +29,25 @@ describe('plan engine', () => {
     const gateA = new Promise<void>((r) => (releaseA = r));
     const phases = [
       fake('doctor', 1, pass(), log),
-      fake('models', 3, async () => {
-        // models waits until deps-build has started: only possible when both run at once
-        await gateA;
-        return pass();
-      }, log),
-      fake('deps-build', 3, async () => {
-        releaseA();
-        return pass();
-      }, log),
+      fake(
+        'models',
+        3,
+        async () => {
+          // models waits until deps-build has started: only possible when both run at once
+          await gateA;
+          return pass();
+        },
+        log,
+      ),
+      fake(
+        'deps-build',
+        3,
+        async () => {
+          releaseA();
+          return pass();
+        },
+        log,
+      ),
       fake('lint', 2, pass(), log),
       fake('build', 4, pass(), log, { needs: ['deps-build'] }),
     ];
@@ -74,7 +84,10 @@ describe('plan engine', () => {
     const r = await runPlan([
       { id: 'build', title: 'b', wave: 1, run: async () => ({ status: 'skip', reason: 'no Docker engine' }) },
       {
-        id: 'local-test', title: 't', wave: 2, after: ['build'],
+        id: 'local-test',
+        title: 't',
+        wave: 2,
+        after: ['build'],
         run: async ({ results }) => ({ status: 'pass', reason: `build was ${results.get('build')!.status}: native` }),
       },
     ]);
@@ -84,7 +97,14 @@ describe('plan engine', () => {
 
   it('turns a thrown error into a failure with its message and hint', async () => {
     const r = await runPlan([
-      { id: 'models', title: 'm', wave: 1, run: async () => { throw Object.assign(new Error('Hub unreachable'), { hint: 'check the network' }); } },
+      {
+        id: 'models',
+        title: 'm',
+        wave: 1,
+        run: async () => {
+          throw Object.assign(new Error('Hub unreachable'), { hint: 'check the network' });
+        },
+      },
     ]);
     expect(r.phases[0]).toMatchObject({ status: 'fail', reason: 'Hub unreachable (hint: check the network)' });
   });
@@ -114,8 +134,24 @@ describe('plan engine', () => {
     let t = 1_000_000;
     const r = await runPlan(
       [
-        { id: 'doctor', title: 'host preflight', wave: 1, run: async () => { t += 1500; return { status: 'fail', reason: 'no GPU | no driver', details: { gpu: null } }; } },
-        { id: 'lint', title: 'static checks', wave: 2, run: async () => { t += 20; return pass('0 errors'); } },
+        {
+          id: 'doctor',
+          title: 'host preflight',
+          wave: 1,
+          run: async () => {
+            t += 1500;
+            return { status: 'fail', reason: 'no GPU | no driver', details: { gpu: null } };
+          },
+        },
+        {
+          id: 'lint',
+          title: 'static checks',
+          wave: 2,
+          run: async () => {
+            t += 20;
+            return pass('0 errors');
+          },
+        },
       ],
       { now: () => t },
     );
@@ -150,7 +186,18 @@ describe('plan engine', () => {
 
   describe('environment limits (the CPU plan)', () => {
     const host = (): PhaseDef[] => [
-      { id: 'doctor', title: 'host preflight', wave: 1, run: async () => ({ status: 'fail', reason: '1 check(s) failed: gpu.present (no NVIDIA GPU)', environment: true, lines: ['FAIL NVIDIA GPU: no NVIDIA GPU — GPU phases will be skipped'], next: ['For a real video: run on a GPU host.'] }) },
+      {
+        id: 'doctor',
+        title: 'host preflight',
+        wave: 1,
+        run: async () => ({
+          status: 'fail',
+          reason: '1 check(s) failed: gpu.present (no NVIDIA GPU)',
+          environment: true,
+          lines: ['FAIL NVIDIA GPU: no NVIDIA GPU — GPU phases will be skipped'],
+          next: ['For a real video: run on a GPU host.'],
+        }),
+      },
       { id: 'deps-build', title: 'build inputs', wave: 2, run: async () => ({ status: 'skip', reason: 'no Docker engine: docker: not found', environment: true }) },
       { id: 'build', title: 'image build', wave: 3, needs: ['deps-build'], run: async () => pass('built') },
       { id: 'lint', title: 'static checks', wave: 1, run: async () => ({ status: 'fail', reason: '1 error(s): SH001 x.sh', lines: ['ERROR SH001 x.sh: quote this'] }) },
@@ -164,7 +211,10 @@ describe('plan engine', () => {
       expect(r.phases.find((p) => p.id === 'build')!.reason).toBe('prerequisite deps-build could not run here: no Docker engine: docker: not found');
       expect(r.counts).toEqual({ pass: 0, warn: 3, fail: 1, skip: 0 });
       expect(r.ok).toBe(false);
-      const ok = await runPlan(host().filter((p) => p.id !== 'lint'), { lenient: true });
+      const ok = await runPlan(
+        host().filter((p) => p.id !== 'lint'),
+        { lenient: true },
+      );
       expect(ok.ok).toBe(true);
       expect(ok.counts).toEqual({ pass: 0, warn: 3, fail: 0, skip: 0 });
     });

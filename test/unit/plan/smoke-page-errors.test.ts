@@ -50,7 +50,14 @@ describe('browser check: page errors and error toasts', () => {
 const kj = loadLock(lockPath(process.cwd())).nodes.find((n) => n.name === 'ComfyUI-KJNodes');
 const kjDir = kj ? join(sourcesDir(), `${kj.name}@${kj.commit}`) : undefined;
 const frontend = join(process.cwd(), '.venv', 'lib');
-const skip = needs('benign key-binding error against the real frontend and KJNodes', !kjDir || !existsSync(kjDir) ? `ComfyUI-KJNodes is not in the source cache (${kjDir ?? 'not in the lock'})` : !existsSync(frontend) ? 'no .venv (make venv): the frontend package is in it' : undefined);
+const skip = needs(
+  'benign key-binding error against the real frontend and KJNodes',
+  !kjDir || !existsSync(kjDir)
+    ? `ComfyUI-KJNodes is not in the source cache (${kjDir ?? 'not in the lock'})`
+    : !existsSync(frontend)
+      ? 'no .venv (make venv): the frontend package is in it'
+      : undefined,
+);
 
 describe.skipIf(skip)('the benign key-binding error has the causes its reason names', () => {
   it('KJNodes binds f on the canvas and the pinned frontend binds f to Workspace.ToggleFocusMode, and refuses a second binding with this message', () => {
@@ -68,7 +75,9 @@ describe.skipIf(skip)('the benign key-binding error has the causes its reason na
     }
     expect(core, 'the frontend binds f to Workspace.ToggleFocusMode').toBe(true);
     // and the setting bug: NavigationMode (registered first) sets LeftMouseClickBehavior from its onChange
-    const bundles = readdirSync(assets).filter((f) => f.endsWith('.js')).map((f) => readFileSync(join(assets, f), 'utf8'));
+    const bundles = readdirSync(assets)
+      .filter((f) => f.endsWith('.js'))
+      .map((f) => readFileSync(join(assets, f), 'utf8'));
     const settings = bundles.find((t) => t.includes('id: "Comfy.Canvas.NavigationMode"'))!;
     expect(settings, 'a bundle registers Comfy.Canvas.NavigationMode').toBeDefined();
     const nav = settings.indexOf('id: "Comfy.Canvas.NavigationMode"');
