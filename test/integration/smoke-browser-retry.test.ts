@@ -85,7 +85,7 @@ describe.skipIf(skip)('smoke browser check: one more attempt when the browser fa
     const b = r.steps.find((s) => s.id === 'browser')!;
     expect(b.status, b.reason).toBe('pass');
     expect(b.reason).toMatch(
-      /^ui\.json loaded: 2 nodes on the canvas, no missing node types, no missing-nodes dialog \(screenshot .*shot\.png\) \(second attempt; the first: Chromium failed while waiting for the frontend/,
+      /^ui\.json loaded: 2 nodes on the canvas, no missing node types, no missing-nodes dialog, no page errors \(screenshot .*shot\.png, not fitted: .*\) \(second attempt; the first: Chromium failed while waiting for the frontend/,
     );
     expect(b.details).toMatchObject({ loadedNodes: 2, missing: [], firstAttemptError: expect.stringMatching(/Timeout 4000ms/) });
     expect(existsSync(join(dir, 'shot.png'))).toBe(true);
