@@ -30,6 +30,10 @@ export interface ComfyPort {
 /** Resolved parameters: whatever the pipeline's resolver returns, with the seed it drew. */
 export interface SeededParams {
   seed: number;
+  /** Frames after rounding, context windows and every rounded value (resolveParams): reported back. */
+  frames?: number;
+  windows?: number;
+  adjusted?: string[];
 }
 
 export interface DanceHandlerDeps<P extends SeededParams> {
@@ -101,7 +105,9 @@ export function createDanceHandler<P extends SeededParams>(deps: DanceHandlerDep
       });
       timings.inference_ms = Date.now() - t2;
       ctx.progress({ stage: 'output', message: `video ready (${mp4.length} bytes)` });
-      const out = await buildOutput(mp4, { seed: params.seed, timings }, { jobId: ctx.id, limitBytes: ctx.delivery === 'runsync' ? RUNSYNC_LIMIT_BYTES : RUN_LIMIT_BYTES, s3: deps.s3 });
+      // what the job ran after rounding (frames 4n+1, window length/overlap), so a caller sees it
+      const ran = params.frames === undefined ? undefined : { frames: params.frames, windows: params.windows ?? 1, adjusted: params.adjusted ?? [] };
+      const out = await buildOutput(mp4, { seed: params.seed, timings, ran }, { jobId: ctx.id, limitBytes: ctx.delivery === 'runsync' ? RUNSYNC_LIMIT_BYTES : RUN_LIMIT_BYTES, s3: deps.s3 });
       out.timings.total_ms = Date.now() - t0;
       return out;
     } finally {

@@ -66,6 +66,8 @@ export async function uploadToS3(cfg: S3Config, key: string, body: Buffer, conte
 export interface DanceOutput {
   video: { type: 'base64' | 's3_url'; data: string; mime: 'video/mp4' };
   seed: number;
+  /** The parameters as run: frames after the 4n+1 rounding, context windows, what was rounded. */
+  ran?: { frames: number; windows: number; adjusted: string[] };
   timings: Record<string, number>;
 }
 
@@ -88,13 +90,14 @@ export interface BuildOutputOptions {
   s3?: S3Config;
 }
 
-export async function buildOutput(mp4: Buffer, meta: { seed: number; timings: Record<string, number> }, opts: BuildOutputOptions): Promise<DanceOutput> {
+export async function buildOutput(mp4: Buffer, meta: { seed: number; timings: Record<string, number>; ran?: DanceOutput['ran'] }, opts: BuildOutputOptions): Promise<DanceOutput> {
+  const ran = meta.ran ? { ran: meta.ran } : {};
   if (opts.s3) {
     const started = Date.now();
     const url = await uploadToS3(opts.s3, `${opts.jobId}/steadydancer.mp4`, mp4, 'video/mp4');
-    return { video: { type: 's3_url', data: url, mime: 'video/mp4' }, seed: meta.seed, timings: { ...meta.timings, upload_ms: Date.now() - started } };
+    return { video: { type: 's3_url', data: url, mime: 'video/mp4' }, seed: meta.seed, ...ran, timings: { ...meta.timings, upload_ms: Date.now() - started } };
   }
-  const out: DanceOutput = { video: { type: 'base64', data: mp4.toString('base64'), mime: 'video/mp4' }, seed: meta.seed, timings: meta.timings };
+  const out: DanceOutput = { video: { type: 'base64', data: mp4.toString('base64'), mime: 'video/mp4' }, seed: meta.seed, ...ran, timings: meta.timings };
   const size = serializedSize(out);
   if (size > opts.limitBytes) {
     const mb = (n: number) => (n / 1024 / 1024).toFixed(1);

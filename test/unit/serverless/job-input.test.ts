@@ -1,5 +1,5 @@
 /** The job API names every bad field of a job at once (submission check and the handler alike). */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -41,5 +41,42 @@ describe('job input errors', () => {
     expect(m).toContain('height: height must be at least 64');
     expect(m).toContain('fps: fps must be > 0');
     expect(m).toContain('variant: variant must be one of fp8, fp16 (got "gguf-q6_k")');
+  });
+});
+
+describe('job output: the parameters as run', () => {
+  const samples = join(process.cwd(), 'docker', 'samples');
+  const b64 = (f: string) => readFileSync(join(samples, f)).toString('base64');
+  // ComfyUI's part (real in test/e2e): this port records the workflow and returns some bytes
+  const recording = () => {
+    const workflows: Record<string, unknown>[] = [];
+    const comfy = {
+      upload: async (_p: string, name: string) => name,
+      run: async (wf: Record<string, unknown>) => {
+        workflows.push(wf);
+        return Buffer.from('not really an mp4');
+      },
+    };
+    return { comfy, workflows };
+  };
+  const ctx = (id: string) => ({ id, signal: new AbortController().signal, progress: () => {}, ready: async () => {} }) as unknown as JobContext;
+
+  it.each([
+    [{ frames: 30 }, { frames: 29, windows: 1, adjusted: ['frames 30 → 29'] }],
+    [
+      { frames: 161, window: { length: 80, overlap: 18 } },
+      { frames: 161, adjusted: ['window.length 80 → 81', 'window.overlap 18 → 20'] },
+    ],
+  ])('%j: the output says what was rounded and how many windows ran', async (asked, expected) => {
+    const glue = await danceGlue({ comfyUrl: 'http://127.0.0.1:9', env: {} });
+    const { comfy, workflows } = recording();
+    const handler = createDanceHandler({ comfy, resolve: glue.resolve, fill: glue.fill, workDir: work });
+    const out = (await handler({ image: b64('reference.png'), video: b64('dance.mp4'), width: 128, height: 128, ...asked }, ctx(`j-${asked.frames}`))) as {
+      ran: { frames: number; windows: number; adjusted: string[] };
+    };
+    expect(out.ran).toMatchObject(expected);
+    expect(out.ran.windows).toBeGreaterThanOrEqual(1);
+    if (asked.frames > 81) expect(out.ran.windows).toBeGreaterThan(1);
+    expect(workflows).toHaveLength(1);
   });
 });
