@@ -2,7 +2,9 @@
  * The dance workflow end to end on CPU: random-weight model files in the real formats through
  * the real loaders (tiny SteadyDancer, full-size Wan VAE and CLIP-H, seeded text cache, tiny pose
  * ONNX), the real API template filled by fillWorkflow, a real ComfyUI from the source cache with
- * our node pack, progress over the WebSocket, and an mp4 that ffprobe accepts.
+ * our node pack, progress over the WebSocket, and an mp4 that ffprobe accepts. A long video too:
+ * the job's `window` group makes ComfyUI sample the latent in overlapping context windows (the
+ * pack's SteadyDancerContextWindows node in the same template); the mp4 has every frame asked for.
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -77,5 +79,19 @@ describe.skipIf(skip)('dance workflow end to end on CPU (native ComfyUI)', () =>
     });
     const p = probe(await client.view(findVideo(r.outputs)!));
     expect(p).toMatchObject({ codec_name: 'h264', width: 160, height: 96, nb_read_frames: '5' });
+  }, 1_200_000);
+
+  it('long video: 33 frames in windows of 13 overlapping by 4 — three windows, an mp4 of 33 frames', async () => {
+    const params = resolveParams({ width: 64, height: 64, frames: 34, steps: 2, fps: 8, seed: 3, window: { length: 12, overlap: 3, fuse: 'pyramid' } });
+    expect(params).toMatchObject({ frames: 33, windowLength: 13, windowOverlap: 4, windows: 3 });
+    expect(params.adjusted).toEqual(['frames 34 → 33', 'window.length 12 → 13', 'window.overlap 3 → 4']);
+    const wf = fillWorkflow(template, params, { image: 'reference.png', video: 'dance.mp4', outputPrefix: 'e2e/long' });
+    const r = await client.run(wf, { onEvent: trace }).catch((e) => {
+      throw new Error(`${(e as Error).message}\n--- ComfyUI log ---\n${comfy.logTail(60)}`);
+    });
+    const p = probe(await client.view(findVideo(r.outputs)!));
+    expect(p).toMatchObject({ codec_name: 'h264', width: 64, height: 64, nb_read_frames: '33' });
+    // core's handler logs each windowed evaluation: 4 latent frames per window for 9 latent frames
+    expect(readFileSync(comfy.logFile, 'utf8')).toContain('Using context windows 4 for 9 frames.');
   }, 1_200_000);
 });
