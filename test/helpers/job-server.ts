@@ -5,6 +5,11 @@
  */
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { afterEach, beforeEach } from 'vitest';
+import type { JobHandler } from '../../src/serverless/jobs.js';
+import { Worker, workerConfigFromEnv } from '../../src/serverless/worker.js';
+import { memoryLogger } from '../../src/util/logger.js';
+import { stepper } from './stepper.js';
 
 export interface Recorded {
   method: string;
@@ -124,4 +129,30 @@ export class JobServer {
   progress(jobId: string): Array<Record<string, unknown>> {
     return (this.posts.get(jobId) ?? []).filter((p) => p.status === 'IN_PROGRESS');
   }
+}
+
+/**
+ * Vitest hooks for worker tests: a fresh job server and abort controller per test (stopped and
+ * aborted after it), and `start` for a worker on them (default: the server's env, the stepper).
+ */
+export function useJobServer() {
+  const t = {} as {
+    js: JobServer;
+    ac: AbortController;
+    start: (env?: NodeJS.ProcessEnv, handler?: JobHandler) => { worker: Worker; running: ReturnType<Worker['run']> };
+  };
+  beforeEach(async () => {
+    t.js = new JobServer();
+    await t.js.start();
+    t.ac = new AbortController();
+  });
+  afterEach(async () => {
+    t.ac.abort();
+    await t.js.stop();
+  });
+  t.start = (env = t.js.env(), handler = stepper) => {
+    const worker = new Worker(workerConfigFromEnv(env), { handler, logger: memoryLogger() });
+    return { worker, running: worker.run(t.ac.signal) };
+  };
+  return t;
 }

@@ -4,43 +4,25 @@
  * in the middle of a job, and a chatty handler (progress coalescing).
  */
 import { getEventListeners } from 'node:events';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { JobHandler } from '../../src/serverless/jobs.js';
-import { Worker, workerConfigFromEnv } from '../../src/serverless/worker.js';
-import { memoryLogger } from '../../src/util/logger.js';
-import { JobServer } from '../helpers/job-server.js';
-import { stepper } from '../helpers/stepper.js';
+import { useJobServer } from '../helpers/job-server.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('worker under faults', () => {
-  let js: JobServer;
-  let ac: AbortController;
-  beforeEach(async () => {
-    js = new JobServer();
-    await js.start();
-    ac = new AbortController();
-  });
-  afterEach(async () => {
-    ac.abort();
-    await js.stop();
-  });
-
-  const start = (env: NodeJS.ProcessEnv = js.env(), handler: JobHandler = stepper) => {
-    const worker = new Worker(workerConfigFromEnv(env), { handler, logger: memoryLogger() });
-    const running = worker.run(ac.signal);
-    return { worker, running };
-  };
-  const stopPolls = () => js.requests.filter((r) => r.path.startsWith('/job-stop/')).length;
+  const t = useJobServer();
+  const { start } = t;
+  const stopPolls = () => t.js.requests.filter((r) => r.path.startsWith('/job-stop/')).length;
 
   for (const empty of [204, 'list'] as const) {
     it(`an empty job-stop answer given at once (${empty === 204 ? '204' : '200 {"jobsToStop": []}'}) is polled again after a floor delay, not in a loop`, async () => {
-      js.stopDelayMs = 0;
-      js.stopEmpty = empty;
-      js.queue.push({ id: 'busy', input: { steps: 30, delayMs: 50 } });
+      t.js.stopDelayMs = 0;
+      t.js.stopEmpty = empty;
+      t.js.queue.push({ id: 'busy', input: { steps: 30, delayMs: 50 } });
       const t0 = Date.now();
       start();
-      await js.final('busy');
+      await t.js.final('busy');
       const seconds = (Date.now() - t0) / 1000;
       // runpod-python waits 1 s after an empty answer: about one poll per second of the job
       expect(stopPolls()).toBeGreaterThanOrEqual(1);
@@ -49,43 +31,43 @@ describe('worker under faults', () => {
   }
 
   it('1,000 idle job-takes leave no abort listeners behind on the main signal', async () => {
-    start(js.env({ WORKER_IDLE_DELAY_MS: '0' }));
-    const takes = () => js.requests.filter((r) => r.path.startsWith('/job-take/')).length;
+    start(t.js.env({ WORKER_IDLE_DELAY_MS: '0' }));
+    const takes = () => t.js.requests.filter((r) => r.path.startsWith('/job-take/')).length;
     for (let i = 0; i < 3000 && takes() < 1000; i++) await sleep(10);
     expect(takes()).toBeGreaterThanOrEqual(1000);
-    expect(getEventListeners(ac.signal, 'abort').length).toBeLessThanOrEqual(3);
+    expect(getEventListeners(t.ac.signal, 'abort').length).toBeLessThanOrEqual(3);
   });
 
   it('a job named on the stop channel is cancelled and nothing is posted for it (as runpod-python); the next job runs', async () => {
-    js.queue.push({ id: 'stop-me', input: { steps: 200, delayMs: 20 } }, { id: 'after', input: { steps: 1 } });
+    t.js.queue.push({ id: 'stop-me', input: { steps: 200, delayMs: 20 } }, { id: 'after', input: { steps: 1 } });
     start();
-    for (let i = 0; i < 200 && !js.requests.some((r) => r.path.startsWith('/job-stop/')); i++) await sleep(20);
-    js.stops.push('stop-me');
-    expect(await js.final('after')).toEqual({ output: { done: 1 } });
-    expect((js.posts.get('stop-me') ?? []).filter((p) => p.status !== 'IN_PROGRESS')).toEqual([]);
+    for (let i = 0; i < 200 && !t.js.requests.some((r) => r.path.startsWith('/job-stop/')); i++) await sleep(20);
+    t.js.stops.push('stop-me');
+    expect(await t.js.final('after')).toEqual({ output: { done: 1 } });
+    expect((t.js.posts.get('stop-me') ?? []).filter((p) => p.status !== 'IN_PROGRESS')).toEqual([]);
   });
 
   it('SIGTERM mid-job: the running job finishes and posts its output; no new job is taken', async () => {
-    js.queue.push({ id: 'running', input: { steps: 20, delayMs: 50 } });
+    t.js.queue.push({ id: 'running', input: { steps: 20, delayMs: 50 } });
     const { running } = start();
-    for (let i = 0; i < 200 && !js.requests.some((r) => r.path === '/job-done/worker-abc/running'); i++) await sleep(10);
-    js.queue.push({ id: 'late', input: { steps: 1 } });
-    ac.abort(new Error('received SIGTERM'));
+    for (let i = 0; i < 200 && !t.js.requests.some((r) => r.path === '/job-done/worker-abc/running'); i++) await sleep(10);
+    t.js.queue.push({ id: 'late', input: { steps: 1 } });
+    t.ac.abort(new Error('received SIGTERM'));
     expect(await running).toBe('stopped');
-    expect(await js.final('running', 5000)).toEqual({ output: { done: 20 } });
-    expect(js.posts.get('late')).toBeUndefined();
-    expect(js.queue).toEqual([{ id: 'late', input: { steps: 1 } }]);
+    expect(await t.js.final('running', 5000)).toEqual({ output: { done: 20 } });
+    expect(t.js.posts.get('late')).toBeUndefined();
+    expect(t.js.queue).toEqual([{ id: 'late', input: { steps: 1 } }]);
   });
 
   it('SIGTERM mid-job: past RUNPOD_GRACE_S the job fails with a reason that names the grace period', async () => {
-    js.queue.push({ id: 'long', input: { steps: 500, delayMs: 20 } });
-    const { running } = start(js.env({ RUNPOD_GRACE_S: '0.3' }));
-    for (let i = 0; i < 200 && !js.requests.some((r) => r.path === '/job-done/worker-abc/long'); i++) await sleep(10);
-    ac.abort(new Error('received SIGTERM'));
+    t.js.queue.push({ id: 'long', input: { steps: 500, delayMs: 20 } });
+    const { running } = start(t.js.env({ RUNPOD_GRACE_S: '0.3' }));
+    for (let i = 0; i < 200 && !t.js.requests.some((r) => r.path === '/job-done/worker-abc/long'); i++) await sleep(10);
+    t.ac.abort(new Error('received SIGTERM'));
     expect(await running).toBe('stopped');
-    const final = await js.final('long', 5000);
+    const final = await t.js.final('long', 5000);
     expect(final.error).toMatch(/shutting down.*0\.3 s/);
-    expect(js.progress('long').length).toBeLessThan(500);
+    expect(t.js.progress('long').length).toBeLessThan(500);
   });
 
   it('progress posts are coalesced: at most one per second and one per sampling step; pose frames are not steps', async () => {
@@ -98,12 +80,12 @@ describe('worker under faults', () => {
       }
       return { done: true };
     };
-    js.queue.push({ id: 'chatty', input: {} });
+    t.js.queue.push({ id: 'chatty', input: {} });
     const t0 = Date.now();
-    start(js.env(), chatty);
-    expect(await js.final('chatty')).toEqual({ output: { done: true } });
+    start(t.js.env(), chatty);
+    expect(await t.js.final('chatty')).toEqual({ output: { done: true } });
     const seconds = (Date.now() - t0) / 1000;
-    const posts = js.progress('chatty').map((p) => p.output as { stage: string; step?: number });
+    const posts = t.js.progress('chatty').map((p) => p.output as { stage: string; step?: number });
     expect(posts.length).toBeGreaterThanOrEqual(1);
     expect(posts.length).toBeLessThanOrEqual(Math.ceil(seconds) + 1);
     const steps = posts.filter((p) => p.stage === 'sampling').map((p) => p.step);
