@@ -85,7 +85,12 @@ export const commands: CommandSpec[] = [
         name: 'fetch',
         summary: "clone the lock's sources into the cache at their pinned commits (all, or the names given)",
         args: ['[names...]'],
-        options: [['--from <path>', 'seed from a local git repository or a folder of mirrors instead of the network'], ['--force', 'refetch even when the cache entry verifies'], flags.lockFile()],
+        options: [
+          ['--from <path>', 'seed from a local git repository or a folder of mirrors instead of the network'],
+          ['--force', 'refetch even when the cache entry verifies'],
+          ['--require-all', 'with --from: a source the mirrors lack is an error (default: a warning; the build leaves it out)'],
+          flags.lockFile(),
+        ],
         load: () => import('./commands/sources/fetch.js'),
       },
       {

@@ -98,7 +98,8 @@ export interface FetchResult {
   name: string;
   commit: string;
   path: string;
-  action: 'cached' | 'fetched' | 'failed';
+  /** absent: `--from` has no repository for it (nothing was tried); failed: a clone/checkout failed. */
+  action: 'cached' | 'fetched' | 'absent' | 'failed';
   from?: string;
   error?: string;
 }
@@ -116,7 +117,7 @@ export async function fetchSource(s: LockedSource, opts: { from?: string; env?: 
   let origin = s.repo;
   if (opts.from) {
     const f = resolveFrom(opts.from, s);
-    if (!f) return { name: s.name, commit: s.commit, path, action: 'failed', error: `no git repository for ${s.name} under ${opts.from}` };
+    if (!f) return { name: s.name, commit: s.commit, path, action: 'absent', error: `no git repository for ${s.name} under ${opts.from}` };
     origin = f;
   }
   mkdirSync(sourcesDir(env), { recursive: true });

@@ -105,4 +105,38 @@ describe('source cache', () => {
     expect(await runCli(['sources', 'verify', 'Nope', '--lock', lockFile], io)).toBe(2);
     expect(await runCli(['sources', 'fetch', '--lock', lockFile, '--from', join(work, 'nowhere'), '--force'], io)).toBe(1);
   });
+
+  it('CLI: a source the mirror folder lacks is a warning naming what the build leaves out; --require-all or an empty folder fail', async () => {
+    const lockFile = join(work, 'lock-partial.json');
+    writeFileSync(
+      lockFile,
+      JSON.stringify({
+        version: 1,
+        comfyui: { name: 'Core', repo: 'https://github.com/acme/Pack.git', commit: c2 },
+        nodes: [{ name: 'Gone', repo: 'https://github.com/acme/Gone.git', commit: c1 }],
+      }),
+    );
+    const outs: string[] = [];
+    const errs = new (await import('node:stream')).PassThrough();
+    const io = { env, out: (t: string) => void outs.push(t), err: Object.assign(errs, { isTTY: false }) };
+    expect(await runCli(['sources', 'fetch', '--lock', lockFile, '--from', join(work, 'mirrors')], io)).toBe(0);
+    const human = outs.join('');
+    outs.length = 0;
+    expect(human).toMatch(/WARN Gone@[0-9a-f]{12} absent: no git repository for Gone under /);
+    expect(human).toContain('`steadydancer build --packs cached` builds without it');
+    expect(await runCli(['sources', 'fetch', '--lock', lockFile, '--from', join(work, 'mirrors'), '--require-all', '--json'], io)).toBe(1);
+    // the report, then the error (both JSON under --json)
+    const docs = outs.splice(0).map((t) => JSON.parse(t) as Record<string, unknown>);
+    const doc = docs.find((d) => 'results' in d) as { ok: boolean; results: Array<{ name: string; action: string }> };
+    expect(docs.at(-1)).toMatchObject({ ok: false, error: { code: 'E_SOURCES_ABSENT' } });
+    expect(doc.ok).toBe(false);
+    expect(doc.results.find((r) => r.name === 'Gone')?.action).toBe('absent');
+    // a folder that holds none of them is the wrong folder, not a partial mirror
+    const empty = join(work, 'empty-mirrors');
+    mkdirSync(empty, { recursive: true });
+    expect(await runCli(['sources', 'fetch', 'Gone', '--lock', lockFile, '--from', empty], io)).toBe(1);
+    const said = errs.read()?.toString() ?? '';
+    expect(said).toContain('none of the sources asked for is there');
+    expect(said).not.toContain('/work/.mirror');
+  });
 });
