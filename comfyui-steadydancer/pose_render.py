@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import colorsys
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
@@ -118,9 +120,19 @@ def render(seq: PoseSequence, width: int, height: int, supersample: int = 0) -> 
         raise ValueError("render: the pose sequence is empty")
     cw, ch = official_canvas(seq.width, seq.height) if supersample == 0 else (width * supersample, height * supersample)
     out = np.empty((len(seq), height, width, 3), dtype=np.float32)
-    for f, pose in enumerate(seq.frames):
-        img = draw_pose(pose, cw, ch)
+
+    def one(f):
+        img = draw_pose(seq.frames[f], cw, ch)
         if (cw, ch) != (width, height):
             img = np.asarray(Image.fromarray(img).resize((width, height), Image.Resampling.BICUBIC))
-        out[f] = img.astype(np.float32) / 255.0
+        np.divide(img, 255.0, out=out[f], dtype=np.float32)
+
+    # frames are independent; OpenCV's drawing and PIL's resize release the GIL, so threads overlap
+    workers = min(len(seq), os.cpu_count() or 1, 16)
+    if workers <= 1:
+        for f in range(len(seq)):
+            one(f)
+    else:
+        with ThreadPoolExecutor(workers) as ex:
+            list(ex.map(one, range(len(seq))))
     return out

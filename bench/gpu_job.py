@@ -1,0 +1,276 @@
+#!/usr/bin/env python3
+"""Job-level GPU bench of the dance workflow (issue #13, Deliver 4): cold start, warm jobs, per stage.
+
+    python bench/gpu_job.py --comfyui DIR --official DIR --pack DIR --workflows DIR --samples DIR --out DIR
+                            [--models DIR] [--budget SECONDS] [--restart NAME] [--tiny]
+
+--workflows holds API workflows filled by the toolkit's fillWorkflow (src/comfy/workflow.ts), run in name
+order in ONE ComfyUI process: the first is the cold job (process start → job done = cold start, with an
+empty torch.compile cache); the later ones are warm jobs (new seed and new input files, so nothing past
+the model loaders is a ComfyUI cache hit). --restart NAME: after those, the process is stopped and a new
+one runs workflow NAME with the compile cache the first process left (as the image keeps it on the models
+volume): cold start with a warm compile cache. Each job's record is appended to OUT/jobs.jsonl as soon as
+it is done (flushed), so a run cut short still leaves numbers.
+
+Per job: every node's time (the gap between ComfyUI's `executing` events over /ws), the sampler's steps
+(its `progress` events; step 1 counts from the sampler node's start), the sampler node's tail (last step →
+node done: the sampler's own work after the model calls), the whole job (prompt accepted → done), and the
+GPU's peak memory (nvidia-smi, sampled every 0.1 s during the job; the resident models included).
+Models: make_tiny_models.py --full-size --device cuda (full-size random weights; tiny stand-in pose ONNX)
+unless --models names a made set; page cache dropped before each process start where the kernel lets us.
+--tiny: CPU smoke test of this harness (tiny models, ComfyUI --cpu).
+"""
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import aiohttp
+
+# what each node of docker/workflows/steadydancer-dance.api.json is, by class (stage names of the report)
+STAGE = {"SteadyDancerPosePrep": "pose", "LoadVideo": "load video", "GetVideoComponents": "load video",
+         "SteadyDancerConditioning": "vae_encode", "SamplerCustomAdvanced": "sampling", "VAEDecode": "vae_decode",
+         "CreateVideo": "save_mp4", "SaveVideo": "save_mp4", "CLIPVisionEncode": "clip_vision",
+         "SteadyDancerModelLoader": "loaders", "LoraLoaderModelOnly": "loaders", "CLIPVisionLoader": "loaders",
+         "VAELoader": "loaders", "SteadyDancerPoseModelLoader": "loaders"}
+
+
+class Peak:
+    """GPU memory in use (MiB, whole GPU) sampled by nvidia-smi every 0.1 s; reset per job."""
+
+    def __init__(self):
+        self.peak, self.stop = 0, threading.Event()
+        self.ok = shutil.which("nvidia-smi") is not None
+        if self.ok:
+            threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        while not self.stop.is_set():
+            try:
+                v = int(subprocess.check_output(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
+                                                timeout=5).split()[0])
+                self.peak = max(self.peak, v)
+            except Exception:
+                pass
+            time.sleep(0.1)
+
+    def take(self):
+        v, self.peak = self.peak, 0
+        return v if self.ok else None
+
+
+def breakdown(ev, wf):
+    """Stage times from the (t, type, node, value, max) events of one job."""
+    sampler = next((k for k, n in wf.items() if n["class_type"] == "SamplerCustomAdvanced"), None)
+    nodes, cur, start = {}, None, 0.0
+    starts = {}
+    for t, typ, node, *_ in ev:
+        if typ == "executing":
+            if cur is not None:
+                nodes[cur] = nodes.get(cur, 0.0) + t - start
+            cur, start = node, t
+            if node is not None:
+                starts.setdefault(node, t)
+    end_t = ev[-1][0] if ev else 0.0
+    if cur is not None:
+        nodes[cur] = nodes.get(cur, 0.0) + end_t - start
+    prog = [t for t, typ, node, *_ in ev if typ == "progress" and node == sampler]
+    stages = {}
+    for nid, s in nodes.items():
+        name = STAGE.get(wf.get(nid, {}).get("class_type"), "other")
+        stages[name] = stages.get(name, 0.0) + s
+    out = {"nodes_s": {f"{k} {wf.get(k, {}).get('class_type', '?')}": round(v, 3) for k, v in nodes.items()},
+           "stages_s": {k: round(v, 3) for k, v in stages.items()}}
+    if sampler in starts and prog:
+        t0 = starts[sampler]
+        out["step_s"] = [round(b - a, 3) for a, b in zip([t0] + prog[:-1], prog)]
+        out["sampler_tail_s"] = round(t0 + nodes[sampler] - prog[-1], 3)
+    return out
+
+
+async def run_job(url, wf, timeout):
+    cid = str(uuid.uuid4())
+    ev = []
+    async with aiohttp.ClientSession() as s:
+        async with s.ws_connect(f"{url.replace('http', 'ws')}/ws?clientId={cid}", max_msg_size=0) as ws:
+            async with s.post(f"{url}/prompt", json={"prompt": wf, "client_id": cid}) as r:
+                body = await r.json()
+                if r.status != 200:
+                    return {"error": body}
+                pid = body["prompt_id"]
+            t0 = time.time()
+            deadline = t0 + timeout
+            while True:
+                left = deadline - time.time()
+                if left <= 0:
+                    return {"error": "timeout", "events": ev[-20:]}
+                try:
+                    msg = await ws.receive(timeout=left)
+                except asyncio.TimeoutError:
+                    continue
+                if msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                    return {"error": "websocket closed", "events": ev[-20:]}
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    continue
+                m = json.loads(msg.data)
+                d = m.get("data", {}) if isinstance(m.get("data"), dict) else {}
+                if d.get("prompt_id") not in (None, pid):
+                    continue
+                ev.append((time.time() - t0, m["type"], d.get("node"), d.get("value"), d.get("max")))
+                if m["type"] == "execution_error":
+                    return {"error": {k: d.get(k) for k in ("node_id", "node_type", "exception_message")}}
+                if m["type"] == "execution_success" or (m["type"] == "executing" and d.get("node") is None):
+                    break
+    r = {"total_s": round(ev[-1][0], 3), "t_done": time.time()}
+    r.update(breakdown(ev, wf))
+    return r
+
+
+def drop_caches():
+    """Drop the page cache so model files are read from the disk (root on Linux); False where refused."""
+    try:
+        os.sync()
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+        return True
+    except OSError:
+        return False
+
+
+class Comfy:
+    def __init__(self, a, base, log_path, port):
+        env = dict(os.environ, STEADYDANCER_TEXT_CACHE=str(base / "models" / "text_cache"), PYTHONUNBUFFERED="1",
+                   TORCHINDUCTOR_CACHE_DIR=str(base / "models" / ".cache" / "torchinductor"))  # as docker/start.sh
+        args = [sys.executable, "main.py", "--listen", "127.0.0.1", "--port", str(port), "--base-directory", str(base),
+                "--disable-auto-launch", "--database-url", "sqlite:///:memory:"]
+        args += ["--cpu"] if a.tiny else ["--use-pytorch-cross-attention"]  # start.sh's flag for fa3/fa3_fp8
+        self.log = open(log_path, "w")
+        self.t_start = time.time()
+        self.p = subprocess.Popen(args, cwd=a.comfyui, stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        self.url = f"http://127.0.0.1:{port}"
+        while True:
+            try:
+                urllib.request.urlopen(self.url + "/system_stats", timeout=2).read()
+                break
+            except Exception:
+                if self.p.poll() is not None:
+                    raise SystemExit(f"ComfyUI exited; see {log_path}") from None
+                if time.time() - self.t_start > 300:
+                    raise SystemExit("ComfyUI did not answer in 300 s") from None
+                time.sleep(0.1)
+        self.ready_s = round(time.time() - self.t_start, 3)
+
+    def close(self):
+        self.p.terminate()
+        try:
+            self.p.wait(30)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+        self.log.close()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    for k in ("comfyui", "official", "pack", "workflows", "samples", "out"):
+        ap.add_argument(f"--{k}", required=True)
+    ap.add_argument("--models", help="a model set made before (skips making one)")
+    ap.add_argument("--port", type=int, default=8188)
+    ap.add_argument("--budget", type=float, default=1e9, help="seconds this script may run; the restart is skipped if short")
+    ap.add_argument("--restart-need", type=float, default=60, help="seconds the restart phase needs")
+    ap.add_argument("--restart", help="workflow name (stem) to run in a second, restarted process")
+    ap.add_argument("--job-timeout", type=float, default=240)
+    ap.add_argument("--tiny", action="store_true")
+    a = ap.parse_args()
+    t_script = time.time()
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    sink = open(out / "jobs.jsonl", "a")
+
+    def emit(rec):
+        sink.write(json.dumps(rec) + "\n")
+        sink.flush()
+        print(json.dumps(rec)[:1500], flush=True)
+
+    base = Path("/tmp/sdjob")
+    shutil.rmtree(base, ignore_errors=True)
+    for d in ("custom_nodes", "input", "output", "user"):
+        (base / d).mkdir(parents=True)
+    os.symlink(Path(a.pack).resolve(), base / "custom_nodes" / "comfyui-steadydancer")
+    for f in Path(a.samples).iterdir():
+        shutil.copy(f, base / "input" / f.name)
+    wfs = sorted(Path(a.workflows).glob("*.json"))
+    restart = [w for w in wfs if w.stem == a.restart]
+    wfs = [w for w in wfs if w.stem != a.restart]
+    env_rec = {"phase": "env", "python": sys.version.split()[0]}
+    if shutil.which("nvidia-smi"):
+        env_rec["gpu"] = subprocess.check_output(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"]).decode().strip()
+    if a.models:
+        os.symlink(Path(a.models).resolve(), base / "models")
+    else:
+        t = time.time()
+        neg = json.loads(wfs[0].read_text())["9"]["inputs"]["negative_prompt"]
+        pos = json.loads(wfs[0].read_text())["9"]["inputs"]["positive_prompt"]
+        cmd = [sys.executable, str(Path(a.pack) / "tests" / "fixtures" / "make_tiny_models.py"), str(base / "models"),
+               "--comfyui", a.comfyui, "--official", a.official, "--text-cache", str(base / "models" / "text_cache"),
+               "--prompt", pos, "--prompt", neg]
+        if not a.tiny:
+            cmd += ["--full-size", "--device", "cuda"]
+        subprocess.check_call(cmd, stdout=subprocess.DEVNULL)
+        env_rec["make_models_s"] = round(time.time() - t, 1)
+    env_rec["model_bytes"] = {str(p.relative_to(base / "models")): p.stat().st_size
+                              for p in (base / "models").rglob("*.safetensors")}
+    emit(env_rec)
+    peak = Peak()
+
+    def phase(name, jobs, log_name):
+        dropped = False if a.tiny else drop_caches()  # never on a shared CPU host
+        c = Comfy(a, base, out / log_name, a.port)
+        emit({"phase": name, "event": "ready", "ready_s": c.ready_s, "page_cache_dropped": dropped})
+        try:
+            for i, w in enumerate(jobs):
+                wf = json.loads(w.read_text())
+                peak.take()
+                r = asyncio.run(run_job(c.url, wf, a.job_timeout))
+                rec = {"phase": name, "job": w.stem, "peak_vram_mib": peak.take(), **r}
+                if i == 0 and "t_done" in r:
+                    rec["cold_start_s"] = round(r["t_done"] - c.t_start, 3)  # process start → first job done
+                rec.pop("t_done", None)
+                emit(rec)
+                if "error" in r:
+                    break
+        finally:
+            c.close()
+        speed = [ln.strip() for ln in (out / log_name).read_text(errors="replace").splitlines()
+                 if "steadydancer" in ln.lower() and any(s in ln for s in ("speed", "attention", "compile", "fp8", "fall"))]
+        emit({"phase": name, "event": "log", "speed_lines": speed[:12]})
+
+    phase("first-process", wfs, "comfyui.log")
+    left = a.budget - (time.time() - t_script)
+    if restart:
+        if left > a.restart_need:
+            phase("restart-warm-compile-cache", restart, "comfyui-restart.log")
+        else:
+            emit({"phase": "restart-warm-compile-cache", "skipped": f"{left:.0f} s left of the budget"})
+    vids = sorted((base / "output").rglob("*.mp4"))
+    probe = []
+    for v in vids:
+        try:
+            import av
+            with av.open(str(v)) as f:
+                st = f.streams.video[0]
+                probe.append({"file": v.name, "codec": st.codec_context.name, "w": st.width, "h": st.height,
+                              "frames": sum(1 for _ in f.decode(st))})
+        except Exception as e:  # noqa: BLE001 - a probe failure is reported, not fatal
+            probe.append({"file": v.name, "probe_error": str(e)})
+    emit({"phase": "outputs", "mp4": probe, "script_s": round(time.time() - t_script, 1)})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,15 @@
+#!/bin/bash
+# Device run of bench/gpu_job.py (bench/pipeline-gpu.md, "Job-level run"): bash .gpu-job/run.sh SECONDS
+# from a checkout root holding .gpu-job/{site,comfyui,official}.tar.xz, pack/, stub/, wf/, samples/, gpu_job.py.
+set -u
+T=${1:-300}; G=$PWD/.gpu-job; t0=$(date +%s); export PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,driver_version,memory.used,clocks.sm --format=csv,noheader
+mkdir -p /tmp/site /tmp/cfy /tmp/off
+tar xJf $G/site.tar.xz -C /tmp/site & tar xJf $G/comfyui.tar.xz -C /tmp/cfy & tar xJf $G/official.tar.xz -C /tmp/off & wait
+export PYTHONPATH=/tmp/site:$G/stub
+python3 -c "import fa3_fwd_interface, av, pydantic, sqlalchemy, torchsde, spandrel, rtmlib; print('imports ok')"
+left=$(( T - ($(date +%s) - t0) - 8 ))
+echo "unpacked in $(( $(date +%s) - t0 )) s; harness budget $left s"
+timeout $left python3 $G/gpu_job.py --comfyui /tmp/cfy --official /tmp/off --pack $G/pack --workflows $G/wf \
+  --samples $G/samples --out $OUT --restart 5-std-restart --budget $(( left - 5 )) --restart-need 75
+echo "rc=$? total $(( $(date +%s) - t0 )) s"
