@@ -20,6 +20,7 @@ Models: make_tiny_models.py --full-size --device cuda (full-size random weights;
 unless --models names a made set; page cache dropped before each process start where the kernel lets us.
 --tiny: CPU smoke test of this harness (tiny models, ComfyUI --cpu).
 """
+
 import argparse
 import asyncio
 import json
@@ -36,11 +37,22 @@ from pathlib import Path
 import aiohttp
 
 # what each node of docker/workflows/steadydancer-dance.api.json is, by class (stage names of the report)
-STAGE = {"SteadyDancerPosePrep": "pose", "LoadVideo": "load video", "GetVideoComponents": "load video",
-         "SteadyDancerConditioning": "vae_encode", "SamplerCustomAdvanced": "sampling", "VAEDecode": "vae_decode",
-         "CreateVideo": "save_mp4", "SaveVideo": "save_mp4", "CLIPVisionEncode": "clip_vision",
-         "SteadyDancerModelLoader": "loaders", "LoraLoaderModelOnly": "loaders", "CLIPVisionLoader": "loaders",
-         "VAELoader": "loaders", "SteadyDancerPoseModelLoader": "loaders"}
+STAGE = {
+    "SteadyDancerPosePrep": "pose",
+    "LoadVideo": "load video",
+    "GetVideoComponents": "load video",
+    "SteadyDancerConditioning": "vae_encode",
+    "SamplerCustomAdvanced": "sampling",
+    "VAEDecode": "vae_decode",
+    "CreateVideo": "save_mp4",
+    "SaveVideo": "save_mp4",
+    "CLIPVisionEncode": "clip_vision",
+    "SteadyDancerModelLoader": "loaders",
+    "LoraLoaderModelOnly": "loaders",
+    "CLIPVisionLoader": "loaders",
+    "VAELoader": "loaders",
+    "SteadyDancerPoseModelLoader": "loaders",
+}
 
 
 class Peak:
@@ -55,8 +67,7 @@ class Peak:
     def _run(self):
         while not self.stop.is_set():
             try:
-                v = int(subprocess.check_output(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
-                                                timeout=5).split()[0])
+                v = int(subprocess.check_output(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"], timeout=5).split()[0])
                 self.peak = max(self.peak, v)
             except Exception:
                 pass
@@ -87,8 +98,7 @@ def breakdown(ev, wf):
     for nid, s in nodes.items():
         name = STAGE.get(wf.get(nid, {}).get("class_type"), "other")
         stages[name] = stages.get(name, 0.0) + s
-    out = {"nodes_s": {f"{k} {wf.get(k, {}).get('class_type', '?')}": round(v, 3) for k, v in nodes.items()},
-           "stages_s": {k: round(v, 3) for k, v in stages.items()}}
+    out = {"nodes_s": {f"{k} {wf.get(k, {}).get('class_type', '?')}": round(v, 3) for k, v in nodes.items()}, "stages_s": {k: round(v, 3) for k, v in stages.items()}}
     if sampler in starts and prog:
         t0 = starts[sampler]
         out["step_s"] = [round(b - a, 3) for a, b in zip([t0] + prog[:-1], prog)]
@@ -146,10 +156,10 @@ def drop_caches():
 
 class Comfy:
     def __init__(self, a, base, log_path, port):
-        env = dict(os.environ, STEADYDANCER_TEXT_CACHE=str(base / "models" / "text_cache"), PYTHONUNBUFFERED="1",
-                   TORCHINDUCTOR_CACHE_DIR=str(base / "models" / ".cache" / "torchinductor"))  # as docker/start.sh
-        args = [sys.executable, "main.py", "--listen", "127.0.0.1", "--port", str(port), "--base-directory", str(base),
-                "--disable-auto-launch", "--database-url", "sqlite:///:memory:"]
+        env = dict(
+            os.environ, STEADYDANCER_TEXT_CACHE=str(base / "models" / "text_cache"), PYTHONUNBUFFERED="1", TORCHINDUCTOR_CACHE_DIR=str(base / "models" / ".cache" / "torchinductor")
+        )  # as docker/start.sh
+        args = [sys.executable, "main.py", "--listen", "127.0.0.1", "--port", str(port), "--base-directory", str(base), "--disable-auto-launch", "--database-url", "sqlite:///:memory:"]
         args += ["--cpu"] if a.tiny else ["--use-pytorch-cross-attention"]  # start.sh's flag for fa3/fa3_fp8
         self.log = open(log_path, "w")
         self.t_start = time.time()
@@ -217,15 +227,26 @@ def main():
         t = time.time()
         neg = json.loads(wfs[0].read_text())["9"]["inputs"]["negative_prompt"]
         pos = json.loads(wfs[0].read_text())["9"]["inputs"]["positive_prompt"]
-        cmd = [sys.executable, str(Path(a.pack) / "tests" / "fixtures" / "make_tiny_models.py"), str(base / "models"),
-               "--comfyui", a.comfyui, "--official", a.official, "--text-cache", str(base / "models" / "text_cache"),
-               "--prompt", pos, "--prompt", neg]
+        cmd = [
+            sys.executable,
+            str(Path(a.pack) / "tests" / "fixtures" / "make_tiny_models.py"),
+            str(base / "models"),
+            "--comfyui",
+            a.comfyui,
+            "--official",
+            a.official,
+            "--text-cache",
+            str(base / "models" / "text_cache"),
+            "--prompt",
+            pos,
+            "--prompt",
+            neg,
+        ]
         if not a.tiny:
             cmd += ["--full-size", "--device", "cuda"]
         subprocess.check_call(cmd, stdout=subprocess.DEVNULL)
         env_rec["make_models_s"] = round(time.time() - t, 1)
-    env_rec["model_bytes"] = {str(p.relative_to(base / "models")): p.stat().st_size
-                              for p in (base / "models").rglob("*.safetensors")}
+    env_rec["model_bytes"] = {str(p.relative_to(base / "models")): p.stat().st_size for p in (base / "models").rglob("*.safetensors")}
     emit(env_rec)
     peak = Peak()
 
@@ -247,8 +268,9 @@ def main():
                     break
         finally:
             c.close()
-        speed = [ln.strip() for ln in (out / log_name).read_text(errors="replace").splitlines()
-                 if "steadydancer" in ln.lower() and any(s in ln for s in ("speed", "attention", "compile", "fp8", "fall"))]
+        speed = [
+            ln.strip() for ln in (out / log_name).read_text(errors="replace").splitlines() if "steadydancer" in ln.lower() and any(s in ln for s in ("speed", "attention", "compile", "fp8", "fall"))
+        ]
         emit({"phase": name, "event": "log", "speed_lines": speed[:12]})
 
     phase("first-process", wfs, "comfyui.log")
@@ -263,10 +285,10 @@ def main():
     for v in vids:
         try:
             import av
+
             with av.open(str(v)) as f:
                 st = f.streams.video[0]
-                probe.append({"file": v.name, "codec": st.codec_context.name, "w": st.width, "h": st.height,
-                              "frames": sum(1 for _ in f.decode(st))})
+                probe.append({"file": v.name, "codec": st.codec_context.name, "w": st.width, "h": st.height, "frames": sum(1 for _ in f.decode(st))})
         except Exception as e:  # noqa: BLE001 - a probe failure is reported, not fatal
             probe.append({"file": v.name, "probe_error": str(e)})
     emit({"phase": "outputs", "mp4": probe, "script_s": round(time.time() - t_script, 1)})
