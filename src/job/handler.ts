@@ -49,7 +49,10 @@ export interface DanceHandlerDeps<P extends SeededParams> {
   limits?: MediaLimits;
   fetchPolicy?: Omit<FetchPolicy, 'signal'>;
   s3?: S3Config;
-  /** Checks the parameters against the inputs and the model (e.g. sizes); throws InputError. */
+  /**
+   * Checks the parameters against the inputs (e.g. frames against the clip) and may fit them (a
+   * rounded frame count brought back within the clip, listed in `adjusted`); throws InputError.
+   */
   check?: (params: P, media: PreparedMedia) => void;
 }
 

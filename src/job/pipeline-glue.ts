@@ -6,7 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { ComfyClient, type ComfyEvent } from '../comfy/client.js';
 import { findVideo, outputFiles } from '../comfy/outputs.js';
-import { jobVariantFor, resolveParams, type ResolvedParams } from '../comfy/params.js';
+import { jobVariantFor, resolveParams, windowCount, type ResolvedParams } from '../comfy/params.js';
 import { fillWorkflow, findByTitle, loadTemplate, MARK, templatePath, type ApiWorkflow } from '../comfy/workflow.js';
 import type { VariantDecision } from '../models/variant.js';
 import type { ComfyPort } from './handler.js';
@@ -80,10 +80,23 @@ export async function danceGlue(opts: { comfyUrl: string; env: NodeJS.ProcessEnv
     comfy: comfyPort(client),
     resolve,
     fill: (p, inputs) => fillWorkflow(template, p, { ...inputs, outputPrefix: 'steadydancer/job' }),
-    check: (p, media) => {
-      if (p.frames > media.video.frames)
-        throw new InputError('frames', `${p.frames} frames asked for, but the driving video has only ${media.video.frames}; ask for at most ${media.video.frames} or send a longer clip`);
-    },
+    check: (p, media) => fitFramesToVideo(p, media.video.frames),
     validate: (input) => inputProblem(input, resolve),
   };
+}
+
+/**
+ * The frame count against the driving video: more frames asked for than the clip has is the
+ * caller's error; a count the 4n+1 rounding took past the clip's end (480 asked of a 480-frame
+ * clip → 481) is brought down to the largest 4n+1 the clip holds, and `adjusted` says so.
+ */
+export function fitFramesToVideo(p: ResolvedParams, videoFrames: number): void {
+  if (p.frames <= videoFrames) return;
+  if (p.framesRequested > videoFrames)
+    throw new InputError('frames', `${p.framesRequested} frames asked for, but the driving video has only ${videoFrames}; ask for at most ${videoFrames} or send a longer clip`);
+  const fitted = 4 * Math.floor((videoFrames - 1) / 4) + 1;
+  if (fitted < 5) throw new InputError('frames', `the driving video has ${videoFrames} frames; the model needs at least 5`);
+  p.adjusted = [...p.adjusted.filter((a) => !a.startsWith('frames ')), `frames ${p.framesRequested} → ${fitted} (4n+1 within the driving video's ${videoFrames} frames)`];
+  p.frames = fitted;
+  p.windows = windowCount(fitted, p.windowLength, p.windowOverlap);
 }

@@ -6,7 +6,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { createDanceHandler } from '../../../src/job/handler.js';
 import type { JobContext } from '../../../src/serverless/jobs.js';
 import { InputError } from '../../../src/job/media.js';
-import { danceGlue } from '../../../src/job/pipeline-glue.js';
+import { danceGlue, fitFramesToVideo } from '../../../src/job/pipeline-glue.js';
+import { resolveParams, windowCount } from '../../../src/comfy/params.js';
 
 const work = mkdtempSync(join(tmpdir(), 'sd-job-input-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -78,5 +79,25 @@ describe('job output: the parameters as run', () => {
     expect(out.ran.windows).toBeGreaterThanOrEqual(1);
     if (asked.frames > 81) expect(out.ran.windows).toBeGreaterThan(1);
     expect(workflows).toHaveLength(1);
+  });
+});
+
+describe('frames against the driving video', () => {
+  const resolve = (frames: number) => resolveParams({ frames });
+  it('a count the 4n+1 rounding took past the clip is brought back within it, and adjusted says so', () => {
+    const p = resolve(480); // → 481 by the rule; the clip has 480
+    expect(p.frames).toBe(481);
+    fitFramesToVideo(p, 480);
+    expect(p).toMatchObject({ frames: 477, windows: windowCount(477, p.windowLength, p.windowOverlap) });
+    expect(p.adjusted).toEqual(["frames 480 → 477 (4n+1 within the driving video's 480 frames)"]);
+  });
+  it('within the clip: unchanged (also when the asked count rounds down onto the clip length)', () => {
+    const p = resolve(10); // → 9
+    fitFramesToVideo(p, 9);
+    expect(p).toMatchObject({ frames: 9, adjusted: ['frames 10 → 9'] });
+  });
+  it('more frames asked for than the clip has is the caller error, naming both counts', () => {
+    expect(() => fitFramesToVideo(resolve(482), 480)).toThrow(/482 frames asked for, but the driving video has only 480/);
+    expect(() => fitFramesToVideo(resolve(5), 3)).toThrow(InputError);
   });
 });
