@@ -294,7 +294,9 @@ describe('models download', () => {
   });
 
   it('interrupted (SIGINT/SIGTERM abort): a clear error, exit 130, the .part kept for the next run', async () => {
-    hub.files.get(fp8Key)!.stallAfterBytes = { bytes: 700_000, times: 1 };
+    // every request of this run stalls after 700 kB (the client's retries too), so the abort always
+    // lands before the file is complete, however slowly this machine polls the .part below
+    hub.files.get(fp8Key)!.stallAfterBytes = { bytes: 700_000, times: 1_000 };
     const ac = new AbortController();
     const o = opts({ presets: [], signal: ac.signal });
     const run = downloadModels(o).catch((e: unknown) => e);
@@ -312,6 +314,7 @@ describe('models download', () => {
     expect(part.length).toBeLessThan(data.fp8.length);
     expect(part.equals(data.fp8.subarray(0, part.length))).toBe(true);
     expect(existsSync(join(dest, 'diffusion_models/sd_fp8.safetensors'))).toBe(false);
+    hub.files.get(fp8Key)!.stallAfterBytes = undefined;
     const again = await downloadModels(opts({ presets: [] }));
     expect(again.ok).toBe(true);
     expect(
