@@ -10,6 +10,21 @@ import golden_recipe as R
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "parity.npz"
 
+# The SteadyDancer-specific constructor arguments every tiny test model shares (pose and alignment
+# modules at their official sizes, the official norms).
+SD_FIXED = dict(
+    in_dim_c=16,
+    noise_dim=16,
+    align_hidden=128,
+    align_heads=8,
+    dy_dim=4,
+    dy_squeeze=4,
+    dy_mul=1,
+    cross_attn_norm=True,
+    qk_norm=True,
+    eps=1e-6,
+)
+
 TINY = dict(
     patch_size=(1, 2, 2),
     dim=R.CONFIG["dim"],
@@ -21,16 +36,7 @@ TINY = dict(
     num_heads=R.CONFIG["num_heads"],
     num_layers=R.CONFIG["num_layers"],
     text_len=R.CONFIG["text_len"],
-    in_dim_c=16,
-    noise_dim=16,
-    align_hidden=128,
-    align_heads=8,
-    dy_dim=4,
-    dy_squeeze=4,
-    dy_mul=1,
-    cross_attn_norm=True,
-    qk_norm=True,
-    eps=1e-6,
+    **SD_FIXED,
 )
 
 

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from pack_loader import pack_module
+from sd_helpers import SD_FIXED
 
 CFG, POSE_CFG = 5.0, 1.5
 
@@ -46,16 +47,7 @@ def tiny_checkpoint(model_mod, seed=0):
         num_heads=1,
         num_layers=1,
         text_len=512,
-        in_dim_c=16,
-        noise_dim=16,
-        align_hidden=128,
-        align_heads=8,
-        dy_dim=4,
-        dy_squeeze=4,
-        dy_mul=1,
-        cross_attn_norm=True,
-        qk_norm=True,
-        eps=1e-6,
+        **SD_FIXED,
     )
     with torch.device("meta"):
         m = model_mod.SteadyDancerWanModel(operations=comfy.ops.disable_weight_init, device="meta", **cfg)
