@@ -34,9 +34,7 @@ SteadyDancer is recognised by ``condition_embedding_align.cross_attn.in_proj_bia
 
 import json
 import logging
-import os
 import re
-import struct
 from pathlib import Path
 
 import torch
@@ -56,33 +54,26 @@ class CheckpointError(ValueError):
 
 
 def check_safetensors_complete(path):
-    """Raise CheckpointError when a .safetensors file is truncated or not safetensors at all."""
-    size = os.path.getsize(path)
-    with open(path, "rb") as f:
-        head = f.read(8)
-        if len(head) < 8:
-            raise CheckpointError(f"{path}: truncated safetensors file ({size} bytes, not even a header)")
-        (n,) = struct.unpack("<Q", head)
-        if n > size - 8 or n > 100_000_000:
-            raise CheckpointError(f"{path}: not a safetensors file or truncated header (header says {n} bytes, file has {size})")
-        try:
-            header = json.loads(f.read(n))
-        except ValueError as e:
-            raise CheckpointError(f"{path}: corrupt safetensors header ({e})") from None
-    end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
-    if 8 + n + end > size:
-        raise CheckpointError(f"{path}: truncated file: its header needs {8 + n + end} bytes but the file has {size}; download it again (the download was probably interrupted)")
-    return header.get("__metadata__") or {}
+    """Raise CheckpointError when a .safetensors file is truncated or not safetensors at all;
+    returns its metadata (the checks are fastread.read_header's)."""
+    from .fastread import read_header
+
+    return read_header(path)[2]
 
 
 def _load_file(path):
     """(state dict, safetensors metadata or {})."""
     import comfy.utils
 
-    meta = {}
+    from . import fastread
+
     if str(path).endswith(".safetensors"):
+        threads = fastread.default_threads()
+        if threads:
+            return fastread.load(path, threads)
         meta = check_safetensors_complete(path)
-    return comfy.utils.load_torch_file(str(path), safe_load=True), meta
+        return comfy.utils.load_torch_file(str(path), safe_load=True), meta
+    return comfy.utils.load_torch_file(str(path), safe_load=True), {}
 
 
 def _declared_heads(config, where):
