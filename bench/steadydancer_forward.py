@@ -26,8 +26,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-FULL = dict(dim=5120, ffn_dim=13824, num_layers=40, in_dim=36, out_dim=16, text_dim=4096, freq_dim=256)
-TINY = dict(dim=256, ffn_dim=512, num_layers=2, in_dim=36, out_dim=16, text_dim=64, freq_dim=64)
+# num_heads: Wan2.1-14B has 40 heads of 128 (convert.KNOWN_HEADS[5120]); the tiny one 2 of 128
+FULL = dict(dim=5120, ffn_dim=13824, num_heads=40, num_layers=40, in_dim=36, out_dim=16, text_dim=4096, freq_dim=256)
+TINY = dict(dim=256, ffn_dim=512, num_heads=2, num_layers=2, in_dim=36, out_dim=16, text_dim=64, freq_dim=64)
 
 
 def setup(comfyui, gpu_only):
@@ -48,7 +49,6 @@ def our_config(c):
     return dict(
         patch_size=(1, 2, 2),
         text_len=512,
-        num_heads=c["dim"] // 128,
         in_dim_c=16,
         noise_dim=16,
         align_hidden=128,
@@ -235,7 +235,7 @@ def plain_backbone(c, device):
     import torch.nn as nn
     import torch.nn.functional as F
 
-    dim, ffn, heads = c["dim"], c["ffn_dim"], c["dim"] // 128
+    dim, ffn, heads = c["dim"], c["ffn_dim"], c["num_heads"]
     kw = dict(device=device, dtype=torch.bfloat16)
 
     class RMS(nn.Module):
