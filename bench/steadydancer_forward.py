@@ -368,7 +368,7 @@ def run_speed(a):
     t0 = time.time()
     sd = random_state_dict(c, "fp8", device)
     # loaded with a fast Speed: bf16 compute (what the loader does by default on this GPU)
-    patcher = load_state_dict_model(sd, "default", layout="kj-fp8-scaled", speed=fast.Speed("sdpa", "rowwise", True))
+    patcher = load_state_dict_model(sd, "default", layout="kj-fp8-scaled", num_heads=c["num_heads"], speed=fast.Speed("sdpa", "rowwise", True))
     del sd
     mm.load_models_gpu([patcher], force_full_load=True)
     model = patcher.model
