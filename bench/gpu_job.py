@@ -197,6 +197,7 @@ def main():
     ap.add_argument("--restart", help="workflow name (stem) to run in a second, restarted process")
     ap.add_argument("--job-timeout", type=float, default=240)
     ap.add_argument("--tiny", action="store_true")
+    ap.add_argument("--read-threads", default="0,8", help="after the jobs: bench/model_read.py with these thread counts ('' = skip)")
     a = ap.parse_args()
     t_script = time.time()
     out = Path(a.out)
@@ -271,7 +272,10 @@ def main():
         speed = [
             ln.strip() for ln in (out / log_name).read_text(errors="replace").splitlines() if "steadydancer" in ln.lower() and any(s in ln for s in ("speed", "attention", "compile", "fp8", "fall"))
         ]
-        emit({"phase": name, "event": "log", "speed_lines": speed[:12]})
+        text = (out / log_name).read_text(errors="replace").splitlines()
+        # ComfyUI's own start report: "Import times for custom nodes:" then "  0.8 seconds: path" lines
+        imports = [ln.strip() for ln in text if "seconds" in ln and ("custom_nodes" in ln or "comfy_extras" in ln or "comfy_api_nodes" in ln)]
+        emit({"phase": name, "event": "log", "speed_lines": speed[:12], "import_times": imports[:40]})
 
     phase("first-process", wfs, "comfyui.log")
     left = a.budget - (time.time() - t_script)
@@ -280,6 +284,20 @@ def main():
             phase("restart-warm-compile-cache", restart, "comfyui-restart.log")
         else:
             emit({"phase": "restart-warm-compile-cache", "skipped": f"{left:.0f} s left of the budget"})
+    left = a.budget - (time.time() - t_script)
+    model = next(iter(sorted((base / "models" / "diffusion_models").glob("*.safetensors"))), None)
+    if a.read_threads and model is not None and not a.tiny and left > 70:
+        # the loader's cold read of the checkpoint: ComfyUI's mmap reader vs the parallel one (bench/model_read.py)
+        rd = subprocess.run(
+            [sys.executable, str(Path(__file__).with_name("model_read.py")), "--comfyui", a.comfyui, "--pack", a.pack, "--file", str(model), "--threads", a.read_threads],
+            capture_output=True,
+            text=True,
+        )
+        for ln in rd.stdout.splitlines():
+            if ln.startswith("{"):
+                emit({"phase": "checkpoint-read", **json.loads(ln)})
+        if rd.returncode:
+            emit({"phase": "checkpoint-read", "error": rd.stderr[-600:]})
     vids = sorted((base / "output").rglob("*.mp4"))
     probe = []
     for v in vids:
