@@ -20,6 +20,10 @@ own aspect ratio (sides multiples of 16), draws the poses at twice that size (``
 working size. ``render`` does the same by default (``supersample=0``), so strokes keep the
 thickness, relative to the frame, that SteadyDancer saw in training at every output size;
 ``supersample=k`` draws at k times the output size instead.
+
+Speed (bench/pose-prep.md): the limbs are drawn in their dimmed colours (no pass over the canvas)
+and the bicubic resize runs only over the rows and columns that hold a figure
+(``resize_bicubic``, bit for bit PIL's resize); frames are drawn on a thread pool.
 """
 
 from __future__ import annotations
@@ -65,6 +69,11 @@ LIMB_HALF_WIDTH = 4
 JOINT_RADIUS = 4
 HAND_LINE_THICKNESS = 2
 HAND_POINT_RADIUS = 4
+# The limbs are drawn first on the black canvas and the whole canvas is then dimmed to 60 %; limb
+# pixels are written without antialiasing (each pixel holds exactly one limb's colour or black),
+# so drawing each limb in its dimmed colour, uint8(colour * 0.6) as numpy computes it for the
+# canvas, gives the same pixels without a pass over the whole canvas.
+_LIMB_COLORS_DIM = [tuple(int(v) for v in (np.array(c, dtype=np.uint8) * 0.6).astype(np.uint8)) for c in BODY_COLORS_RGB]
 
 
 def draw_pose(pose: Pose, width: int, height: int) -> np.ndarray:
@@ -81,8 +90,7 @@ def draw_pose(pose: Pose, width: int, height: int) -> np.ndarray:
         length = math.hypot(xs[0] - xs[1], ys[0] - ys[1])
         angle = math.degrees(math.atan2(ys[0] - ys[1], xs[0] - xs[1]))
         poly = cv2.ellipse2Poly((int(np.mean(xs)), int(np.mean(ys))), (int(length / 2), LIMB_HALF_WIDTH), int(angle), 0, 360, 1)
-        cv2.fillConvexPoly(canvas, poly, BODY_COLORS_RGB[i])
-    canvas = (canvas * 0.6).astype(np.uint8)
+        cv2.fillConvexPoly(canvas, poly, _LIMB_COLORS_DIM[i])
     for i in range(len(b)):
         if ok[i]:
             cv2.circle(canvas, (int(b[i, 0] * width), int(b[i, 1] * height)), JOINT_RADIUS, BODY_COLORS_RGB[i], thickness=-1)
@@ -97,6 +105,33 @@ def draw_pose(pose: Pose, width: int, height: int) -> np.ndarray:
             if valid[j] and x > 0 and y > 0:
                 cv2.circle(canvas, (x, y), HAND_POINT_RADIUS, HAND_POINT_RGB, thickness=-1)
     return canvas
+
+
+def resize_bicubic(img: np.ndarray, width: int, height: int) -> tuple:
+    """PIL's bicubic resize of a mostly black uint8 RGB canvas to (width, height), computed where
+    it is not black: returns (columns c0..c1 of the result, c0); (None, 0) for a black canvas.
+    The result's other columns are black.
+
+    Exactly PIL's ``Image.resize((width, height), BICUBIC)``: PIL resizes in two separable passes,
+    horizontal (every row on its own, rounded to uint8) then vertical (every column on its own),
+    each pass's weights depending only on the input and output lengths along its axis. A black
+    row stays black through the horizontal pass and a black column through the vertical one,
+    so the horizontal pass runs on the band of rows holding pixels and the vertical pass on the
+    band of columns holding pixels after it; both are PIL's own passes, on the full length of
+    their axis (only one axis changes per call, so PIL runs only that pass)."""
+    h, w = img.shape[:2]
+    rows = np.flatnonzero(img.reshape(h, -1).any(axis=1))
+    if not len(rows):
+        return None, 0
+    r0, r1 = int(rows[0]), int(rows[-1]) + 1
+    band = np.asarray(Image.fromarray(np.ascontiguousarray(img[r0:r1])).resize((width, r1 - r0), Image.Resampling.BICUBIC))
+    cols = np.flatnonzero(band.reshape(-1, width * 3).any(axis=0).reshape(width, 3).any(axis=1))  # (fast axis order)
+    if not len(cols):
+        return None, 0
+    c0, c1 = int(cols[0]), int(cols[-1]) + 1
+    temp = np.zeros((h, c1 - c0, 3), dtype=np.uint8)
+    temp[r0:r1] = band[:, c0:c1]
+    return np.asarray(Image.fromarray(temp).resize((c1 - c0, height), Image.Resampling.BICUBIC)), c0
 
 
 def official_canvas(frame_width: int, frame_height: int) -> tuple[int, int]:
@@ -119,13 +154,16 @@ def render(seq: PoseSequence, width: int, height: int, supersample: int = 0) -> 
     if len(seq) == 0:
         raise ValueError("render: the pose sequence is empty")
     cw, ch = official_canvas(seq.width, seq.height) if supersample == 0 else (width * supersample, height * supersample)
-    out = np.empty((len(seq), height, width, 3), dtype=np.float32)
+    # zeros: black is 0.0 and most of every frame is black; only the drawn columns are written
+    out = np.zeros((len(seq), height, width, 3), dtype=np.float32)
 
     def one(f):
         img = draw_pose(seq.frames[f], cw, ch)
+        c0 = 0
         if (cw, ch) != (width, height):
-            img = np.asarray(Image.fromarray(img).resize((width, height), Image.Resampling.BICUBIC))
-        np.divide(img, 255.0, out=out[f], dtype=np.float32)
+            img, c0 = resize_bicubic(img, width, height)
+        if img is not None:
+            np.divide(img, 255.0, out=out[f][:, c0 : c0 + img.shape[1]], dtype=np.float32)
 
     # frames are independent; OpenCV's drawing and PIL's resize release the GIL, so threads overlap
     workers = min(len(seq), os.cpu_count() or 1, 16)

@@ -10,6 +10,8 @@
   ``simcc_x`` [1, 133, 576] and ``simcc_y`` [1, 133, 768] (SimCC, split ratio 2). Here: global
   average pooling, a small random projection and a random peak per keypoint so that every
   keypoint scores above the visibility threshold.
+Both take ``batch=None`` for a dynamic batch axis ("N"): whether the real exports have one is not
+known here (no weights on the test machines), so the estimator is tested with both.
 Built with the ``onnx`` package in the test itself; weights from a seeded RandomState."""
 
 import numpy as np
@@ -21,7 +23,9 @@ def _init(name, arr):
     return numpy_helper.from_array(np.asarray(arr, dtype=np.float32), name)
 
 
-def build_yolox(path, person_bias: float = 0.0, seed: int = 0):
+def build_yolox(path, person_bias: float = 0.0, seed: int = 0, batch: int | None = 1):
+    """``batch``: the input's batch size, None for a dynamic batch axis ("N")."""
+    n = batch or "N"
     rs = np.random.RandomState(seed)
     nodes, inits, parts = [], [], []
     for stride in (8, 16, 32):
@@ -34,7 +38,7 @@ def build_yolox(path, person_bias: float = 0.0, seed: int = 0):
         nodes.append(helper.make_node("Conv", ["images", f"w{stride}", f"b{stride}"], [f"c{stride}"], kernel_shape=[stride, stride], strides=[stride, stride]))
         nodes.append(helper.make_node("Reshape", [f"c{stride}", "shape3"], [f"r{stride}"]))
         parts.append(f"r{stride}")
-    inits.append(numpy_helper.from_array(np.array([1, 85, -1], dtype=np.int64), "shape3"))
+    inits.append(numpy_helper.from_array(np.array([batch or 0, 85, -1], dtype=np.int64), "shape3"))  # 0: keep the batch
     nodes += [
         helper.make_node("Concat", parts, ["cat"], axis=2),
         helper.make_node("Transpose", ["cat"], ["tr"], perm=[0, 2, 1]),
@@ -46,7 +50,7 @@ def build_yolox(path, person_bias: float = 0.0, seed: int = 0):
     for name, v in (("s0", 0), ("s4", 4), ("s85", 85), ("ax2", 2)):
         inits.append(numpy_helper.from_array(np.array([v], dtype=np.int64), name))
     graph = helper.make_graph(
-        nodes, "tiny_yolox", [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 640, 640])], [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 8400, 85])], inits
+        nodes, "tiny_yolox", [helper.make_tensor_value_info("images", TensorProto.FLOAT, [n, 3, 640, 640])], [helper.make_tensor_value_info("output", TensorProto.FLOAT, [n, 8400, 85])], inits
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
@@ -55,7 +59,9 @@ def build_yolox(path, person_bias: float = 0.0, seed: int = 0):
     return path
 
 
-def build_dwpose(path, seed: int = 1):
+def build_dwpose(path, seed: int = 1, batch: int | None = 1):
+    """``batch``: the input's batch size, None for a dynamic batch axis ("N")."""
+    n = batch or "N"
     rs = np.random.RandomState(seed)
     inits, nodes = [], [helper.make_node("GlobalAveragePool", ["input"], ["gap"]), helper.make_node("Flatten", ["gap"], ["flat"])]
     for axis, bins in (("x", 576), ("y", 768)):
@@ -63,7 +69,7 @@ def build_dwpose(path, seed: int = 1):
         peak = np.zeros((133, bins))
         # peaks well inside the crop so that keypoints land inside the person box
         peak[np.arange(133), rs.randint(bins // 5, 4 * bins // 5, 133)] = 0.9
-        inits += [_init(f"w{axis}", w), _init(f"p{axis}", peak.reshape(-1)), numpy_helper.from_array(np.array([1, 133, bins], dtype=np.int64), f"s{axis}")]
+        inits += [_init(f"w{axis}", w), _init(f"p{axis}", peak.reshape(-1)), numpy_helper.from_array(np.array([batch or -1, 133, bins], dtype=np.int64), f"s{axis}")]
         nodes += [
             helper.make_node("MatMul", ["flat", f"w{axis}"], [f"m{axis}"]),
             helper.make_node("Add", [f"m{axis}", f"p{axis}"], [f"a{axis}"]),
@@ -72,8 +78,8 @@ def build_dwpose(path, seed: int = 1):
     graph = helper.make_graph(
         nodes,
         "tiny_dwpose",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 384, 288])],
-        [helper.make_tensor_value_info("simcc_x", TensorProto.FLOAT, [1, 133, 576]), helper.make_tensor_value_info("simcc_y", TensorProto.FLOAT, [1, 133, 768])],
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [n, 3, 384, 288])],
+        [helper.make_tensor_value_info("simcc_x", TensorProto.FLOAT, [n, 133, 576]), helper.make_tensor_value_info("simcc_y", TensorProto.FLOAT, [n, 133, 768])],
         inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])

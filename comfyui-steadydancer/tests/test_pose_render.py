@@ -139,3 +139,84 @@ def test_render_default_uses_official_canvas(monkeypatch):
     assert sizes == [(2048, 1152)] and out.shape == (1, 480, 832, 3)
     r, g, b = out[0, 240, 416]
     assert b > 0.4 and r < 0.1 and g < 0.1
+
+
+def pil_resize(img, width, height):
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(img).resize((width, height), Image.Resampling.BICUBIC))
+
+
+@pytest.mark.parametrize(
+    "canvas,out",
+    [((1536, 1536), (480, 832)), ((2048, 1152), (832, 480)), ((1312, 1760), (480, 832)), ((960, 1664), (480, 832)), ((200, 120), (480, 832)), ((640, 480), (640, 300))],
+)
+def test_banded_resize_is_pil_resize_bit_for_bit(canvas, out):
+    """resize_bicubic (the passes run only where the canvas holds pixels) equals PIL's resize of the
+    whole canvas: figures in the middle, touching every edge, one pixel, a full canvas, none."""
+    cw, ch = canvas
+    rs = np.random.RandomState(cw + ch)
+    cases = []
+    for _ in range(3):
+        img = np.zeros((ch, cw, 3), np.uint8)
+        y0, x0 = rs.randint(0, ch - 10), rs.randint(0, cw - 10)
+        img[y0 : y0 + rs.randint(1, ch - y0), x0 : x0 + rs.randint(1, cw - x0)] = rs.randint(0, 256, 3)
+        img[rs.randint(0, ch, 20), rs.randint(0, cw, 20)] = 255
+        cases.append(img)
+    edges = np.zeros((ch, cw, 3), np.uint8)
+    edges[0, :, 0] = edges[-1, :, 1] = edges[:, 0, 2] = edges[:, -1] = 200
+    one = np.zeros((ch, cw, 3), np.uint8)
+    one[ch // 3, cw // 5] = (255, 7, 0)
+    cases += [edges, one, rs.randint(0, 256, (ch, cw, 3), dtype=np.uint8), np.zeros((ch, cw, 3), np.uint8)]
+    for k, img in enumerate(cases):
+        full = pil_resize(img, *out)
+        part, c0 = pr.resize_bicubic(img, *out)
+        mine = np.zeros_like(full)
+        if part is not None:
+            mine[:, c0 : c0 + part.shape[1]] = part
+        np.testing.assert_array_equal(mine, full, err_msg=f"case {k}")
+
+
+def test_render_equals_draw_then_pil_resize():
+    """render (dimmed limb colours, banded resize, thread pool) gives exactly the frames of the
+    plain recipe: draw_pose, PIL bicubic resize of the whole canvas, / 255 in float32. Random
+    skeletons, some partly off the canvas, one with nothing valid."""
+    rs = np.random.RandomState(7)
+    frames = []
+    for k in range(6):
+        body = rs.uniform(-0.2 if k == 2 else 0.1, 1.2 if k == 2 else 0.9, (18, 2))
+        valid = rs.uniform(size=18) > 0.2
+        hands = rs.uniform(0.05, 0.95, (2, 21, 2))
+        hv = rs.uniform(size=(2, 21)) > 0.3
+        if k == 4:
+            valid[:] = False
+            hv[:] = False
+        frames.append(pa.Pose(body, valid, hands, hv))
+    seq = pa.PoseSequence(frames, 576, 576)
+    for w, h, ss in ((480, 832, 0), (832, 480, 0), (160, 96, 2)):
+        out = pr.render(seq, w, h, ss)
+        cw, ch = pr.official_canvas(576, 576) if ss == 0 else (w * ss, h * ss)
+        for f, p in enumerate(frames):
+            ref = np.divide(pil_resize(pr.draw_pose(p, cw, ch), w, h), 255.0, dtype=np.float32)
+            np.testing.assert_array_equal(out[f], ref, err_msg=f"frame {f} at {w}x{h} supersample {ss}")
+    assert not out[4].any()
+
+
+def test_limbs_drawn_dimmed_equal_dimming_the_canvas():
+    """Limbs in their dimmed colours = limbs in full colour, then the whole canvas * 0.6 (the
+    official order), on overlapping limbs; the joints drawn afterwards are not dimmed."""
+    rs = np.random.RandomState(2)
+    for _ in range(5):
+        body = rs.uniform(0.3, 0.7, (18, 2))  # crowded: limbs overlap
+        p = pa.Pose(body, np.ones(18, bool), np.zeros((2, 21, 2)), np.zeros((2, 21), bool))
+        ref = np.zeros((300, 400, 3), np.uint8)
+        for i, (a, b) in enumerate(pr.LIMBS):
+            xs, ys = body[[a, b], 0] * 400.0, body[[a, b], 1] * 300.0
+            length = ((xs[0] - xs[1]) ** 2 + (ys[0] - ys[1]) ** 2) ** 0.5
+            angle = np.degrees(np.arctan2(ys[0] - ys[1], xs[0] - xs[1]))
+            poly = cv2.ellipse2Poly((int(np.mean(xs)), int(np.mean(ys))), (int(length / 2), 4), int(angle), 0, 360, 1)
+            cv2.fillConvexPoly(ref, poly, pr.BODY_COLORS_RGB[i])
+        ref = (ref * 0.6).astype(np.uint8)
+        for i in range(18):
+            cv2.circle(ref, (int(body[i, 0] * 400), int(body[i, 1] * 300)), 4, pr.BODY_COLORS_RGB[i], thickness=-1)
+        np.testing.assert_array_equal(pr.draw_pose(p, 400, 300), ref)
