@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Long videos: the dance job's model part at several lengths, sampled in context windows.
 
-In one process (no server), per length: SteadyDancerConditioning's ``build_conditioning`` (three
-VAE encodes of the frames: concat latent, poses, negative poses, plus reference and first pose)
+In one process (no server), per length: SteadyDancerConditioning's ``build_conditioning`` (two
+VAE encodes of the frames: concat latent and poses, plus reference and first pose; the negative
+poses are not encoded, as in the workflow, where the guider's lazy negative_pose input skips them
+with pose CFG off — before that change this bench encoded them too)
 with a full-size random Wan 2.1 VAE; sampling with our guider under our context-window handler
 (``context_windows.apply_context_windows``: window 81 frames, overlap 16, pyramid fuse) with the
 fast preset (cfg 1, pose cfg 0, Euler, 4 steps, shift 5; the LoRA's weights merge into the model
@@ -170,7 +172,6 @@ def main():
         g = torch.Generator().manual_seed(frames)
         ref = torch.rand(1, a.height, a.width, 3, generator=g)
         pose = torch.rand(frames, a.height, a.width, 3, generator=g)
-        neg_pose = torch.rand(frames, a.height, a.width, 3, generator=g)
         gc.collect()
         if cuda:
             torch.cuda.empty_cache()
@@ -178,7 +179,7 @@ def main():
         with SmiPeak() as smi:
             sync = torch.cuda.synchronize if cuda else (lambda: None)
             t_a = time.perf_counter()
-            pos, neg, neg_p, latent = cond.build_conditioning(text(1), text(2), vae, clip_out(3), clip_out(4), ref, pose, neg_pose, a.width, a.height, frames)
+            pos, neg, neg_p, latent = cond.build_conditioning(text(1), text(2), vae, clip_out(3), clip_out(4), ref, pose, None, a.width, a.height, frames)
             sync()
             t_b = time.perf_counter()
             model = cw.apply_context_windows(patcher, a.window, a.overlap, a.fuse)

@@ -25,6 +25,11 @@ unless ``disable_cfg1_optimization`` is set) and ``pose_cfg == 0`` or a step out
 drops the negative-pose one; the remaining conditionings go to ``calc_cond_batch`` together.
 The fast preset (cfg 1, pose_cfg 0) therefore costs one model evaluation per step.
 
+``negative_pose`` may be left out (``None``) when pose guidance can never run
+(``pose_guidance_possible``: pose_cfg 0 or an empty window); the node ``SteadyDancerGuider``
+makes that input lazy, so ComfyUI then skips the nodes that would only compute it. Sampling with
+pose guidance on and no negative poses is an error, never a silent fallback.
+
 Step index: ComfyUI gives the guider a sigma, not a step number. The guider finds the step in
 ``transformer_options["sample_sigmas"]`` (set by ComfyUI's CFGGuider for every sampling run):
 the step in progress is the last schedule entry not below the current sigma, so a sampler's
@@ -67,6 +72,12 @@ def pose_window_active(step: int, steps: int, pose_start: float, pose_end: float
     return pose_start < frac < pose_end
 
 
+def pose_guidance_possible(pose_cfg: float, pose_start: float, pose_end: float) -> bool:
+    """Whether any step can run pose guidance (and so needs the negative poses): pose_cfg is not
+    0 and the window is not empty (pose_start < pose_end; the official inequalities are strict)."""
+    return float(pose_cfg) != 0.0 and float(pose_start) < float(pose_end)
+
+
 def official_combination(cond, uncond, uncond_pose, cfg: float, pose_cfg: float, pose_active: bool):
     """The official formula on any three predictions (velocities or denoised)."""
     out = uncond + cfg * (cond - uncond)
@@ -86,8 +97,12 @@ class SteadyDancerCFGGuider(comfy.samplers.CFGGuider):
         self.pose_end = DEFAULT_POSE_END
         self._warned_no_sigmas = False
 
-    def set_conds(self, positive, negative, negative_pose):
-        self.inner_set_conds({"positive": positive, "negative": negative, "negative_pose": negative_pose})
+    def set_conds(self, positive, negative, negative_pose=None):
+        """``negative_pose`` may be None when pose guidance is off (see pose_guidance_possible)."""
+        if negative_pose is None:
+            self.original_conds.pop("negative_pose", None)
+        conds = {"positive": positive, "negative": negative, "negative_pose": negative_pose}
+        self.inner_set_conds({k: v for k, v in conds.items() if v is not None})
 
     def set_cfg(self, cfg: float, pose_cfg: float = DEFAULT_POSE_CFG, pose_start: float = DEFAULT_POSE_START, pose_end: float = DEFAULT_POSE_END):
         for name, v in (("cfg", cfg), ("pose_cfg", pose_cfg), ("pose_start", pose_start), ("pose_end", pose_end)):
@@ -117,6 +132,8 @@ class SteadyDancerCFGGuider(comfy.samplers.CFGGuider):
         negative = self.conds.get("negative")
         negative_pose = self.conds.get("negative_pose")
         pose_on = self.pose_active_at(timestep, model_options)
+        if pose_on and negative_pose is None:
+            raise ValueError(f"SteadyDancerGuider: pose guidance is on at this step (pose_cfg {self.pose_cfg}, window {self.pose_start}..{self.pose_end}) but no negative_pose conditioning was given")
         skip_text_neg = math.isclose(self.cfg, 1.0) and not model_options.get("disable_cfg1_optimization", False)
         uncond = None if skip_text_neg else negative
         conds = [positive, uncond, negative_pose if pose_on else None]

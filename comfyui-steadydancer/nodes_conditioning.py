@@ -1,11 +1,12 @@
-"""SteadyDancerConditioning: everything the SteadyDancer model consumes, packed into CONDITIONING.
+"""SteadyDancerConditioning (+ SteadyDancerNegativePoseConditioning): everything the SteadyDancer
+model consumes, packed into CONDITIONING.
 
 CONTRACT (the guider ``SteadyDancerGuider`` and the workflows rely on it)
 =========================================================================
 Inputs: ``positive`` / ``negative`` text CONDITIONING, ``vae``, ``clip_vision_ref``
 (CLIP_VISION_OUTPUT of the reference image), ``clip_vision_pose`` (CLIP_VISION_OUTPUT of the
 first *positive* pose frame), ``reference_image`` (IMAGE, 1 frame), ``pose_frames`` (IMAGE,
->= ``length`` frames), ``negative_pose_frames`` (IMAGE, >= ``length`` frames), ``width``,
+>= ``length`` frames), ``negative_pose_frames`` (IMAGE, >= ``length`` frames; optional), ``width``,
 ``height`` (multiples of 16), ``length`` (4n+1 frames), ``pose_strength_spatial``,
 ``pose_strength_temporal`` (1.0 = official), ``pose_start_percent`` / ``pose_end_percent``
 (0.0 / 1.0 = official: pose active at every step).
@@ -17,6 +18,16 @@ Outputs (in this order): ``positive``, ``negative``, ``negative_pose`` (CONDITIO
 * ``negative``      = negative text  + positive pose latents   (official ``arg_null_context``)
 * ``negative_pose`` = positive text  + NEGATIVE pose latents   (official ``arg_null_condition``)
 * ``latent``        = ``{"samples": zeros[1, 16, T, H, W]}``
+
+``negative_pose`` is None when ``negative_pose_frames`` is not connected. The negative poses only
+feed the guider's pose-CFG branch, so the workflows build ``negative_pose`` in its own node,
+``SteadyDancerNegativePoseConditioning`` (inputs: this node's ``positive``, ``vae``,
+``negative_pose_frames``, ``width``, ``height``, ``length``): it copies every entry of
+``positive`` and replaces only ``steadydancer_pose_latent`` by the negative-pose latents, which
+is exactly the ``negative_pose`` above (same tensors, bit for bit). The guider's lazy
+``negative_pose`` input then runs that node, and the negative-pose rendering before it, only when
+pose guidance is on (pose_cfg != 0); the fast preset skips one of the three length-frame VAE
+encodes.
 
 with ``T = (length - 1) // 4 + 1``, ``H = height // 8``, ``W = width // 8``. Every entry of all
 three CONDITIONING lists carries these keys (tensors on the intermediate device, float32, *raw*
@@ -76,12 +87,36 @@ def _resize(images: torch.Tensor, width: int, height: int) -> torch.Tensor:
     return out.movedim(1, -1).clamp(0.0, 1.0)
 
 
-def _check_frames(name: str, frames: torch.Tensor, length: int) -> torch.Tensor:
+def _check_frames(name: str, frames: torch.Tensor, length: int, node: str = "SteadyDancerConditioning") -> torch.Tensor:
     if frames.ndim != 4:
-        raise ValueError(f"SteadyDancerConditioning: {name} must be an IMAGE batch [N, H, W, C], got shape {tuple(frames.shape)}")
+        raise ValueError(f"{node}: {name} must be an IMAGE batch [N, H, W, C], got shape {tuple(frames.shape)}")
     if frames.shape[0] < length:
-        raise ValueError(f"SteadyDancerConditioning: {name} has {frames.shape[0]} frames but length={length} needs at least {length}; lower length or give more pose frames")
+        raise ValueError(f"{node}: {name} has {frames.shape[0]} frames but length={length} needs at least {length}; lower length or give more pose frames")
     return frames[:length]
+
+
+def _check_size(width: int, height: int, length: int, node: str = "SteadyDancerConditioning") -> None:
+    if width % 16 or height % 16 or width < 16 or height < 16:
+        raise ValueError(f"{node}: width and height must be positive multiples of 16, got {width}x{height}")
+    if length < 1 or (length - 1) % 4:
+        raise ValueError(f"{node}: length must be 4n+1 frames (e.g. 29, 33, 81), got {length}")
+
+
+def negative_pose_conditioning(positive, vae, negative_pose_frames, width, height, length, node: str = "SteadyDancerNegativePoseConditioning"):
+    """``negative_pose`` from the SteadyDancer ``positive`` conditioning: every entry copied with
+    ``steadydancer_pose_latent`` replaced by the VAE latents of the negative pose frames."""
+    _check_size(width, height, length, node)
+    if not positive or any(KEY_POSE not in entry[1] for entry in positive):
+        raise ValueError(f"{node}: positive must be the positive output of SteadyDancer Conditioning (its entries carry {KEY_POSE})")
+    neg_pose = _resize(_check_frames("negative_pose_frames", negative_pose_frames, length, node), width, height)
+    latent = vae.encode(neg_pose)
+    for entry in positive:
+        if tuple(entry[1][KEY_POSE].shape) != tuple(latent.shape):
+            raise ValueError(
+                f"{node}: the negative pose latents have shape {tuple(latent.shape)} but the positive pose latents {tuple(entry[1][KEY_POSE].shape)}: "
+                "give this node the width, height and length of SteadyDancer Conditioning"
+            )
+    return node_helpers.conditioning_set_values(positive, {KEY_POSE: latent})
 
 
 def build_conditioning(
@@ -92,29 +127,26 @@ def build_conditioning(
     clip_vision_pose,
     reference_image,
     pose_frames,
-    negative_pose_frames,
-    width,
-    height,
-    length,
+    negative_pose_frames=None,
+    width=512,
+    height=512,
+    length=33,
     pose_strength_spatial=1.0,
     pose_strength_temporal=1.0,
     pose_start_percent=0.0,
     pose_end_percent=1.0,
 ):
-    if width % 16 or height % 16 or width < 16 or height < 16:
-        raise ValueError(f"SteadyDancerConditioning: width and height must be positive multiples of 16, got {width}x{height}")
-    if length < 1 or (length - 1) % 4:
-        raise ValueError(f"SteadyDancerConditioning: length must be 4n+1 frames (e.g. 29, 33, 81), got {length}")
+    _check_size(width, height, length)
     if not 0.0 <= pose_start_percent <= pose_end_percent <= 1.0:
         raise ValueError("SteadyDancerConditioning: need 0 <= pose_start_percent <= pose_end_percent <= 1")
     if reference_image.ndim != 4 or reference_image.shape[0] < 1:
         raise ValueError("SteadyDancerConditioning: reference_image must be an IMAGE with at least one frame")
     pose = _check_frames("pose_frames", pose_frames, length)
-    neg_pose = _check_frames("negative_pose_frames", negative_pose_frames, length)
+    if negative_pose_frames is not None:
+        _check_frames("negative_pose_frames", negative_pose_frames, length)  # before any encode
 
     ref = _resize(reference_image[:1], width, height)
     pose = _resize(pose, width, height)
-    neg_pose = _resize(neg_pose, width, height)
 
     # official y: reference image then zeros (grey 0.5 in [0, 1]) for the remaining frames
     first = torch.full((length, height, width, 3), 0.5, dtype=ref.dtype, device=ref.device)
@@ -127,7 +159,6 @@ def build_conditioning(
     ref_latent = vae.encode(ref)
     pose_ref_latent = vae.encode(pose[:1])
     pose_latent = vae.encode(pose)
-    neg_pose_latent = vae.encode(neg_pose)
 
     shared = {
         "concat_latent_image": concat_latent,
@@ -141,7 +172,7 @@ def build_conditioning(
     }
     pos = node_helpers.conditioning_set_values(positive, {**shared, KEY_POSE: pose_latent})
     neg = node_helpers.conditioning_set_values(negative, {**shared, KEY_POSE: pose_latent})
-    neg_p = node_helpers.conditioning_set_values(positive, {**shared, KEY_POSE: neg_pose_latent})
+    neg_p = None if negative_pose_frames is None else negative_pose_conditioning(pos, vae, negative_pose_frames, width, height, length, "SteadyDancerConditioning")
     latent = torch.zeros([1, 16, t_lat, height // 8, width // 8], device=comfy.model_management.intermediate_device())
     return pos, neg, neg_p, {"samples": latent}
 
@@ -163,7 +194,11 @@ class SteadyDancerConditioning(io.ComfyNode):
                 io.ClipVisionOutput.Input("clip_vision_pose", tooltip="CLIP vision of the first pose frame"),
                 io.Image.Input("reference_image"),
                 io.Image.Input("pose_frames"),
-                io.Image.Input("negative_pose_frames"),
+                io.Image.Input(
+                    "negative_pose_frames",
+                    optional=True,
+                    tooltip="optional: without it negative_pose is empty; the workflows use SteadyDancer Negative Pose Conditioning instead, which runs only when pose guidance is on",
+                ),
                 io.Int.Input("width", default=512, min=16, max=4096, step=16),
                 io.Int.Input("height", default=512, min=16, max=4096, step=16),
                 io.Int.Input("length", default=33, min=1, max=1997, step=4),
@@ -175,7 +210,7 @@ class SteadyDancerConditioning(io.ComfyNode):
             outputs=[
                 io.Conditioning.Output(display_name="positive"),
                 io.Conditioning.Output(display_name="negative"),
-                io.Conditioning.Output(display_name="negative_pose"),
+                io.Conditioning.Output(display_name="negative_pose", tooltip="empty unless negative_pose_frames is connected"),
                 io.Latent.Output(display_name="latent"),
             ],
         )
@@ -185,4 +220,28 @@ class SteadyDancerConditioning(io.ComfyNode):
         return io.NodeOutput(*build_conditioning(**kw))
 
 
-NODES = [SteadyDancerConditioning]
+class SteadyDancerNegativePoseConditioning(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="SteadyDancerNegativePoseConditioning",
+            display_name="SteadyDancer Negative Pose Conditioning",
+            category="SteadyDancer",
+            description="The guider's negative_pose (positive text + negative-pose latents) for pose CFG. The guider asks for it only when pose_cfg != 0, so with pose CFG off this node and the negative-pose nodes before it do not run.",
+            inputs=[
+                io.Conditioning.Input("positive", tooltip="the positive output of SteadyDancer Conditioning"),
+                io.Vae.Input("vae"),
+                io.Image.Input("negative_pose_frames", tooltip="the rendered negative poses (SteadyDancer Negative Poses -> SteadyDancer Pose Render)"),
+                io.Int.Input("width", default=512, min=16, max=4096, step=16, tooltip="as in SteadyDancer Conditioning"),
+                io.Int.Input("height", default=512, min=16, max=4096, step=16, tooltip="as in SteadyDancer Conditioning"),
+                io.Int.Input("length", default=33, min=1, max=1997, step=4, tooltip="as in SteadyDancer Conditioning"),
+            ],
+            outputs=[io.Conditioning.Output(display_name="negative_pose")],
+        )
+
+    @classmethod
+    def execute(cls, positive, vae, negative_pose_frames, width, height, length) -> io.NodeOutput:
+        return io.NodeOutput(negative_pose_conditioning(positive, vae, negative_pose_frames, width, height, length))
+
+
+NODES = [SteadyDancerConditioning, SteadyDancerNegativePoseConditioning]

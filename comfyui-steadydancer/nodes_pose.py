@@ -12,10 +12,15 @@ Workflow wiring (for the ``pipeline`` workflow):
   LoadImage.IMAGE -> PosePrep.reference_image;
   LoadVideo -> GetVideoComponents.images -> PosePrep.driving_video;
   SteadyDancerPoseModelLoader.pose_model -> PosePrep.pose_model;
-  PosePrep(width, height = the generation size, frame_count = the 4n+1 frame count, seed) ->
-  ``pose_images`` (aligned poses) and ``negative_pose_images`` (augmented) -> the SteadyDancer
-  conditioning node (``native``), which VAE-encodes them; its first pose image is the official
-  ``img_c`` (pose of the first frame) for the CLIP features of the reference pose.
+  PosePrep(width, height = the generation size, frame_count = the 4n+1 frame count,
+  negatives = false) -> ``pose_images`` (aligned poses) -> the SteadyDancer conditioning node,
+  which VAE-encodes them; its first pose image is the official ``img_c`` (pose of the first
+  frame) for the CLIP features of the reference pose.
+  The negative poses take their own path, which ComfyUI runs only when the guider's lazy
+  ``negative_pose`` input is requested (pose_cfg != 0): PosePrep.poses -> SteadyDancerPoseAugment
+  (seed) -> SteadyDancerPoseRender (the generation size) -> SteadyDancerNegativePoseConditioning.
+  That chain gives exactly PosePrep's ``negative_pose_images`` (same draws, same rendering);
+  PosePrep with ``negatives`` on (its default, for older workflows) still renders them itself.
 
 Models (ComfyUI ``models/detection``, names as in docker/models.json): ``yolox_l.onnx`` and
 ``dw-ll_ucoco_384.onnx``; a missing file raises an error that names it and the
@@ -171,10 +176,13 @@ class SteadyDancerPoseRender(io.ComfyNode):
         return io.NodeOutput(torch.from_numpy(render(poses, width, height, supersample)))
 
 
-def prepare_poses(estimator, reference_image, driving_images, width: int, height: int, frame_count: int = 0, align: bool = True, seed: int = 0, supersample: int = 0, progress=None):
+def prepare_poses(
+    estimator, reference_image, driving_images, width: int, height: int, frame_count: int = 0, align: bool = True, seed: int = 0, supersample: int = 0, progress=None, negatives: bool = True
+):
     """The official preprocessing: detect, align to the reference, augment, render.
 
-    Returns (positive IMAGE [F, height, width, 3], negative IMAGE, aligned PoseSequence)."""
+    Returns (positive IMAGE [F, height, width, 3], negative IMAGE or None when ``negatives`` is
+    off, aligned PoseSequence)."""
     if reference_image.ndim != 4 or len(reference_image) < 1:
         raise ValueError(f"reference_image must be an IMAGE batch [1, H, W, 3], got {tuple(reference_image.shape)}")
     n = len(driving_images)
@@ -185,9 +193,8 @@ def prepare_poses(estimator, reference_image, driving_images, width: int, height
     ref = estimator.detect_frames(reference_image[:1].cpu().numpy())
     drv = estimator.detect_frames(driving_images.cpu().numpy(), progress)
     poses = align_sequence(ref.frames[0], (ref.width, ref.height), drv) if align else drv
-    negative = augment_sequence(poses, seed)
     pos_img = torch.from_numpy(render(poses, width, height, supersample))
-    neg_img = torch.from_numpy(render(negative, width, height, supersample))
+    neg_img = torch.from_numpy(render(augment_sequence(poses, seed), width, height, supersample)) if negatives else None
     return pos_img, neg_img, poses
 
 
@@ -207,15 +214,21 @@ class SteadyDancerPosePrep(io.ComfyNode):
                 io.Int.Input("height", default=480, min=16, max=8192, step=16),
                 io.Int.Input("frame_count", default=0, min=0, max=100000, tooltip="use the first N driving frames (0: all)"),
                 io.Boolean.Input("align", default=True, tooltip="align the poses to the reference person"),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFF, tooltip="negative-pose augmentation seed"),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFF, tooltip="negative-pose augmentation seed (used when negatives is on)"),
+                io.Boolean.Input(
+                    "negatives",
+                    default=True,
+                    optional=True,
+                    tooltip="also render the negative poses (negative_pose_images). Off: that output is empty; the workflows render them with SteadyDancer Negative Poses + Pose Render from the poses output, which runs only when pose guidance is on",
+                ),
             ],
             outputs=[io.Image.Output(display_name="pose_images"), io.Image.Output(display_name="negative_pose_images"), Poses.Output(display_name="poses")],
         )
 
     @classmethod
-    def execute(cls, pose_model, reference_image, driving_video, width, height, frame_count, align, seed) -> io.NodeOutput:
+    def execute(cls, pose_model, reference_image, driving_video, width, height, frame_count, align, seed, negatives=True) -> io.NodeOutput:
         n = frame_count or len(driving_video)
-        pos, neg, poses = prepare_poses(pose_model, reference_image, driving_video, width, height, frame_count, align, seed, progress=_progress(n))
+        pos, neg, poses = prepare_poses(pose_model, reference_image, driving_video, width, height, frame_count, align, seed, progress=_progress(n), negatives=negatives)
         return io.NodeOutput(pos, neg, poses)
 
 

@@ -166,3 +166,102 @@ def test_sampling_runs_through_comfy(model, built):
     b = comfy.sample.sample(model, noise, positive=neg_pose, negative=neg, **kw)
     assert a.shape == latent["samples"].shape and torch.isfinite(a).all()
     assert (a - b).abs().max() > 1e-4  # negative pose latents change the result
+
+
+# --- negative_pose in its own node (the guider asks for it only when pose CFG is on) ------------
+
+
+class CountingVAE:
+    def __init__(self, vae):
+        self.vae, self.frames = vae, []
+
+    def encode(self, img):
+        self.frames.append(int(img.shape[0]))
+        return self.vae.encode(img)
+
+
+def _conditioning_args(vae, **kw):
+    text = lambda s: [[torch.randn(1, 7, 64, generator=torch.Generator().manual_seed(s)), {}]]  # noqa: E731
+    args = dict(
+        positive=text(1),
+        negative=text(2),
+        vae=vae,
+        clip_vision_ref=clip_output(3),
+        clip_vision_pose=clip_output(4),
+        reference_image=frames(1, 5),
+        pose_frames=frames(LENGTH + 2, 6),
+        width=W,
+        height=H,
+        length=LENGTH,
+        pose_strength_spatial=1.0,
+        pose_strength_temporal=1.0,
+        pose_start_percent=0.0,
+        pose_end_percent=1.0,
+    )
+    args.update(kw)
+    return args
+
+
+def _same_conditioning(a, b):
+    assert len(a) == len(b)
+    for (ta, da), (tb, db) in zip(a, b):
+        assert torch.equal(ta, tb) and list(da) == list(db)
+        for k in da:
+            va, vb = da[k], db[k]
+            if isinstance(va, torch.Tensor):
+                assert va.dtype == vb.dtype and va.shape == vb.shape and torch.equal(va, vb), k
+            elif hasattr(va, "penultimate_hidden_states"):
+                assert torch.equal(va.penultimate_hidden_states, vb.penultimate_hidden_states), k
+            else:
+                assert va == vb, k
+
+
+def test_negative_pose_node_is_bit_identical_to_the_third_output(comfy, vae, built):
+    """SteadyDancerNegativePoseConditioning on SteadyDancerConditioning's positive gives exactly the
+    negative_pose that SteadyDancerConditioning gives with negative_pose_frames: every key, every
+    tensor bit for bit, and the negative-pose latent is the VAE latent of the resized frames."""
+    from comfyui_steadydancer.nodes_conditioning import KEY_POSE, SteadyDancerConditioning, SteadyDancerNegativePoseConditioning, _resize
+
+    pos, _, neg_pose, _ = built
+    (node_out,) = SteadyDancerNegativePoseConditioning.execute(positive=pos, vae=vae, negative_pose_frames=frames(LENGTH, 7), width=W, height=H, length=LENGTH).result
+    _same_conditioning(node_out, neg_pose)
+    # the contract: positive text + every positive key, only the pose latent replaced
+    expected = [[pos[0][0], {**pos[0][1], KEY_POSE: vae.encode(_resize(frames(LENGTH, 7), W, H))}]]
+    _same_conditioning(node_out, expected)
+    # without negative_pose_frames SteadyDancerConditioning still gives the same positive, negative and
+    # latent, and no negative_pose
+    p2, n2, np2, lat2 = SteadyDancerConditioning.execute(**_conditioning_args(vae)).result
+    assert np2 is None
+    _same_conditioning(p2, built[0])
+    _same_conditioning(n2, built[1])
+    assert torch.equal(lat2["samples"], built[3]["samples"])
+
+
+def test_vae_encodes_without_and_with_negative_poses(comfy, vae):
+    """The frames SteadyDancerConditioning encodes: concat (length), reference (1), first pose (1),
+    poses (length), and the negative poses (length) only when negative_pose_frames is given."""
+    from comfyui_steadydancer.nodes_conditioning import build_conditioning, negative_pose_conditioning
+
+    counting = CountingVAE(vae)
+    pos, *_ = build_conditioning(**_conditioning_args(counting))
+    assert sorted(counting.frames) == sorted([LENGTH, 1, 1, LENGTH])
+    counting.frames.clear()
+    build_conditioning(**_conditioning_args(counting, negative_pose_frames=frames(LENGTH, 7)))
+    assert sorted(counting.frames) == sorted([LENGTH, 1, 1, LENGTH, LENGTH])
+    counting.frames.clear()
+    negative_pose_conditioning(pos, counting, frames(LENGTH, 7), W, H, LENGTH)
+    assert counting.frames == [LENGTH]
+
+
+def test_negative_pose_node_bad_inputs(comfy, vae, built):
+    from comfyui_steadydancer.nodes_conditioning import negative_pose_conditioning
+
+    pos = built[0]
+    with pytest.raises(ValueError, match="positive output of SteadyDancer Conditioning"):
+        negative_pose_conditioning([[torch.zeros(1, 7, 64), {}]], vae, frames(LENGTH, 7), W, H, LENGTH)
+    with pytest.raises(ValueError, match="negative_pose_frames has 3 frames but length=5"):
+        negative_pose_conditioning(pos, vae, frames(3, 7), W, H, LENGTH)
+    with pytest.raises(ValueError, match="width, height and length of SteadyDancer Conditioning"):
+        negative_pose_conditioning(pos, vae, frames(LENGTH, 7), W + 16, H, LENGTH)
+    with pytest.raises(ValueError, match="4n\\+1"):
+        negative_pose_conditioning(pos, vae, frames(LENGTH, 7), W, H, 6)

@@ -239,6 +239,17 @@ def test_fast_preset_windowed_one_call_per_window_and_step(env):
     assert len(rec) == 4 * 3 and all(c["cond_or_uncond"] == [0] for c in rec)
 
 
+def test_fast_preset_windowed_without_a_negative_pose_list(env):
+    """pose CFG off, no negative_pose at all (the guider's lazy input was never evaluated): the
+    windows slice only the lists there are, and the result is exactly the one with the list."""
+    pos, neg, neg_pose, latent = env["conds"]
+    rec = []
+    with_list = sample(env, windowed(env), cfg=1.0, pose_cfg=0.0)
+    without = sample(env, windowed(env), cfg=1.0, pose_cfg=0.0, conds=(pos, neg, None, latent), record=rec)
+    assert torch.equal(with_list, without)
+    assert len(rec) == 4 * 3 and all(c["cond_or_uncond"] == [0] for c in rec)
+
+
 def test_windows_differ_from_plain_but_stay_close_in_the_middle(env):
     """Windowing really happens (the result is not the plain one) and it is a blend of windows."""
     plain = sample(env, env["patcher"])

@@ -76,13 +76,14 @@ class Recorder:
         return x - sigma * v  # apply_model returns the denoised prediction of a flow model
 
 
-def run(comfy, guidance, cfg, pose_cfg, start, end, steps, patcher=None):
+def run(comfy, guidance, cfg, pose_cfg, start, end, steps, patcher=None, negative_pose=K["negative_pose"]):
+    """``negative_pose``: its k, or None for no negative_pose conditioning."""
     patcher = patcher or tiny_wan(comfy)
     rec = Recorder()
     patcher = patcher.clone()
     patcher.set_model_unet_function_wrapper(rec.wrapper)
     guider = guidance.SteadyDancerCFGGuider(patcher)
-    guider.set_conds(text_cond(K["positive"]), text_cond(K["negative"]), text_cond(K["negative_pose"]))
+    guider.set_conds(text_cond(K["positive"]), text_cond(K["negative"]), None if negative_pose is None else text_cond(negative_pose))
     guider.set_cfg(cfg, pose_cfg, start, end)
     steps_seen = []
 
@@ -185,3 +186,49 @@ def test_node_schema_and_shift_rule(comfy):
     out = nodes.SteadyDancerGuider.execute(tiny_wan(comfy), text_cond(1), text_cond(2), text_cond(3), 5.0, 1.5, 0.1, 0.4)
     g = out.result[0] if hasattr(out, "result") else out[0]
     assert isinstance(g, pack_module("guidance").SteadyDancerCFGGuider) and g.pose_cfg == 1.5
+
+
+# --- negative_pose is lazy: asked for only when pose guidance can run --------------------------
+
+
+def test_check_lazy_status_asks_for_negative_pose_only_when_pose_guidance_can_run(comfy):
+    """ComfyUI passes an unevaluated linked lazy input as None and leaves an unconnected optional
+    input out; the guider asks for negative_pose when pose_cfg != 0 and the window is not empty."""
+    g = pack_module("nodes_guidance").SteadyDancerGuider
+    ask = lambda **kw: g.check_lazy_status(model=None, positive=[], negative=[], cfg=5.0, **kw)  # noqa: E731
+    assert ask(pose_cfg=1.5, pose_start=0.1, pose_end=0.4, negative_pose=None) == ["negative_pose"]
+    assert ask(pose_cfg=0.0, pose_start=0.1, pose_end=0.4, negative_pose=None) == []  # fast preset
+    assert ask(pose_cfg=1.5, pose_start=0.4, pose_end=0.4, negative_pose=None) == []  # empty window
+    assert ask(pose_cfg=1.5, pose_start=0.1, pose_end=0.4, negative_pose=text_cond(3)) == []  # evaluated
+    assert ask(pose_cfg=1.5, pose_start=0.1, pose_end=0.4) == []  # unconnected: execute says what to do
+    guidance = pack_module("guidance")
+    assert guidance.pose_guidance_possible(1.5, 0.1, 0.4) and not guidance.pose_guidance_possible(0.0, 0.1, 0.4)
+    assert not guidance.pose_guidance_possible(1.5, 0.3, 0.3)
+
+
+def test_pose_cfg_without_negative_pose_is_a_clear_error(comfy):
+    g = pack_module("nodes_guidance").SteadyDancerGuider
+    for missing in ({}, {"negative_pose": None}):
+        with pytest.raises(ValueError, match="pose_cfg is 1.5 .*no negative_pose: connect SteadyDancer Negative Pose Conditioning"):
+            g.execute(model=tiny_wan(comfy), positive=text_cond(1), negative=text_cond(2), cfg=5.0, pose_cfg=1.5, pose_start=0.1, pose_end=0.4, **missing)
+    # pose CFG off (or an empty window): no negative_pose needed
+    for pose_cfg, start, end in ((0.0, 0.1, 0.4), (1.5, 0.4, 0.4)):
+        (guider,) = g.execute(model=tiny_wan(comfy), positive=text_cond(1), negative=text_cond(2), cfg=5.0, pose_cfg=pose_cfg, pose_start=start, pose_end=end).result
+        assert "negative_pose" not in guider.original_conds
+
+
+def test_without_negative_pose_the_fast_preset_samples_the_same(comfy):
+    """pose_cfg 0 and no negative_pose: the same model calls and the same result as with one."""
+    guidance = pack_module("guidance")
+    patcher = tiny_wan(comfy)
+    with_neg = run(comfy, guidance, cfg=1.0, pose_cfg=0.0, start=0.1, end=0.4, steps=4, patcher=patcher)
+    without = run(comfy, guidance, cfg=1.0, pose_cfg=0.0, start=0.1, end=0.4, steps=4, patcher=patcher, negative_pose=None)
+    for a, b in zip(with_neg, without):
+        assert a["calls"] == b["calls"] == [[1.0]]
+        assert torch.equal(a["denoised"], b["denoised"])
+
+
+def test_sampling_with_pose_guidance_and_no_negative_pose_raises(comfy):
+    guidance = pack_module("guidance")
+    with pytest.raises(ValueError, match="pose guidance is on at this step .*no negative_pose"):
+        run(comfy, guidance, cfg=1.0, pose_cfg=1.5, start=0.1, end=0.4, steps=4, negative_pose=None)

@@ -109,7 +109,6 @@ def test_every_pack_node_is_on_the_v3_schema(core):
         "clip_vision_pose",
         "reference_image",
         "pose_frames",
-        "negative_pose_frames",
         "width",
         "height",
         "length",
@@ -118,9 +117,13 @@ def test_every_pack_node_is_on_the_v3_schema(core):
         "pose_start_percent",
         "pose_end_percent",
     ]
+    assert list(cond["input"]["optional"]) == ["negative_pose_frames"]  # negative_pose has its own node now
     assert cond["output"] == ["CONDITIONING", "CONDITIONING", "CONDITIONING", "LATENT"]
     assert cond["output_name"] == ["positive", "negative", "negative_pose", "latent"]
     assert cond["input"]["required"]["length"][1] == {"default": 33, "min": 1, "max": 1997, "step": 4}
+    neg = nodes.NODE_CLASS_MAPPINGS["SteadyDancerNegativePoseConditioning"].GET_NODE_INFO_V1()
+    assert list(neg["input"]["required"]) == ["positive", "vae", "negative_pose_frames", "width", "height", "length"]
+    assert neg["output"] == ["CONDITIONING"] and neg["output_name"] == ["negative_pose"]
 
 
 def _requirements(path: Path):

@@ -286,6 +286,12 @@ def test_nodes_end_to_end(models, comfyui_source, monkeypatch):
     ng5 = nodes.SteadyDancerPoseAugment.execute(al5, 3, 0.7, 1.3, 0.6, 1.4).result[0]
     assert torch.equal(nodes.SteadyDancerPoseRender.execute(al5, 64, 48, 0).result[0], pos)
     assert torch.equal(nodes.SteadyDancerPoseRender.execute(ng5, 64, 48, 0).result[0], neg)
+    # negatives off (the workflows): the same positive images and poses, no negative rendering
+    renders = []
+    monkeypatch.setattr(nodes, "render", lambda seq, *a, **k: renders.append(len(seq)) or pack_module("pose_render").render(seq, *a, **k))
+    pos_off, neg_off, poses_off = nodes.SteadyDancerPosePrep.execute(est, ref, drv, 64, 48, 5, True, 3, negatives=False).result
+    assert neg_off is None and torch.equal(pos_off, pos) and renders == [5]
+    assert all(np.array_equal(a.body, b.body) for a, b in zip(poses_off.frames, poses.frames, strict=True))
     with pytest.raises(pe.MissingModelError, match="steadydancer models download"):
         nodes.SteadyDancerPoseModelLoader.execute("missing.onnx", "dw-ll_ucoco_384.onnx", "cpu")
 

@@ -20,6 +20,14 @@ function isWidget(spec: InputSpec): boolean {
   return Array.isArray(spec[0]) || WIDGET_TYPES.has(String(spec[0]));
 }
 
+/** Whether the frontend gives a widget its "control after generate" companion (one more value in
+ * widgets_values): as its int widget decides, `control_after_generate` ?? an INT named seed or
+ * noise_seed (the legacy convention). */
+function hasSeedControl(name: string, spec: InputSpec): boolean {
+  const explicit = spec[1]?.control_after_generate as boolean | undefined;
+  return Boolean(explicit ?? (spec[0] === 'INT' && (name === 'seed' || name === 'noise_seed')));
+}
+
 export interface UiNode {
   id: number;
   type: string;
@@ -84,7 +92,7 @@ export function apiToUi(api: ApiWorkflow, info: Record<string, ObjectInfoNode>):
         if (isWidget(s)) widgets.push(null);
       } else if (isWidget(s)) {
         widgets.push(v ?? s[1]?.default ?? null);
-        if (s[1]?.control_after_generate) widgets.push('fixed');
+        if (hasSeedControl(name, s)) widgets.push('fixed');
         if (s[1]?.image_upload || s[1]?.video_upload || s[1]?.animated_image_upload) widgets.push('image');
       } else if (v === undefined && all[name] && !(spec.input?.optional && name in spec.input.optional)) {
         throw new Error(`node ${id} (${n.class_type}) leaves required input ${name} unconnected`);

@@ -34,6 +34,9 @@ export const MARK = {
   clipVision: 'CLIP vision',
   vae: 'VAE',
   conditioning: 'SteadyDancer conditioning',
+  negativePoses: 'Negative poses',
+  negativePoseRender: 'Negative pose render',
+  negativePoseConditioning: 'Negative pose conditioning',
   guider: 'Guider',
   sampler: 'Sampler',
   scheduler: 'Scheduler',
@@ -156,7 +159,12 @@ export function fillWorkflow(template: ApiWorkflow, params: ResolvedParams, inpu
   set(wf, MARK.referenceImage, { image: inputs.image });
   set(wf, MARK.drivingVideo, { file: inputs.video });
   set(wf, MARK.poseModel, { detector: files.poseDetector, pose_model: files.poseEstimator, device: params.poseDevice });
-  set(wf, MARK.posePrep, { width: params.width, height: params.height, frame_count: params.frames, align: params.poseAlign, seed: params.poseAugmentSeed });
+  // the negative poses have their own nodes (PosePrep renders none): the guider's lazy
+  // negative_pose input runs them only when pose guidance is on (pose_cfg != 0). The augment seed
+  // lives there, so a new seed does not re-run pose detection.
+  set(wf, MARK.posePrep, { width: params.width, height: params.height, frame_count: params.frames, align: params.poseAlign });
+  set(wf, MARK.negativePoses, { seed: params.poseAugmentSeed });
+  set(wf, MARK.negativePoseRender, { width: params.width, height: params.height });
   set(wf, MARK.model, { model_name: files.diffusionModel });
   set(wf, MARK.modelSampling, { shift: params.shift });
   set(wf, MARK.contextWindows, { window_length: params.windowLength, overlap: params.windowOverlap, fuse_method: params.windowFuse });
@@ -164,6 +172,7 @@ export function fillWorkflow(template: ApiWorkflow, params: ResolvedParams, inpu
   set(wf, MARK.clipVision, { clip_name: files.clipVision });
   set(wf, MARK.vae, { vae_name: files.vae });
   set(wf, MARK.conditioning, { width: params.width, height: params.height, length: params.frames });
+  set(wf, MARK.negativePoseConditioning, { width: params.width, height: params.height, length: params.frames });
   set(wf, MARK.guider, { cfg: params.cfg, pose_cfg: params.poseCfg, pose_start: params.poseStart, pose_end: params.poseEnd });
   set(wf, MARK.sampler, { sampler_name: params.sampler });
   set(wf, MARK.scheduler, { steps: params.steps, scheduler: params.scheduler });

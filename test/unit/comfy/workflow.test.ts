@@ -20,8 +20,11 @@ describe('fillWorkflow on docker/workflows/steadydancer-dance.api.json', () => {
     const get = (t: string) => findByTitle(wf, t)[1].inputs;
     expect(get(MARK.referenceImage).image).toBe('ref.png');
     expect(get(MARK.drivingVideo).file).toBe('clip.mp4');
-    expect(get(MARK.posePrep)).toMatchObject({ width: 512, height: 512, frame_count: 29 });
+    expect(get(MARK.posePrep)).toMatchObject({ width: 512, height: 512, frame_count: 29, negatives: false });
     expect(get(MARK.conditioning)).toMatchObject({ width: 512, height: 512, length: 29 });
+    expect(get(MARK.negativePoses).seed).toBe(0);
+    expect(get(MARK.negativePoseRender)).toMatchObject({ width: 512, height: 512, supersample: 0 });
+    expect(get(MARK.negativePoseConditioning)).toMatchObject({ width: 512, height: 512, length: 29 });
     expect(get(MARK.noise).noise_seed).toBe(42);
     expect(get(MARK.scheduler)).toMatchObject({ steps: 4, scheduler: 'simple' });
     expect(get(MARK.guider)).toMatchObject({ cfg: 1, pose_cfg: 0 });
@@ -41,6 +44,35 @@ describe('fillWorkflow on docker/workflows/steadydancer-dance.api.json', () => {
     expect(cw.inputs.model).toEqual([findByTitle(wf, MARK.modelSampling)[0], 0]);
     expect(findByTitle(wf, MARK.guider)[1].inputs.model).toEqual([cwId, 0]);
     expect(findByTitle(wf, MARK.conditioning)[1].inputs.length).toBe(481);
+  });
+
+  it("the negative poses feed only the guider's lazy negative_pose input (ComfyUI skips them when pose_cfg is 0)", () => {
+    const wf = fillWorkflow(template, resolveParams({ seed: 1, pose: { augmentSeed: 7 } }), inputs);
+    const id = (t: string) => findByTitle(wf, t)[0];
+    const negative = new Set([MARK.negativePoses, MARK.negativePoseRender, MARK.negativePoseConditioning].map(id));
+    // the augment seed sits on the negative-poses node only: a new seed does not re-run pose detection
+    expect(findByTitle(wf, MARK.negativePoses)[1].inputs).toMatchObject({ poses: [id(MARK.posePrep), 2], seed: 7 });
+    expect(findByTitle(wf, MARK.posePrep)[1].inputs.seed).toBe(0);
+    expect(findByTitle(wf, MARK.negativePoseRender)[1].inputs.poses).toEqual([id(MARK.negativePoses), 0]);
+    expect(findByTitle(wf, MARK.negativePoseConditioning)[1].inputs).toMatchObject({ positive: [id(MARK.conditioning), 0], negative_pose_frames: [id(MARK.negativePoseRender), 0] });
+    expect(findByTitle(wf, MARK.guider)[1].inputs.negative_pose).toEqual([id(MARK.negativePoseConditioning), 0]);
+    expect(findByTitle(wf, MARK.conditioning)[1].inputs).not.toHaveProperty('negative_pose_frames');
+    // what ComfyUI runs with pose CFG off: everything the outputs need without the lazy input
+    const needed = new Set<string>();
+    const visit = (nid: string) => {
+      if (needed.has(nid)) return;
+      needed.add(nid);
+      for (const [k, v] of Object.entries(wf[nid]!.inputs)) if (Array.isArray(v) && !(nid === id(MARK.guider) && k === 'negative_pose')) visit(String(v[0]));
+    };
+    visit(id(MARK.saveVideo));
+    expect([...negative].filter((n) => needed.has(n))).toEqual([]);
+    expect(needed.size).toBe(Object.keys(wf).length - negative.size);
+  });
+
+  it('fast preset turns pose guidance off, quality keeps it on in its window', () => {
+    const guider = (preset: 'fast' | 'quality') => findByTitle(fillWorkflow(template, resolveParams({ preset, seed: 1 }), inputs), MARK.guider)[1].inputs;
+    expect(guider('fast')).toMatchObject({ cfg: 1, pose_cfg: 0 });
+    expect(guider('quality')).toMatchObject({ cfg: 5, pose_cfg: 1.5, pose_start: 0.1, pose_end: 0.4 });
   });
 
   it('fp16 variant takes the fp16 model and text encoder from the manifest', () => {
