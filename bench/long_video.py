@@ -67,7 +67,7 @@ def load_pack(pack: Path):
     sys.path.insert(0, str(pack))  # steadydancer_forward imports ``steadydancer.convert``
     import importlib
 
-    return {n: importlib.import_module(f"sdpack.{n}") for n in ("guidance", "context_windows", "nodes_conditioning", "steadydancer.loading")}
+    return {n: importlib.import_module(f"sdpack.{n}") for n in ("guidance", "context_windows", "nodes_conditioning", "steadydancer.loading", "steadydancer.fast")}
 
 
 def module_from(path: Path, name: str):
@@ -91,6 +91,7 @@ def main():
     ap.add_argument("--tiny", action="store_true", help="tiny model at 64x64 (a CPU run; without --frames: 13 and 33 frames in windows of 13/4)")
     ap.add_argument("--no-warmup", action="store_true", help="skip the 1-step warm-up (the first job's step 1 then loads the model)")
     ap.add_argument("--stand-in-vae", action="store_true", help="average-pool stand-in encoder and no decode (sampling scaling on CPU without the 1 s/frame VAE)")
+    ap.add_argument("--speed", choices=("auto", "none"), default="auto", help="the pack's fast path (auto, as the loader node) or ComfyUI's block path")
     ap.add_argument("--jsonl")
     a = ap.parse_args()
     if a.tiny:
@@ -134,7 +135,10 @@ def main():
     t0 = time.time()
     c = fwd.TINY if a.tiny else fwd.FULL
     sd = fwd.random_state_dict(c, "fp8", device)
-    patcher = mods["steadydancer.loading"].load_state_dict_model(sd, "default", layout="kj-fp8-scaled")
+    # --speed auto: the loader node's default (fast.resolve(): FA3 fp8 / SageAttention2, row-wise fp8
+    # linears, one compiled block where the GPU has them); none: ComfyUI's plain block path
+    speed = mods["steadydancer.fast"].resolve() if a.speed == "auto" else None
+    patcher = mods["steadydancer.loading"].load_state_dict_model(sd, "default", layout="kj-fp8-scaled", num_heads=c["num_heads"], speed=speed)
     del sd
     gc.collect()
 
@@ -158,7 +162,7 @@ def main():
         vae = PoolVAE()
     else:
         vae = comfy.sd.VAE(sd=tiny_models.wan_vae(Path(a.comfyui), torch.Generator().manual_seed(1)))
-    emit({"setup_s": round(time.time() - t0, 1), "dim": c["dim"], "layers": c["num_layers"]})
+    emit({"setup_s": round(time.time() - t0, 1), "dim": c["dim"], "layers": c["num_layers"], "speed": str(speed)})
 
     def clip_out(seed):
         o = comfy.clip_vision.Output()
