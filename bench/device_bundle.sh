@@ -27,7 +27,7 @@ python3 -m pip download -q --no-deps "${plat[@]}" -d "$dir/.whl" "${pkgs[@]}"
 python3 -m pip install -q --no-deps --no-compile "${plat[@]}" --target "$dir/.site" "$dir"/.whl/*.whl
 tar -C "$dir/.site" -cf - . | xz -T0 -6 >"$dir/site.tar.xz"
 rm -rf "$dir/.whl" "$dir/.site"
-touch "$dir/stub/comfyui_frontend_package/__init__.py"
+touch "$dir/stub/comfyui_frontend_package/__init__.py" && mkdir -p "$dir/stub/comfyui_frontend_package/static" && echo "<html></html>" >"$dir/stub/comfyui_frontend_package/static/index.html"
 tar -C "$comfy" --exclude=.git --exclude=tests --exclude=tests-unit -cf - . | xz -T0 -6 >"$dir/comfyui.tar.xz"
 tar -C "$official" -cf - wan | xz -T0 -6 >"$dir/official.tar.xz"
 cp -r "$root/comfyui-steadydancer" "$dir/pack" && cp -r "$root/bench" "$dir/bench"
