@@ -44,6 +44,7 @@ STAGE = {
     "SteadyDancerConditioning": "vae_encode",
     "SamplerCustomAdvanced": "sampling",
     "VAEDecode": "vae_decode",
+    "SteadyDancerVAEDecode": "vae_decode",
     "CreateVideo": "save_mp4",
     "SaveVideo": "save_mp4",
     "CLIPVisionEncode": "clip_vision",
