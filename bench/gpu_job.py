@@ -47,6 +47,7 @@ STAGE = {
     "SteadyDancerPoseRender": "pose",
     "SamplerCustomAdvanced": "sampling",
     "VAEDecode": "vae_decode",
+    "SteadyDancerVAEDecode": "vae_decode",
     "CreateVideo": "save_mp4",
     "SaveVideo": "save_mp4",
     "CLIPVisionEncode": "clip_vision",

@@ -73,6 +73,8 @@ import comfy.utils
 import node_helpers
 from comfy_api.latest import io
 
+from . import vae_fast
+
 KEY_CLIP_POSE = "steadydancer_clip_pose"
 KEY_REF = "steadydancer_ref_latent"
 KEY_POSE_REF = "steadydancer_pose_ref_latent"
@@ -109,7 +111,7 @@ def negative_pose_conditioning(positive, vae, negative_pose_frames, width, heigh
     if not positive or any(KEY_POSE not in entry[1] for entry in positive):
         raise ValueError(f"{node}: positive must be the positive output of SteadyDancer Conditioning (its entries carry {KEY_POSE})")
     neg_pose = _resize(_check_frames("negative_pose_frames", negative_pose_frames, length, node), width, height)
-    latent = vae.encode(neg_pose)
+    latent = vae_fast.encode(vae, neg_pose)
     for entry in positive:
         if tuple(entry[1][KEY_POSE].shape) != tuple(latent.shape):
             raise ValueError(
@@ -149,16 +151,15 @@ def build_conditioning(
     pose = _resize(pose, width, height)
 
     # official y: reference image then zeros (grey 0.5 in [0, 1]) for the remaining frames
-    first = torch.full((length, height, width, 3), 0.5, dtype=ref.dtype, device=ref.device)
-    first[:1] = ref
-    concat_latent = vae.encode(first)
+    # (vae_fast: bitwise vae.encode of that video, chunked; its grey tail's fixed point repeated)
+    concat_latent = vae_fast.encode_ref_then_fill(vae, ref, length, 0.5)
     t_lat = concat_latent.shape[2]
     mask = torch.ones((1, 1, t_lat, concat_latent.shape[-2], concat_latent.shape[-1]), dtype=concat_latent.dtype, device=concat_latent.device)
     mask[:, :, :1] = 0.0
 
-    ref_latent = vae.encode(ref)
-    pose_ref_latent = vae.encode(pose[:1])
-    pose_latent = vae.encode(pose)
+    ref_latent = vae_fast.encode(vae, ref)
+    pose_ref_latent = vae_fast.encode(vae, pose[:1])
+    pose_latent = vae_fast.encode(vae, pose)
 
     shared = {
         "concat_latent_image": concat_latent,
