@@ -21,7 +21,7 @@ import comfy.utils
 
 from . import fast
 from .convert import FP8_TYPES, read_checkpoint, to_model_state_dict
-from .fastread import assign_weights
+from .fastread import assign_weights, default_threads
 from .model_base import SteadyDancerConfig
 
 log = logging.getLogger("steadydancer")
@@ -57,7 +57,12 @@ def _load_weights(model, sd):
     buffer is not copied a second time (16.4 GB for the fp8 file). ``sd`` is emptied, as core does."""
     to_load = model.model_config.process_unet_state_dict(dict(sd))
     sd.clear()
-    missing, unexpected = assign_weights(model.diffusion_model, to_load)
+    if not default_threads():
+        # ComfyUI's mmap reader: its tensors map the file, so they are copied (never file-backed weights)
+        result = model.diffusion_model.load_state_dict(to_load, strict=False)
+        missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
+    else:
+        missing, unexpected = assign_weights(model.diffusion_model, to_load)
     if missing:
         log.warning("SteadyDancer: weights missing from the file: %s", missing)
     if unexpected:
