@@ -72,3 +72,15 @@ def forward(patcher, case, inputs=None):
             sd_clip_pose=shared["clip_c"],
         )
     return out[0].float().numpy()
+
+
+def random_wan_vae():
+    """ComfyUI core's Wan 2.1 VAE architecture at full width with seeded random weights (ComfyUI's
+    ops leave parameters uninitialised, so every tensor gets a value): the real encoder/decoder code."""
+    import comfy.ldm.wan.vae
+    import comfy.sd
+
+    torch.manual_seed(0)
+    m = comfy.ldm.wan.vae.WanVAE(dim=96, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[], temperal_downsample=[False, True, True], dropout=0.0)
+    sd = {k: torch.randn(v.shape) * 0.02 if v.ndim >= 2 and v.shape[1] > 1 else (torch.ones(v.shape) if k.endswith(("gamma", "weight")) else torch.zeros(v.shape)) for k, v in m.state_dict().items()}
+    return comfy.sd.VAE(sd=sd)

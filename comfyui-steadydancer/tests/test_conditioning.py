@@ -8,21 +8,14 @@ filled with feature tensors (the 632 M-parameter ViT-H is too large for a CPU te
 import pytest
 import torch
 
-from sd_helpers import recipe_weights
+from sd_helpers import random_wan_vae, recipe_weights
 
 W, H, LENGTH = 32, 32, 5  # → latent T=2, 4×4
 
 
 @pytest.fixture(scope="module")
 def vae(comfy):
-    import comfy.ldm.wan.vae
-    import comfy.sd
-
-    torch.manual_seed(0)
-    m = comfy.ldm.wan.vae.WanVAE(dim=96, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[], temperal_downsample=[False, True, True], dropout=0.0)
-    # ComfyUI ops leave parameters uninitialised: give every tensor a value
-    sd = {k: torch.randn(v.shape) * 0.02 if v.ndim >= 2 and v.shape[1] > 1 else (torch.ones(v.shape) if k.endswith(("gamma", "weight")) else torch.zeros(v.shape)) for k, v in m.state_dict().items()}
-    return comfy.sd.VAE(sd=sd)
+    return random_wan_vae()
 
 
 def clip_output(seed):
@@ -43,25 +36,7 @@ def frames(n, seed):
 def built(comfy, vae):
     from comfyui_steadydancer.nodes_conditioning import SteadyDancerConditioning
 
-    text = lambda s: [[torch.randn(1, 7, 64, generator=torch.Generator().manual_seed(s)), {}]]  # noqa: E731
-    out = SteadyDancerConditioning.execute(
-        positive=text(1),
-        negative=text(2),
-        vae=vae,
-        clip_vision_ref=clip_output(3),
-        clip_vision_pose=clip_output(4),
-        reference_image=frames(1, 5),
-        pose_frames=frames(LENGTH + 2, 6),
-        negative_pose_frames=frames(LENGTH, 7),
-        width=W,
-        height=H,
-        length=LENGTH,
-        pose_strength_spatial=1.0,
-        pose_strength_temporal=1.0,
-        pose_start_percent=0.0,
-        pose_end_percent=1.0,
-    ).result
-    return out
+    return SteadyDancerConditioning.execute(**_conditioning_args(vae, negative_pose_frames=frames(LENGTH, 7))).result
 
 
 def test_contract_keys_and_shapes(built):

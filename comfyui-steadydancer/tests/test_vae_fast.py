@@ -9,19 +9,14 @@ full architecture at any spatial size, and a chunk then takes ~1 s here instead 
 import pytest
 import torch
 
+from sd_helpers import random_wan_vae
+
 S = 8
 
 
 @pytest.fixture(scope="module")
 def vae(comfy):
-    import comfy.ldm.wan.vae
-    import comfy.sd
-
-    torch.manual_seed(0)
-    m = comfy.ldm.wan.vae.WanVAE(dim=96, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[], temperal_downsample=[False, True, True], dropout=0.0)
-    # ComfyUI ops leave parameters uninitialised: give every tensor a value
-    sd = {k: torch.randn(v.shape) * 0.02 if v.ndim >= 2 and v.shape[1] > 1 else (torch.ones(v.shape) if k.endswith(("gamma", "weight")) else torch.zeros(v.shape)) for k, v in m.state_dict().items()}
-    return comfy.sd.VAE(sd=sd)
+    return random_wan_vae()
 
 
 @pytest.fixture(scope="module")
