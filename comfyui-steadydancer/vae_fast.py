@@ -140,7 +140,7 @@ def _chunk_bounds(t: int) -> list[tuple[int, int]]:
     return [(0, 1)] + [(1 + 4 * (i - 1), 1 + 4 * i) for i in range(1, 1 + (t - 1) // 4)]
 
 
-def _encode_chunks(vae, n: int, chunk: Callable[[int], torch.Tensor], rest_equal: Callable[[int, torch.Tensor], bool], batch: int, info: dict):
+def _encode_chunks(vae, n: int, chunk: Callable[[int], torch.Tensor], rest_equal: Callable[[int, torch.Tensor], bool], info: dict):
     """The loop of ``WanVAE.encode`` over ``chunk(i)`` ([B, C, t, H, W] pixels in [0, 1], on any device)."""
     model = vae.first_stage_model
     cache = _WatchedCache(wan_vae.count_conv3d(model.decoder))
@@ -179,7 +179,7 @@ def _encode_wan(vae, n: int, chunk, rest_equal, shape, info: dict) -> torch.Tens
     memory_used = vae.memory_used_encode(shape, vae.vae_dtype) * shape[0]
     mm.load_models_gpu([vae.patcher], memory_required=memory_used, force_full_load=vae.disable_offload)
     with torch.no_grad():
-        return _encode_chunks(vae, n, chunk, rest_equal, shape[0], info)
+        return _encode_chunks(vae, n, chunk, rest_equal, info)
 
 
 def _try(fn, fallback, what: str):
