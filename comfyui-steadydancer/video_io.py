@@ -19,6 +19,9 @@ does, minus its costs (bench/video-io.md has the numbers):
 The output stays what browsers and the toolkit accept: an mp4 with one h264 (High profile) yuv420p
 stream (tagged BT.601 limited range, as converted), the same container metadata as core's SaveVideo
 (the prompt and workflow, ``movflags=use_metadata_tags``) and core's AAC audio when there is audio.
+One difference on purpose: ``faststart`` puts the index (moov) before the frames, so browsers play the
+file while it downloads and readers on a pipe need no seek back (``ffprobe -`` reads no frame of
+core's files once they outgrow its buffer).
 
 The driving video's load (LoadVideo + GetVideoComponents) is left to core: bench/video-io.md
 shows why a threaded or frame-limited decode would not pay.
@@ -133,7 +136,7 @@ def write_mp4(path, images: torch.Tensor, fps, *, preset: str = DEFAULT_PRESET, 
     frame_rate = Fraction(round(float(fps) * 1000), 1000)  # as core: a rate the mp4 time base can carry
     if frame_rate <= 0:
         raise VideoIOError(f"fps {fps!r} is too small (under 0.0005)")
-    with av.open(str(path), mode="w", options={"movflags": "use_metadata_tags"}) as out:
+    with av.open(str(path), mode="w", options={"movflags": "use_metadata_tags+faststart"}) as out:
         for k, v in (metadata or {}).items():
             out.metadata[k] = json.dumps(v)
         vs = out.add_stream("libx264", rate=frame_rate, options={"preset": preset, "crf": f"{crf:g}"})

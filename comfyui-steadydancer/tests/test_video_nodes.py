@@ -106,6 +106,10 @@ def test_save_writes_the_mp4_core_writes(env):
     assert json.loads(ours["metadata"]["prompt"]) == HIDDEN["PROMPT"] and json.loads(ours["metadata"]["workflow"]) == {"nodes": []}
     assert ours["metadata"]["prompt"] == theirs["metadata"]["prompt"]
     assert ours["audio"] == theirs["audio"] == []
+    # faststart: the index (moov) before the frames (mdat), so a browser plays it while it loads and
+    # a reader on a pipe (ffprobe -) needs no seek back; core writes moov last
+    head = (env["out"] / "t" / "dance_00001_.mp4").read_bytes()
+    assert head.index(b"moov") < head.index(b"mdat")
     # the picture: as close to the source as core's (colours right: planes, matrix, range)
     p_ours, p_core = psnr(ours["frames"], src), psnr(theirs["frames"], src)
     assert p_ours > 30 and p_ours > p_core - 0.5, (p_ours, p_core)
