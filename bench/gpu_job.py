@@ -50,6 +50,7 @@ STAGE = {
     "SteadyDancerVAEDecode": "vae_decode",
     "CreateVideo": "save_mp4",
     "SaveVideo": "save_mp4",
+    "SteadyDancerSaveVideo": "save_mp4",
     "CLIPVisionEncode": "clip_vision",
     "SteadyDancerModelLoader": "loaders",
     "LoraLoaderModelOnly": "loaders",

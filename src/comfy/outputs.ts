@@ -1,6 +1,7 @@
 /**
- * Find the video among a finished job's outputs. ComfyUI's SaveVideo reports its file under
- * `images` with `animated: [true]` (comfy_api PreviewVideo); VideoHelperSuite's VHS_VideoCombine
+ * Find the video among a finished job's outputs. ComfyUI's SaveVideo and the pack's
+ * SteadyDancerSaveVideo (the shipped workflow's "Save video") report their file under `images` with
+ * `animated: [true]` (comfy_api PreviewVideo); VideoHelperSuite's VHS_VideoCombine
  * under `gifs`; some nodes under `videos`. We look at all three and pick by file extension.
  */
 import type { FileRef } from './client.js';

@@ -113,7 +113,7 @@ export interface WorkflowInputs {
   video: string;
   /** Model files; default: from docker/models.json for params.variant. */
   files?: ModelFiles;
-  /** SaveVideo filename prefix. */
+  /** The "Save video" node's filename prefix (SteadyDancerSaveVideo, as core's SaveVideo). */
   outputPrefix?: string;
 }
 

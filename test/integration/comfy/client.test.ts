@@ -10,6 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ComfyClient, ComfyUnreachableError, ExecutionError, PromptValidationError, type ComfyEvent } from '../../../src/comfy/client.js';
 import { freePort, type NativeComfy } from '../../../src/comfy/native.js';
 import { findVideo } from '../../../src/comfy/outputs.js';
+import { MARK } from '../../../src/comfy/workflow.js';
+import { runForVideo } from '../../../src/job/pipeline-glue.js';
 import { projectRoot } from '../../../src/util/paths.js';
 import { comfySkipReason, startTestComfy } from '../../helpers/comfy.js';
 import { needs } from '../../helpers/skips.js';
@@ -71,6 +73,41 @@ describe.skipIf(skip)('ComfyClient against a real ComfyUI', () => {
     const again = await client.run(prompt);
     expect(again.cached).toEqual(expect.arrayContaining(['1', '2', '3']));
     expect((await client.queue()).queue_running).toEqual([]);
+  });
+
+  it('the pack\'s SteadyDancerSaveVideo (the shipped "Save video"): an h264 yuv420p mp4 the job handler fetches', async () => {
+    await client.upload(join(samples, 'reference.png'));
+    const wf = {
+      '1': { class_type: 'LoadImage', inputs: { image: 'reference.png' } },
+      '2': { class_type: 'RepeatImageBatch', inputs: { image: ['1', 0], amount: 9 } },
+      '3': { class_type: 'CreateVideo', inputs: { images: ['2', 0], fps: 8 } },
+      '4': { class_type: 'SteadyDancerSaveVideo', inputs: { video: ['3', 0], filename_prefix: 'clienttest/fast', preset: 'veryfast', crf: 21 }, _meta: { title: MARK.saveVideo } },
+    };
+    // the handler's own path to the mp4 (worker, serve and smoke): /prompt, /ws, /history, /view
+    const run = await runForVideo(client, wf, {});
+    expect(run.ref).toMatchObject({ nodeId: '4', subfolder: 'clienttest', type: 'output', list: 'images' });
+    expect(run.ref.filename).toMatch(/^fast_\d{5}_\.mp4$/);
+    const probe = JSON.parse(
+      execFileSync('ffprobe', ['-v', 'error', '-count_frames', '-show_entries', 'stream=codec_name,profile,pix_fmt,width,height,r_frame_rate,nb_read_frames', '-of', 'json', '-'], {
+        input: run.bytes,
+      }).toString(),
+    );
+    expect(probe.streams).toHaveLength(1);
+    expect(probe.streams[0]).toMatchObject({ codec_name: 'h264', profile: 'High', pix_fmt: 'yuv420p', width: 512, height: 512, r_frame_rate: '8/1', nb_read_frames: '9' });
+  });
+
+  it('SteadyDancerSaveVideo: a crf out of range is refused at /prompt, naming the node and the input', async () => {
+    const err = await client
+      .queuePrompt({
+        '1': { class_type: 'EmptyImage', inputs: { width: 64, height: 64, batch_size: 2, color: 0 } },
+        '2': { class_type: 'CreateVideo', inputs: { images: ['1', 0], fps: 8 } },
+        '3': { class_type: 'SteadyDancerSaveVideo', inputs: { video: ['2', 0], filename_prefix: 'clienttest/bad', preset: 'veryfast', crf: 60 } },
+      })
+      .catch((e) => e);
+    expect(err).toBeInstanceOf(PromptValidationError);
+    const e = err as PromptValidationError;
+    expect(e.nodeErrors[0]).toMatchObject({ nodeId: '3', classType: 'SteadyDancerSaveVideo' });
+    expect(e.message).toMatch(/node 3 \(SteadyDancerSaveVideo\).*crf/);
   });
 
   it('a bad value: PromptValidationError names the node and the input', async () => {

@@ -35,6 +35,15 @@ describe('fillWorkflow on docker/workflows/steadydancer-dance.api.json', () => {
     expect(get(MARK.contextWindows)).toMatchObject({ window_length: 81, overlap: 16, fuse_method: 'pyramid' });
   });
 
+  it("saves through the pack's fast mp4 node (issue #13): preset and crf kept, the prefix filled", () => {
+    const wf = fillWorkflow(template, resolveParams({ seed: 1 }), { ...inputs, outputPrefix: 'jobs/abc' });
+    const [, save] = findByTitle(wf, MARK.saveVideo);
+    const [createId] = findByTitle(wf, MARK.createVideo);
+    expect(save.class_type).toBe('SteadyDancerSaveVideo');
+    expect(save.inputs).toEqual({ video: [createId, 0], filename_prefix: 'jobs/abc', preset: 'veryfast', crf: 21 });
+    expect(nodeTypes(template)).not.toContain('SaveVideo');
+  });
+
   it('the context-window node sits between the model sampling and the guider, with the job window', () => {
     const p = resolveParams({ frames: 481, window: { length: 49, overlap: 9, fuse: 'flat' }, seed: 1 });
     const wf = fillWorkflow(template, p, inputs);
@@ -104,7 +113,7 @@ describe('fillWorkflow on docker/workflows/steadydancer-dance.api.json', () => {
   });
 
   it('lists the node types', () => {
-    expect(nodeTypes(template)).toEqual(expect.arrayContaining(['LoadImage', 'LoadVideo', 'SaveVideo', 'SteadyDancerGuider', 'SteadyDancerPosePrep']));
+    expect(nodeTypes(template)).toEqual(expect.arrayContaining(['LoadImage', 'LoadVideo', 'SteadyDancerSaveVideo', 'SteadyDancerGuider', 'SteadyDancerPosePrep']));
   });
 
   it('errors clearly on a drifted template', () => {
