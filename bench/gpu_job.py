@@ -149,6 +149,25 @@ async def run_job(url, wf, timeout):
     return r
 
 
+def start_profile(lines):
+    """The start's timeline from the stamped log: ComfyUI's own lines up to 'To see the GUI' with their
+    second, and (under -X importtime) the 25 slowest imports by cumulative time, nested ones included."""
+    timeline, imports = [], []
+    for ln in lines:
+        if not ln.startswith("[") or "] " not in ln:
+            continue
+        t, text = ln[1:].split("] ", 1)
+        if text.startswith("import time:"):
+            parts = text[len("import time:") :].split("|")
+            if len(parts) == 3 and parts[1].strip().isdigit():
+                imports.append((int(parts[1]), parts[2].rstrip()))
+            continue
+        if len(timeline) < 60 and not any("GUI" in x for _, x in timeline):
+            timeline.append((float(t), text.strip()[:120]))
+    imports.sort(reverse=True)
+    return {"start_timeline": timeline, "slowest_imports_s": [(round(us / 1e6, 3), name) for us, name in imports[:25]]}
+
+
 def drop_caches():
     """Drop the page cache so model files are read from the disk (root on Linux); False where refused."""
     try:
@@ -160,15 +179,20 @@ def drop_caches():
 
 
 class Comfy:
-    def __init__(self, a, base, log_path, port):
+    def __init__(self, a, base, log_path, port, extra=(), importtime=False):
         env = dict(
             os.environ, STEADYDANCER_TEXT_CACHE=str(base / "models" / "text_cache"), PYTHONUNBUFFERED="1", TORCHINDUCTOR_CACHE_DIR=str(base / "models" / ".cache" / "torchinductor")
         )  # as docker/start.sh
         args = [sys.executable, "main.py", "--listen", "127.0.0.1", "--port", str(port), "--base-directory", str(base), "--disable-auto-launch", "--database-url", "sqlite:///:memory:"]
         args += ["--cpu"] if a.tiny else ["--use-pytorch-cross-attention"]  # start.sh's flag for fa3/fa3_fp8
+        args += [*a.comfy_arg, *extra]
+        if importtime:
+            args = [args[0], "-X", "importtime", *args[1:]]
         self.log = open(log_path, "w")
         self.t_start = time.time()
-        self.p = subprocess.Popen(args, cwd=a.comfyui, stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        self.p = subprocess.Popen(args, cwd=a.comfyui, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True, errors="replace")
+        self.pump = threading.Thread(target=self._stamp, daemon=True)
+        self.pump.start()
         self.url = f"http://127.0.0.1:{port}"
         while True:
             try:
@@ -182,12 +206,19 @@ class Comfy:
                 time.sleep(0.1)
         self.ready_s = round(time.time() - self.t_start, 3)
 
+    def _stamp(self):
+        # each log line with the seconds since process start: the start's timeline (what the 17 s are)
+        for ln in self.p.stdout:
+            self.log.write(f"[{time.time() - self.t_start:8.3f}] {ln}")
+            self.log.flush()
+
     def close(self):
         self.p.terminate()
         try:
             self.p.wait(30)
         except subprocess.TimeoutExpired:
             self.p.kill()
+        self.pump.join(10)
         self.log.close()
 
 
@@ -202,6 +233,12 @@ def main():
     ap.add_argument("--restart", help="workflow name (stem) to run in a second, restarted process")
     ap.add_argument("--job-timeout", type=float, default=240)
     ap.add_argument("--tiny", action="store_true")
+    ap.add_argument("--comfy-arg", action="append", default=[], help="one more ComfyUI argument (repeatable), e.g. --comfy-arg=--disable-api-nodes")
+    ap.add_argument(
+        "--start-probes",
+        default="",
+        help="after the jobs, start ComfyUI once per probe and stop it when it answers: 'plain', 'importtime' (python -X importtime), or ComfyUI flags joined by '+' (e.g. --disable-api-nodes)",
+    )
     ap.add_argument("--read-threads", default="0,8", help="after the jobs: bench/model_read.py with these thread counts ('' = skip)")
     a = ap.parse_args()
     t_script = time.time()
@@ -280,7 +317,7 @@ def main():
         text = (out / log_name).read_text(errors="replace").splitlines()
         # ComfyUI's own start report: "Import times for custom nodes:" then "  0.8 seconds: path" lines
         imports = [ln.strip() for ln in text if "seconds" in ln and ("custom_nodes" in ln or "comfy_extras" in ln or "comfy_api_nodes" in ln)]
-        emit({"phase": name, "event": "log", "speed_lines": speed[:12], "import_times": imports[:40]})
+        emit({"phase": name, "event": "log", "speed_lines": speed[:12], "import_times": imports[:40], **start_profile(text)})
 
     phase("first-process", wfs, "comfyui.log")
     left = a.budget - (time.time() - t_script)
@@ -289,6 +326,17 @@ def main():
             phase("restart-warm-compile-cache", restart, "comfyui-restart.log")
         else:
             emit({"phase": "restart-warm-compile-cache", "skipped": f"{left:.0f} s left of the budget"})
+    for probe in [p for p in a.start_probes.split(",") if p]:
+        if a.budget - (time.time() - t_script) < 40:
+            emit({"phase": "start-probe", "probe": probe, "skipped": "budget"})
+            continue
+        flags = [] if probe in ("plain", "importtime") else probe.split("+")
+        dropped = False if a.tiny else drop_caches()
+        log_name = f"comfyui-probe-{probe.strip('-').replace('+', '_')}.log"
+        c = Comfy(a, base, out / log_name, a.port, extra=flags, importtime=probe == "importtime")
+        c.close()
+        prof = start_profile((out / log_name).read_text(errors="replace").splitlines())
+        emit({"phase": "start-probe", "probe": probe, "ready_s": c.ready_s, "page_cache_dropped": dropped, **prof})
     left = a.budget - (time.time() - t_script)
     model = next(iter(sorted((base / "models" / "diffusion_models").glob("*.safetensors"))), None)
     if a.read_threads and model is not None and not a.tiny and left > 70:

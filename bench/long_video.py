@@ -19,7 +19,7 @@ text (cached), which take the same time at every length.
 
 Seconds per step are the gaps between the sampler's step callbacks (CUDA synchronised); "job" is
 encode + sampling + decode. A warm-up run (81 frames, 1 step) loads the model first, so every
-figure is warm. Peak VRAM: torch's max allocated / reserved during the length's job, and
+figure is warm. Peak VRAM: torch's max allocated / reserved per stage (encode, sampling, decode) and
 nvidia-smi's memory.used sampled every 0.1 s (the cache is emptied between lengths).
 """
 
@@ -27,6 +27,7 @@ import argparse
 import gc
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -92,8 +93,18 @@ def main():
     ap.add_argument("--no-warmup", action="store_true", help="skip the 1-step warm-up (the first job's step 1 then loads the model)")
     ap.add_argument("--stand-in-vae", action="store_true", help="average-pool stand-in encoder and no decode (sampling scaling on CPU without the 1 s/frame VAE)")
     ap.add_argument("--speed", choices=("auto", "none"), default="auto", help="the pack's fast path (auto, as the loader node) or ComfyUI's block path")
+    ap.add_argument(
+        "--allocator",
+        choices=("comfyui", "native", "expandable"),
+        default="comfyui",
+        help="CUDA allocator: comfyui = what ComfyUI's main.py sets on a cu torch (backend:cudaMallocAsync), native = torch's caching allocator, expandable = it with expandable_segments:True",
+    )
     ap.add_argument("--jsonl")
     a = ap.parse_args()
+    if not a.tiny and "PYTORCH_CUDA_ALLOC_CONF" not in os.environ:  # before torch starts CUDA
+        conf = {"comfyui": "backend:cudaMallocAsync", "native": "", "expandable": "expandable_segments:True"}[a.allocator]
+        if conf:
+            os.environ["PYTORCH_CUDA_ALLOC_CONF"] = conf
     if a.tiny:
         a.width = a.height = 64
         if a.frames == ap.get_default("frames"):
@@ -172,11 +183,24 @@ def main():
     text_dim = c["text_dim"]
     text = lambda s: [[torch.randn(1, 512, text_dim, generator=torch.Generator().manual_seed(s)) * 0.1, {}]]  # noqa: E731
 
+    def mem_mark():
+        """Peak allocated / reserved GiB of the stage just run (peaks reset after), reserved held at its end."""
+        if not cuda:
+            return {}
+        m = {
+            "peak_alloc_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+            "peak_reserved_gib": round(torch.cuda.max_memory_reserved() / 2**30, 2),
+            "reserved_end_gib": round(torch.cuda.memory_reserved() / 2**30, 2),
+        }
+        torch.cuda.reset_peak_memory_stats()
+        return m
+
     def job(frames, steps):
         g = torch.Generator().manual_seed(frames)
         ref = torch.rand(1, a.height, a.width, 3, generator=g)
         pose = torch.rand(frames, a.height, a.width, 3, generator=g)
         gc.collect()
+        stage_mem = {}
         if cuda:
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
@@ -186,6 +210,7 @@ def main():
             pos, neg, neg_p, latent = cond.build_conditioning(text(1), text(2), vae, clip_out(3), clip_out(4), ref, pose, None, a.width, a.height, frames)
             sync()
             t_b = time.perf_counter()
+            stage_mem["encode"] = mem_mark()
             model = cw.apply_context_windows(patcher, a.window, a.overlap, a.fuse)
             guider = guidance.SteadyDancerCFGGuider(model)
             guider.set_conds(pos, neg, neg_p)
@@ -201,9 +226,11 @@ def main():
             samples = guider.sample(noise, latent["samples"], comfy.samplers.sampler_object("euler"), sigmas, callback=cb, seed=1)
             sync()
             t_c = time.perf_counter()
+            stage_mem["sampling"] = mem_mark()
             images = vae.decode(samples)
             sync()
             t_d = time.perf_counter()
+            stage_mem["decode"] = mem_mark()
         per_step = [round(t - s, 3) for s, t in zip([t_b] + marks[:-1], marks)]
         rec = dict(
             frames=frames,
@@ -224,7 +251,13 @@ def main():
             finite=bool(torch.isfinite(samples).all()),
         )
         if cuda:
-            rec.update(peak_alloc_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2), peak_reserved_gib=round(torch.cuda.max_memory_reserved() / 2**30, 2), smi_peak_mib=smi.peak)
+            rec.update(
+                peak_alloc_gib=max(m["peak_alloc_gib"] for m in stage_mem.values()),
+                peak_reserved_gib=max(m["peak_reserved_gib"] for m in stage_mem.values()),
+                smi_peak_mib=smi.peak,
+                stage_mem=stage_mem,
+                alloc_conf=os.environ.get("PYTORCH_CUDA_ALLOC_CONF", ""),
+            )
         del pos, neg, neg_p, latent, samples, images, guider, model
         return rec
 
