@@ -178,11 +178,38 @@ def drop_caches():
         return False
 
 
+def prefetch(paths, jobs=8, piece=64 << 20):
+    """The shape of the toolkit's `models prefetch` (src/models/prefetch.ts), which start.sh runs beside
+    ComfyUI: `jobs` readers over one queue of 64 MiB pieces of every file, bytes dropped. The device has
+    no Node, so the bench reads the same pieces in the same order here. Returns (bytes, seconds)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    t = time.time()
+    fds = [os.open(p, os.O_RDONLY) for p in paths]
+    pieces = [(fd, o, min(piece, os.fstat(fd).st_size - o)) for fd in fds for o in range(0, os.fstat(fd).st_size, piece)]
+    local = threading.local()
+
+    def read(job):
+        fd, off, n = job
+        if not hasattr(local, "buf"):
+            local.buf = bytearray(piece)
+        return os.preadv(fd, [memoryview(local.buf)[:n]], off)
+
+    try:
+        with ThreadPoolExecutor(jobs) as pool:
+            done = sum(pool.map(read, pieces))
+    finally:
+        for fd in fds:
+            os.close(fd)
+    return done, round(time.time() - t, 3)
+
+
 class Comfy:
-    def __init__(self, a, base, log_path, port, extra=(), importtime=False):
+    def __init__(self, a, base, log_path, port, extra=(), importtime=False, env_extra=None):
         env = dict(
             os.environ, STEADYDANCER_TEXT_CACHE=str(base / "models" / "text_cache"), PYTHONUNBUFFERED="1", TORCHINDUCTOR_CACHE_DIR=str(base / "models" / ".cache" / "torchinductor")
         )  # as docker/start.sh
+        env.update(env_extra or {})
         args = [sys.executable, "main.py", "--listen", "127.0.0.1", "--port", str(port), "--base-directory", str(base), "--disable-auto-launch", "--database-url", "sqlite:///:memory:"]
         args += ["--cpu"] if a.tiny else ["--use-pytorch-cross-attention"]  # start.sh's flag for fa3/fa3_fp8
         args += [*a.comfy_arg, *extra]
@@ -237,7 +264,12 @@ def main():
     ap.add_argument(
         "--start-probes",
         default="",
-        help="after the jobs, start ComfyUI once per probe and stop it when it answers: 'plain', 'importtime' (python -X importtime), or ComfyUI flags joined by '+' (e.g. --disable-api-nodes)",
+        help="after the jobs, start ComfyUI once per probe and stop it when it answers: 'plain', 'importtime' (python -X importtime), 'nopyc' (no bytecode), or ComfyUI flags joined by '+' (e.g. --disable-api-nodes)",
+    )
+    ap.add_argument(
+        "--restart-variants",
+        default="base",
+        help="comma list: one restart phase each; 'base' = as before, 'prefetch' = the model files read by 8 readers from the process start on (start.sh's `models prefetch`)",
     )
     ap.add_argument("--read-threads", default="0,8", help="after the jobs: bench/model_read.py with these thread counts ('' = skip)")
     a = ap.parse_args()
@@ -293,8 +325,14 @@ def main():
     emit(env_rec)
     peak = Peak()
 
-    def phase(name, jobs, log_name):
+    def phase(name, jobs, log_name, prefetch_models=False):
         dropped = False if a.tiny else drop_caches()  # never on a shared CPU host
+        pre = {}
+        if prefetch_models:
+            m = base / "models"
+            files = [p for d in ("vae", "clip_vision", "diffusion_models", "loras") for p in sorted((m / d).glob("*.safetensors"))]
+            th = threading.Thread(target=lambda: pre.update(zip(("bytes", "seconds"), prefetch(files))), daemon=True)
+            th.start()
         c = Comfy(a, base, out / log_name, a.port)
         emit({"phase": name, "event": "ready", "ready_s": c.ready_s, "page_cache_dropped": dropped})
         try:
@@ -311,6 +349,9 @@ def main():
                     break
         finally:
             c.close()
+        if prefetch_models:
+            th.join()  # the job did not wait for it (start.sh does not): its own figures, after the job
+            emit({"phase": name, "event": "prefetch", **pre})
         speed = [
             ln.strip() for ln in (out / log_name).read_text(errors="replace").splitlines() if "steadydancer" in ln.lower() and any(s in ln for s in ("speed", "attention", "compile", "fp8", "fall"))
         ]
@@ -321,19 +362,25 @@ def main():
 
     phase("first-process", wfs, "comfyui.log")
     left = a.budget - (time.time() - t_script)
-    if restart:
-        if left > a.restart_need:
-            phase("restart-warm-compile-cache", restart, "comfyui-restart.log")
+    for variant in [v for v in a.restart_variants.split(",") if v] if restart else []:
+        if variant not in ("base", "prefetch"):
+            raise SystemExit(f"--restart-variants: unknown {variant!r} (base, prefetch)")
+        name = "restart-warm-compile-cache" + ("" if variant == "base" else f"-{variant}")
+        if a.budget - (time.time() - t_script) > a.restart_need:
+            phase(name, restart, f"comfyui-restart-{variant}.log", prefetch_models=variant == "prefetch")
         else:
-            emit({"phase": "restart-warm-compile-cache", "skipped": f"{left:.0f} s left of the budget"})
+            emit({"phase": name, "skipped": f"{a.budget - (time.time() - t_script):.0f} s left of the budget"})
     for probe in [p for p in a.start_probes.split(",") if p]:
         if a.budget - (time.time() - t_script) < 40:
             emit({"phase": "start-probe", "probe": probe, "skipped": "budget"})
             continue
-        flags = [] if probe in ("plain", "importtime") else probe.split("+")
+        flags = [] if probe in ("plain", "importtime", "nopyc") else probe.split("+")
         dropped = False if a.tiny else drop_caches()
         log_name = f"comfyui-probe-{probe.strip('-').replace('+', '_')}.log"
-        c = Comfy(a, base, out / log_name, a.port, extra=flags, importtime=probe == "importtime")
+        # nopyc: no bytecode anywhere (an empty PYTHONPYCACHEPREFIX: every module compiled from source,
+        # as in a container from an image whose installs wrote no .pyc)
+        env_extra = {"PYTHONPYCACHEPREFIX": str(Path("/tmp") / f"pyc-empty-{uuid.uuid4().hex}")} if probe == "nopyc" else None
+        c = Comfy(a, base, out / log_name, a.port, extra=flags, importtime=probe == "importtime", env_extra=env_extra)
         c.close()
         prof = start_profile((out / log_name).read_text(errors="replace").splitlines())
         emit({"phase": "start-probe", "probe": probe, "ready_s": c.ready_s, "page_cache_dropped": dropped, **prof})

@@ -6,6 +6,10 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { dirname, join } from 'node:path';
 
+// libuv's thread pool (every fs call) has 4 threads unless told so before its first use:
+// `models prefetch` keeps 8 reads in flight.
+process.env.UV_THREADPOOL_SIZE ??= '16';
+
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
 const compiled = join(root, 'dist', 'cli.js');
 let mod;

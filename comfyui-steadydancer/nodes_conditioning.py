@@ -152,14 +152,16 @@ def build_conditioning(
 
     # official y: reference image then zeros (grey 0.5 in [0, 1]) for the remaining frames
     # (vae_fast: bitwise vae.encode of that video, chunked; its grey tail's fixed point repeated)
-    concat_latent = vae_fast.encode_ref_then_fill(vae, ref, length, 0.5)
+    # ref_latent and pose_ref_latent: the one-frame encodes of ref and pose[:1], taken bit for bit
+    # from these two encodes' first chunk (frame 0 alone) instead of two more encoder passes
+    ref_info, pose_info = {"first": None}, {"first": None}
+    concat_latent = vae_fast.encode_ref_then_fill(vae, ref, length, 0.5, info=ref_info)
     t_lat = concat_latent.shape[2]
     mask = torch.ones((1, 1, t_lat, concat_latent.shape[-2], concat_latent.shape[-1]), dtype=concat_latent.dtype, device=concat_latent.device)
     mask[:, :, :1] = 0.0
 
-    ref_latent = vae_fast.encode(vae, ref)
-    pose_ref_latent = vae_fast.encode(vae, pose[:1])
-    pose_latent = vae_fast.encode(vae, pose)
+    pose_latent = vae_fast.encode(vae, pose, info=pose_info)
+    ref_latent, pose_ref_latent = ref_info["first"], pose_info["first"]
 
     shared = {
         "concat_latent_image": concat_latent,

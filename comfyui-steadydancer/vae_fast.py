@@ -172,6 +172,10 @@ def _encode_chunks(vae, n: int, chunk: Callable[[int], torch.Tensor], rest_equal
         _log.debug("steadydancer: VAE encode at its fixed point after %d of %d chunks (the rest repeated)", info["encoded"], n)
     # one cat as core's repeated ones (same memory format: conv1's kernel, and bits, follow it)
     mu = model.conv1(torch.cat(feats, 2)).chunk(2, dim=1)[0]
+    if "first" in info:
+        # latent frame 0 as a one-frame encode gives it: chunk 0 is frame 0 alone with an empty
+        # cache, so its features are that encode's; conv1 then runs on them alone (T = 1), as there
+        info["first"] = model.conv1(torch.cat(feats[:1], 2)).chunk(2, dim=1)[0].to(vae.output_device).float().contiguous()
     return mu.to(vae.output_device).float().contiguous()
 
 
@@ -194,12 +198,24 @@ def _try(fn, fallback, what: str):
     return fallback()
 
 
+def _with_first(info: dict, first: Callable[[], torch.Tensor]) -> None:
+    """After a fallback encode: ``info["first"]`` (when asked for) from core's own one-frame encode."""
+    if "first" in info and info["first"] is None:
+        info["first"] = first()
+
+
 def encode(vae, images: torch.Tensor, info: dict | None = None) -> torch.Tensor:
-    """``vae.encode(images)``, bit for bit, chunked (IMAGE [T, H, W, C] or a batch [B, T, H, W, C])."""
+    """``vae.encode(images)``, bit for bit, chunked (IMAGE [T, H, W, C] or a batch [B, T, H, W, C]).
+
+    ``info={"first": None}`` asks for ``vae.encode(images[:1])`` too, bit for bit, in ``info["first"]``
+    at no extra encoder pass (the encoder sees frame 0 alone first).
+    """
     info = {} if info is None else info
     if not chunked_enabled() or not is_wan21(vae):
         info.update(path="comfy")
-        return vae.encode(images)
+        out = vae.encode(images)
+        _with_first(info, lambda: vae.encode(images[..., :1, :, :, :]))
+        return out
     vae.throw_exception_if_invalid()
     x = _layout(vae.vae_encode_crop_pixels(images))
     bounds = _chunk_bounds(x.shape[2])
@@ -208,20 +224,25 @@ def encode(vae, images: torch.Tensor, info: dict | None = None) -> torch.Tensor:
         return all(_same_pixels(x[:, :, a:b], px) for a, b in bounds[i + 1 :])
 
     info.update(path="chunked")
-    return _try(lambda: _encode_wan(vae, len(bounds), lambda i: x[:, :, bounds[i][0] : bounds[i][1]], rest_equal, x.shape, info), lambda: vae.encode(images), "encode")
+    out = _try(lambda: _encode_wan(vae, len(bounds), lambda i: x[:, :, bounds[i][0] : bounds[i][1]], rest_equal, x.shape, info), lambda: vae.encode(images), "encode")
+    _with_first(info, lambda: vae.encode(images[..., :1, :, :, :]))
+    return out
 
 
 def encode_ref_then_fill(vae, ref: torch.Tensor, length: int, fill: float = 0.5, info: dict | None = None) -> torch.Tensor:
     """``vae.encode`` of [ref, fill × (length - 1)] (IMAGE ref [1, H, W, C]) without building that video.
 
     The fill chunks are one 4-frame tensor; the fixed-point shortcut applies after its check.
+    ``info={"first": None}``: also ``vae.encode(ref[:1])``, bit for bit, in ``info["first"]``.
     """
     info = {} if info is None else info
     if not chunked_enabled() or not is_wan21(vae):
         video = torch.full((length,) + tuple(ref.shape[1:]), fill, dtype=ref.dtype, device=ref.device)
         video[:1] = ref[:1]
         info.update(path="comfy")
-        return vae.encode(video)
+        out = vae.encode(video)
+        _with_first(info, lambda: vae.encode(ref[:1]))
+        return out
     vae.throw_exception_if_invalid()
     head = vae.vae_encode_crop_pixels(ref[:1])
     n = len(_chunk_bounds(length))
@@ -235,7 +256,9 @@ def encode_ref_then_fill(vae, ref: torch.Tensor, length: int, fill: float = 0.5,
         return vae.encode(video)
 
     info.update(path="chunked")
-    return _try(lambda: _encode_wan(vae, n, lambda i: first if i == 0 else grey, lambda i, px: True, shape, info), fallback, "encode")
+    out = _try(lambda: _encode_wan(vae, n, lambda i: first if i == 0 else grey, lambda i, px: True, shape, info), fallback, "encode")
+    _with_first(info, lambda: vae.encode(ref[:1]))
+    return out
 
 
 def encode_many(vae, videos: Sequence[torch.Tensor], batch: bool | None = None, info: dict | None = None) -> list[torch.Tensor]:

@@ -186,7 +186,7 @@ export const commands: CommandSpec[] = [
   },
   {
     name: 'models',
-    summary: 'model files from docker/models.json: check on the Hub, download',
+    summary: 'model files from docker/models.json: check on the Hub, download, prefetch',
     subcommands: [
       {
         name: 'check',
@@ -217,6 +217,19 @@ export const commands: CommandSpec[] = [
           flags.manifest(),
         ],
         load: () => import('./commands/models-download.js'),
+      },
+      {
+        name: 'prefetch',
+        summary: "read a variant's files in DIR into the page cache (start.sh runs it beside ComfyUI's start)",
+        options: [
+          flags.variant('model variant to read', "$STEADYDANCER_VARIANT, else the variant DIR holds verified, else the manifest's defaultVariant", { choices: false }),
+          { flags: '--dest <dir>', description: 'models directory', defaultText: '$MODELS_DIR' },
+          flags.jobs('readers in parallel (64 MiB pieces)', 8),
+          ['--text-encoder', 'also read the text encoder (otherwise read only on a prompt-cache miss)'],
+          ['--no-presets', "leave out the presets' files (the fast LoRA)"],
+          flags.manifest(),
+        ],
+        load: () => import('./commands/models-prefetch.js'),
       },
     ],
   },

@@ -166,3 +166,28 @@ def test_conditioning_encodes_are_core_encodes_without_whole_video_encodes(comfy
     assert torch.equal(d["steadydancer_pose_ref_latent"], want["pose_ref"])
     assert torch.equal(d["steadydancer_pose_latent"], want["pose"])
     assert torch.equal(dn["steadydancer_pose_latent"], want["neg"])
+
+
+def test_conditioning_takes_the_one_frame_latents_from_the_video_encodes(comfy, vae, monkeypatch):
+    """ref_latent / pose_ref_latent come from the concat and pose encodes' frame-0 chunk: no encoder
+    pass of their own (9 frames = 3 chunks per video: concat 3 + pose 3, not 3 + 1 + 1 + 3), and
+    still core's one-frame encodes bit for bit (the test above); the core path gives them too."""
+    import comfy.clip_vision
+    from comfyui_steadydancer.nodes_conditioning import _resize, build_conditioning
+
+    ref, pose = _resize(rand_frames(1, 31, 16), 16, 16), _resize(rand_frames(9, 32, 16), 16, 16)
+    calls = []
+    real = vae.first_stage_model.encoder.forward
+    monkeypatch.setattr(vae.first_stage_model.encoder, "forward", lambda x, *a, **k: calls.append(x.shape[2]) or real(x, *a, **k))
+    clip = comfy.clip_vision.Output()
+    clip.penultimate_hidden_states = torch.zeros(1, 257, 1280)
+    text = [[torch.zeros(1, 7, 64), {}]]
+    pos, *_ = build_conditioning(text, text, vae, clip, clip, ref, pose, None, 16, 16, 9)
+    assert calls == [1, 4, 4, 1, 4, 4]
+    d = pos[0][1]
+    want_ref, want_pose_ref = vae.encode(ref), vae.encode(pose[:1])
+    assert torch.equal(d["steadydancer_ref_latent"], want_ref) and torch.equal(d["steadydancer_pose_ref_latent"], want_pose_ref)
+    monkeypatch.setenv("STEADYDANCER_VAE_CHUNKED", "0")  # core's encodes: the one-frame latents from core too
+    calls.clear()
+    pos, *_ = build_conditioning(text, text, vae, clip, clip, ref, pose, None, 16, 16, 9)
+    assert torch.equal(pos[0][1]["steadydancer_ref_latent"], want_ref) and torch.equal(pos[0][1]["steadydancer_pose_ref_latent"], want_pose_ref)

@@ -3,7 +3,7 @@
  * and its functions are called with a fake nvidia-smi on PATH and a recorded image.json.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -88,7 +88,7 @@ describe('start.sh models dir and command line', () => {
       COMFYUI_ARGS: '--preview-method auto --verbose',
     });
     const lines = out.split('\n');
-    expect(lines.slice(0, 11)).toEqual([
+    expect(lines.slice(0, 12)).toEqual([
       'python3',
       '/opt/ComfyUI/main.py',
       '--listen',
@@ -96,6 +96,7 @@ describe('start.sh models dir and command line', () => {
       '--port',
       '9999',
       '--cpu',
+      '--disable-api-nodes',
       '--extra-model-paths-config',
       '/tmp/steadydancer-models-dir.yaml',
       '--preview-method',
@@ -103,6 +104,37 @@ describe('start.sh models dir and command line', () => {
     ]);
     expect(out).toContain('  base_path: /data/models');
     expect(out).toContain('  detection: detection');
+  });
+  it('API nodes off unless COMFYUI_API_NODES=true', () => {
+    const s = sandbox({ attention: XF });
+    const env = { COMFYUI_DIR: '/opt/ComfyUI', COMFYUI_PORT: '9999' };
+    const cmd = (e: Record<string, string>) => call('comfyui_command 127.0.0.1 /opt/ComfyUI/models 2>/dev/null; printf "%s\\n" "${COMFY_CMD[@]}"', s, { ...env, ...e }).split('\n');
+    expect(cmd({})).toContain('--disable-api-nodes');
+    expect(cmd({ COMFYUI_API_NODES: 'true' })).not.toContain('--disable-api-nodes');
+  });
+  it('prefetches the models in the background with the toolkit (variant, dest, jobs); MODELS_PREFETCH=false does not', () => {
+    const s = sandbox({});
+    mkdirSync(join(s.home, 'bin'));
+    writeFileSync(join(s.home, 'bin', 'steadydancer.js'), '');
+    writeFileSync(join(s.bin, 'fake-node'), `#!/bin/sh\nshift\necho "$@" > "${s.dir}/prefetch"\necho report-on-stdout\n`);
+    chmodSync(join(s.bin, 'fake-node'), 0o755);
+    // wait: the background job has finished before the file is read; its stdout went to stderr
+    const out = call(`prefetch_models "${s.dir}/models" 2>/dev/null; wait`, s, { NODE: 'fake-node', STEADYDANCER_VARIANT: 'fp16', PREFETCH_JOBS: '4' });
+    expect(out).toBe('');
+    expect(readFileSync(join(s.dir, 'prefetch'), 'utf8').trim()).toBe(`models prefetch --variant fp16 --dest ${s.dir}/models --jobs 4`);
+    rmSync(join(s.dir, 'prefetch'));
+    call(`prefetch_models "${s.dir}/models" 2>/dev/null; wait`, s, { NODE: 'fake-node', MODELS_PREFETCH: 'false' });
+    expect(existsSync(join(s.dir, 'prefetch'))).toBe(false);
+    // no toolkit: one log line, nothing started
+    rmSync(join(s.home, 'bin', 'steadydancer.js'));
+    expect(
+      execFileSync('bash', ['-c', `source "${START}"; prefetch_models /m; wait`], {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { PATH: `${s.bin}:/usr/bin:/bin`, STEADYDANCER_HOME: s.home, NODE: 'fake-node' },
+      }),
+    ).toBe('');
+    expect(existsSync(join(s.dir, 'prefetch'))).toBe(false);
   });
   it("keeps torch.compile's cache with the models (TORCHINDUCTOR_CACHE_DIR), unless set", () => {
     const s = sandbox({ attention: XF });
