@@ -188,8 +188,8 @@ comfyui_command() {
   export TORCHINDUCTOR_CACHE_DIR="${TORCHINDUCTOR_CACHE_DIR:-$models_dir/.cache/torchinductor}"
   if [[ -n "$flag" && " $COMFYUI_ARGS " != *" --cpu "* ]]; then COMFY_CMD+=("$flag"); fi
   # ComfyUI's API nodes (paid partner services behind a comfy.org login) are not what this image
-  # is for, and loading them is a cost of every start (ready in 22.0 s with them, 18.1 s without
-  # on the H200 host, cold page cache): off unless COMFYUI_API_NODES=true.
+  # is for, and loading them is ~1.2 s of every start (web root → server up: 4.2 s with them,
+  # 3.05 s without, H200 host, cold page cache): off unless COMFYUI_API_NODES=true.
   if [[ "${COMFYUI_API_NODES:-false}" != true ]]; then COMFY_CMD+=(--disable-api-nodes); fi
   case "$models_dir" in
     /runpod-volume/models | /workspace/models | "$COMFYUI_DIR/models") ;;

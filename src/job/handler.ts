@@ -50,10 +50,11 @@ export interface DanceHandlerDeps<P extends SeededParams> {
   fetchPolicy?: Omit<FetchPolicy, 'signal'>;
   s3?: S3Config;
   /**
-   * Checks the parameters against the inputs (e.g. frames against the clip) and may fit them (a
-   * rounded frame count brought back within the clip, listed in `adjusted`); throws InputError.
+   * Checks the parameters against the inputs (e.g. frames against the clip) and returns them,
+   * fitted where needed (a rounded frame count brought back within the clip, listed in
+   * `adjusted`) as a new object; throws InputError.
    */
-  check?: (params: P, media: PreparedMedia) => void;
+  check?: (params: P, media: PreparedMedia) => P;
 }
 
 /**
@@ -72,14 +73,15 @@ export function createDanceHandler<P extends SeededParams>(deps: DanceHandlerDep
     const t0 = Date.now();
     const timings: Record<string, number> = {};
     // media fields and parameters checked together: every bad field in one error
-    const { media: src, params } = checkJobInput(raw, deps.resolve);
+    const { media: src, params: asked } = checkJobInput(raw, deps.resolve);
+    let params = asked;
     const { image, video } = src;
     const dir = join(deps.workDir, ctx.id.replace(/[^A-Za-z0-9_.-]/g, '_'));
     await mkdir(dir, { recursive: true });
     try {
       ctx.progress({ stage: 'inputs', message: 'fetching and checking the image and video' });
       const media = await prepareMedia({ image, video }, dir, deps.limits ?? DEFAULT_LIMITS, { ...deps.fetchPolicy, signal: ctx.signal });
-      deps.check?.(params, media);
+      if (deps.check) params = deps.check(asked, media);
       timings.inputs_ms = Date.now() - t0;
       // Only now wait for ComfyUI: a bad input has failed above whatever ComfyUI's state.
       ctx.progress({ stage: 'waiting', message: 'inputs ready; waiting for ComfyUI' });

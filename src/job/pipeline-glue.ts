@@ -17,7 +17,7 @@ export interface Glue {
   comfy: ComfyPort;
   resolve: (raw: Record<string, unknown>) => ResolvedParams;
   fill: (p: ResolvedParams, inputs: { image: string; video: string }) => Record<string, unknown>;
-  check: (p: ResolvedParams, media: PreparedMedia) => void;
+  check: (p: ResolvedParams, media: PreparedMedia) => ResolvedParams;
   validate: (input: unknown) => string | undefined;
 }
 
@@ -88,15 +88,19 @@ export async function danceGlue(opts: { comfyUrl: string; env: NodeJS.ProcessEnv
 /**
  * The frame count against the driving video: more frames asked for than the clip has is the
  * caller's error; a count the 4n+1 rounding took past the clip's end (480 asked of a 480-frame
- * clip → 481) is brought down to the largest 4n+1 the clip holds, and `adjusted` says so.
+ * clip → 481) is brought down to the largest 4n+1 the clip holds, and `adjusted` says so (a new
+ * object: `p` is left as it was).
  */
-export function fitFramesToVideo(p: ResolvedParams, videoFrames: number): void {
-  if (p.frames <= videoFrames) return;
+export function fitFramesToVideo(p: ResolvedParams, videoFrames: number): ResolvedParams {
+  if (p.frames <= videoFrames) return p;
   if (p.framesRequested > videoFrames)
     throw new InputError('frames', `${p.framesRequested} frames asked for, but the driving video has only ${videoFrames}; ask for at most ${videoFrames} or send a longer clip`);
   const fitted = 4 * Math.floor((videoFrames - 1) / 4) + 1;
   if (fitted < 5) throw new InputError('frames', `the driving video has ${videoFrames} frames; the model needs at least 5`);
-  p.adjusted = [...p.adjusted.filter((a) => !a.startsWith('frames ')), `frames ${p.framesRequested} → ${fitted} (4n+1 within the driving video's ${videoFrames} frames)`];
-  p.frames = fitted;
-  p.windows = windowCount(fitted, p.windowLength, p.windowOverlap);
+  return {
+    ...p,
+    frames: fitted,
+    windows: windowCount(fitted, p.windowLength, p.windowOverlap),
+    adjusted: [...p.adjusted.filter((a) => !a.startsWith('frames ')), `frames ${p.framesRequested} → ${fitted} (4n+1 within the driving video's ${videoFrames} frames)`],
+  };
 }

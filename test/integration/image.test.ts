@@ -102,6 +102,26 @@ describe.skipIf(skip)('docker/Dockerfile built by steadydancer build on a real e
     expect(docker('run', '--rm', '--network', 'host', TEST_IMAGE, 'node', '/opt/steadydancer/bin/steadydancer.js', '--help')).toMatch(/sources/);
   });
 
+  it('carries bytecode: torch as imported, every ComfyUI core and pack module has its .pyc (a new container compiles nothing)', () => {
+    const script = [
+      'import importlib.util, os, sys',
+      'import torch',
+      'def missing(files): return [f for f in files if not os.path.exists(importlib.util.cache_from_source(f))]',
+      // torch.ops / torch.classes are objects in sys.modules whose __file__ is a bare '_ops.py': real files only
+      "mods = [f for f in (getattr(m, '__file__', None) or '' for m in list(sys.modules.values())) if f.endswith('.py') and os.path.isabs(f) and os.path.exists(f)]",
+      "tree = lambda d: [os.path.join(r, f) for r, _, fs in os.walk(d) for f in fs if f.endswith('.py')]",
+      "core = tree('/opt/ComfyUI/comfy') + tree('/opt/ComfyUI/comfy_extras') + ['/opt/ComfyUI/main.py', '/opt/ComfyUI/nodes.py']",
+      "pack = tree('/opt/ComfyUI/custom_nodes/comfyui-steadydancer')",
+      'print(len(mods), len(missing(mods)), len(core), len(missing(core)), len(pack), len(missing(pack)), *(missing(mods) + missing(core) + missing(pack))[:5])',
+    ].join('\n');
+    const out = docker('run', '--rm', '--network', 'host', '-e', 'PYTHONDONTWRITEBYTECODE=1', TEST_IMAGE, 'python', '-c', script).trim();
+    const [nMods, missMods, nCore, missCore, nPack, missPack] = out.split(' ').map(Number);
+    expect(nMods).toBeGreaterThan(100);
+    expect(nCore).toBeGreaterThan(100);
+    expect(nPack).toBeGreaterThan(10);
+    expect({ missMods, missCore, missPack, first: out.split(' ').slice(6) }).toEqual({ missMods: 0, missCore: 0, missPack: 0, first: [] });
+  });
+
   it('docker/download_models.sh and models.json are in the image and run through the toolkit', () => {
     const r = spawnSync(engine!.bin, ['run', '--rm', '--network', 'host', TEST_IMAGE, '/opt/steadydancer/docker/download_models.sh', '--variant', 'fp8', '--dest', '/tmp/empty-models', '--check'], {
       encoding: 'utf8',

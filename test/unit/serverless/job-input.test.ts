@@ -85,15 +85,16 @@ describe('job output: the parameters as run', () => {
 describe('frames against the driving video', () => {
   const resolve = (frames: number) => resolveParams({ frames });
   it('a count the 4n+1 rounding took past the clip is brought back within it, and adjusted says so', () => {
-    const p = resolve(480); // → 481 by the rule; the clip has 480
-    expect(p.frames).toBe(481);
-    fitFramesToVideo(p, 480);
+    const asked = resolve(480); // → 481 by the rule; the clip has 480
+    expect(asked.frames).toBe(481);
+    const before = structuredClone(asked);
+    const p = fitFramesToVideo(asked, 480);
     expect(p).toMatchObject({ frames: 477, windows: windowCount(477, p.windowLength, p.windowOverlap) });
     expect(p.adjusted).toEqual(["frames 480 → 477 (4n+1 within the driving video's 480 frames)"]);
+    expect(asked).toEqual(before); // the caller's object is not changed
   });
   it('within the clip: unchanged (also when the asked count rounds down onto the clip length)', () => {
-    const p = resolve(10); // → 9
-    fitFramesToVideo(p, 9);
+    const p = fitFramesToVideo(resolve(10), 9); // → 9
     expect(p).toMatchObject({ frames: 9, adjusted: ['frames 10 → 9'] });
   });
   it('more frames asked for than the clip has is the caller error, naming both counts', () => {
