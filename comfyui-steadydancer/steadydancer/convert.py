@@ -62,7 +62,9 @@ def check_safetensors_complete(path):
 
 
 def _load_file(path):
-    """(state dict, safetensors metadata or {})."""
+    """(state dict, safetensors metadata or {}, owned): ``owned`` when the tensors live in memory
+    of their own (the parallel reader's buffer) and may become the weights as they are; False for
+    ComfyUI's readers, whose tensors may map the file (safetensors mmap, ``torch.load(mmap=True)``)."""
     import comfy.utils
 
     from . import fastread
@@ -70,10 +72,10 @@ def _load_file(path):
     if str(path).endswith(".safetensors"):
         threads = fastread.default_threads()
         if threads:
-            return fastread.load(path, threads)
+            return (*fastread.load(path, threads), True)
         meta = check_safetensors_complete(path)
-        return comfy.utils.load_torch_file(str(path), safe_load=True), meta
-    return comfy.utils.load_torch_file(str(path), safe_load=True), {}
+        return comfy.utils.load_torch_file(str(path), safe_load=True), meta, False
+    return comfy.utils.load_torch_file(str(path), safe_load=True), {}, False
 
 
 def _declared_heads(config, where):
@@ -116,8 +118,9 @@ def declared_heads_from_config_json(directory):
 def read_checkpoint(path):
     """Read a file, a sharded index .json, or a directory holding one.
 
-    Returns (state dict, layout, declared) with ``declared`` = (num_heads, where it was read) when
-    the checkpoint states its head count, else None.
+    Returns (state dict, layout, declared, owned) with ``declared`` = (num_heads, where it was
+    read) when the checkpoint states its head count, else None, and ``owned`` when every tensor is
+    in memory of its own (the parallel reader), not possibly a map of the file (see ``_load_file``).
     """
     p = Path(path)
     if p.is_dir():
@@ -140,21 +143,23 @@ def read_checkpoint(path):
         if not isinstance(weight_map, dict):
             raise CheckpointError(f"{p}: index without a weight_map")
         sd = {}
+        owned = True
         declared = declared_heads_from_config_json(p.parent)
         for shard in sorted(set(weight_map.values())):
-            part, meta = _load_file(p.parent / shard)
+            part, meta, part_owned = _load_file(p.parent / shard)
+            owned = owned and part_owned
             declared = declared or declared_heads_from_metadata(meta, str(p.parent / shard))
             sd.update(part)
         lost = [k for k in weight_map if k not in sd]
         if lost:
             raise CheckpointError(f"{p}: the index lists {len(lost)} keys the shards lack, e.g. {lost[:3]}")
-        return sd, "official", declared
-    sd, meta = _load_file(p)
+        return sd, "official", declared, owned
+    sd, meta, owned = _load_file(p)
     declared = declared_heads_from_metadata(meta, str(p))
     if declared is None and p.name.startswith("diffusion_pytorch_model"):
         # a diffusers save (one file + config.json); any other file ignores a stray config.json
         declared = declared_heads_from_config_json(p.parent)
-    return sd, detect_layout(sd, sharded=False), declared
+    return sd, detect_layout(sd, sharded=False), declared, owned
 
 
 def strip_prefix(sd):

@@ -21,7 +21,7 @@ import comfy.utils
 
 from . import fast
 from .convert import FP8_TYPES, read_checkpoint, to_model_state_dict
-from .fastread import assign_weights, default_threads
+from .fastread import assign_weights
 from .model_base import SteadyDancerConfig
 
 log = logging.getLogger("steadydancer")
@@ -51,14 +51,15 @@ def _keep_file_dtypes(module, sd, dtype=None):
             mod._parameters[leaf] = torch.nn.Parameter(torch.empty(p.shape, dtype=want, device=p.device), requires_grad=False)
 
 
-def _load_weights(model, sd):
+def _load_weights(model, sd, copy=False):
     """``BaseModel.load_model_weights`` where every tensor whose shape and dtype the model already
     has becomes the model's weight itself (``fastread.assign_weights``): the parallel reader's
-    buffer is not copied a second time (16.4 GB for the fp8 file). ``sd`` is emptied, as core does."""
+    buffer is not copied a second time (16.4 GB for the fp8 file). ``copy``: the tensors may map a
+    file (ComfyUI's readers), so they are copied in instead. ``sd`` is emptied, as core does."""
     to_load = model.model_config.process_unet_state_dict(dict(sd))
     sd.clear()
-    if not default_threads():
-        # ComfyUI's mmap reader: its tensors map the file, so they are copied (never file-backed weights)
+    if copy:
+        # never file-backed weights
         result = model.diffusion_model.load_state_dict(to_load, strict=False)
         missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
     else:
@@ -69,11 +70,12 @@ def _load_weights(model, sd):
         log.warning("SteadyDancer: file tensors the model does not use: %s", unexpected)
 
 
-def load_state_dict_model(sd, weight_dtype="default", layout=None, num_heads=None, declared=None, speed=None):
+def load_state_dict_model(sd, weight_dtype="default", layout=None, num_heads=None, declared=None, speed=None, copy_weights=False):
     """``num_heads``: explicit head count (0/None: ``declared`` = (n, where) from the checkpoint,
     else the known-model table; see ``convert.resolve_num_heads``). ``speed``: a ``fast.Speed``
     (attention kernel, fp8 matmul, compile) for the blocks, or None for ComfyUI's plain block path;
-    it may set the compute dtype (bf16 for FA3 / row-wise fp8)."""
+    it may set the compute dtype (bf16 for FA3 / row-wise fp8). ``copy_weights``: ``sd``'s tensors
+    may map a file (they are copied into the model, not assigned)."""
     if weight_dtype not in WEIGHT_DTYPES:
         raise ValueError(f"weight_dtype must be one of {sorted(WEIGHT_DTYPES)}, got {weight_dtype!r}")
     sd, config, scaled = to_model_state_dict(sd, num_heads=num_heads, declared=declared, quantize=WEIGHT_DTYPES[weight_dtype] in FP8_TYPES)
@@ -105,7 +107,7 @@ def load_state_dict_model(sd, weight_dtype="default", layout=None, num_heads=Non
     model = model.to(offload_device)
     if scaled is not None:
         _keep_file_dtypes(model.diffusion_model, sd, forced)  # forced: an explicit fp16/bf16/fp32, else None
-    _load_weights(model, sd)
+    _load_weights(model, sd, copy=copy_weights)
     log.info(
         "SteadyDancer: layout=%s dim=%d heads=%d layers=%d weight dtype=%s compute=%s scaled_fp8=%s", layout, config["dim"], config["num_heads"], config["num_layers"], unet_dtype, manual_cast, scaled
     )
@@ -117,5 +119,5 @@ def load_state_dict_model(sd, weight_dtype="default", layout=None, num_heads=Non
 
 
 def load_steadydancer(path, weight_dtype="default", num_heads=0, speed=None):
-    sd, layout, declared = read_checkpoint(path)
-    return load_state_dict_model(sd, weight_dtype, layout=layout, num_heads=num_heads, declared=declared, speed=speed)
+    sd, layout, declared, owned = read_checkpoint(path)
+    return load_state_dict_model(sd, weight_dtype, layout=layout, num_heads=num_heads, declared=declared, speed=speed, copy_weights=not owned)

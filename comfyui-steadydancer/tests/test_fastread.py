@@ -142,3 +142,36 @@ def test_loader_same_model_as_mmap_reader_and_no_second_copy(fastread, monkeypat
     if save_dtype == torch.float32:
         assert len(kept) == len(w), "every fp32 weight stays fp32 on the CPU"
     assert len({v.untyped_storage().data_ptr() for v in kept}) <= 1, "the weights were copied out of the reader's buffer"
+
+
+def test_weights_from_comfyuis_readers_are_copied_whatever_the_thread_setting(fastread, monkeypatch, tmp_path):
+    """A .pt file (ComfyUI's torch.load, which maps the file under --mmap-torch-files) and a
+    safetensors file with STEADYDANCER_READ_THREADS=0 (safetensors' mmap): the model gets copies,
+    never the reader's tensors, also with the parallel reader on for .safetensors (the default)."""
+    import comfy.utils
+    from comfyui_steadydancer.steadydancer import loading
+
+    w = recipe_weights()
+    pt = tmp_path / "m.pt"
+    torch.save(w, str(pt))
+    st = tmp_path / "m.safetensors"
+    save_file(w, str(st), metadata={"config": json.dumps({"num_heads": CONFIG["num_heads"]})})
+    seen = set()
+    real = comfy.utils.load_torch_file
+
+    def spy(*a, **k):
+        sd = real(*a, **k)
+        seen.update(v.untyped_storage().data_ptr() for v in sd.values())
+        return sd
+
+    monkeypatch.setattr(comfy.utils, "load_torch_file", spy)
+    for path, threads in ((pt, "3"), (st, "0")):
+        seen.clear()
+        monkeypatch.setenv("STEADYDANCER_READ_THREADS", threads)
+        got = _params(loading.load_steadydancer(path, num_heads=CONFIG["num_heads"]))
+        assert seen, "ComfyUI's reader was not the one used"
+        shared = [k for k, v in got.items() if v.untyped_storage().data_ptr() in seen]
+        assert shared == [], f"{path.name}: weights are the reader's tensors: {shared[:3]}"
+        for k, v in w.items():
+            if k in got and got[k].dtype == v.dtype:
+                assert torch.equal(got[k], v), k
