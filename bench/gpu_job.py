@@ -269,7 +269,7 @@ def main():
     ap.add_argument(
         "--restart-variants",
         default="base",
-        help="comma list: one restart phase each; 'base' = as before, 'prefetch' = the model files read by 8 readers from the process start on (start.sh's `models prefetch`)",
+        help="comma list: one restart phase each; 'base' = as before; 'prefetch' = the model files read by 8 readers (the shape of `models prefetch`) from the process start on; 'prefetch-ready' = from when ComfyUI answers (what start.sh does)",
     )
     ap.add_argument("--read-threads", default="0,8", help="after the jobs: bench/model_read.py with these thread counts ('' = skip)")
     a = ap.parse_args()
@@ -328,12 +328,14 @@ def main():
     def phase(name, jobs, log_name, prefetch_models=False):
         dropped = False if a.tiny else drop_caches()  # never on a shared CPU host
         pre = {}
-        if prefetch_models:
-            m = base / "models"
-            files = [p for d in ("vae", "clip_vision", "diffusion_models", "loras") for p in sorted((m / d).glob("*.safetensors"))]
-            th = threading.Thread(target=lambda: pre.update(zip(("bytes", "seconds"), prefetch(files))), daemon=True)
+        m = base / "models"
+        files = [p for d in ("vae", "clip_vision", "diffusion_models", "loras") for p in sorted((m / d).glob("*.safetensors"))]
+        th = threading.Thread(target=lambda: pre.update(zip(("bytes", "seconds"), prefetch(files))), daemon=True)
+        if prefetch_models == "start":
             th.start()
         c = Comfy(a, base, out / log_name, a.port)
+        if prefetch_models == "ready":  # start.sh: `models prefetch --after-url …/system_stats`
+            th.start()
         emit({"phase": name, "event": "ready", "ready_s": c.ready_s, "page_cache_dropped": dropped})
         try:
             for i, w in enumerate(jobs):
@@ -363,11 +365,11 @@ def main():
     phase("first-process", wfs, "comfyui.log")
     left = a.budget - (time.time() - t_script)
     for variant in [v for v in a.restart_variants.split(",") if v] if restart else []:
-        if variant not in ("base", "prefetch"):
-            raise SystemExit(f"--restart-variants: unknown {variant!r} (base, prefetch)")
+        if variant not in ("base", "prefetch", "prefetch-ready"):
+            raise SystemExit(f"--restart-variants: unknown {variant!r} (base, prefetch, prefetch-ready)")
         name = "restart-warm-compile-cache" + ("" if variant == "base" else f"-{variant}")
         if a.budget - (time.time() - t_script) > a.restart_need:
-            phase(name, restart, f"comfyui-restart-{variant}.log", prefetch_models=variant == "prefetch")
+            phase(name, restart, f"comfyui-restart-{variant}.log", prefetch_models={"prefetch": "start", "prefetch-ready": "ready"}.get(variant, False))
         else:
             emit({"phase": name, "skipped": f"{a.budget - (time.time() - t_script):.0f} s left of the budget"})
     for probe in [p for p in a.start_probes.split(",") if p]:

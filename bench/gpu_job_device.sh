@@ -11,6 +11,6 @@ export PYTHONPATH=/tmp/site:$G/stub
 python3 -c "import fa3_fwd_interface, av, pydantic, sqlalchemy, torchsde, spandrel, rtmlib; print('imports ok')"
 left=$(( T - ($(date +%s) - t0) - 8 ))
 echo "unpacked in $(( $(date +%s) - t0 )) s; harness budget $left s"
-timeout $left python3 $G/bench/gpu_job.py --comfyui /tmp/cfy --official /tmp/off --pack $G/pack --workflows $G/wf \
+timeout $left python3 $G/bench/gpu_job.py --comfyui /tmp/cfy --official /tmp/off --pack $G/pack --workflows ${WF:-$G/wf} \
   --samples $G/samples --out $OUT --restart ${RESTART:-5-std-restart} --budget $(( left - 5 )) --restart-need ${RESTART_NEED:-75} ${JOB_ARGS:-}
 echo "rc=$? total $(( $(date +%s) - t0 )) s"

@@ -227,6 +227,8 @@ export const commands: CommandSpec[] = [
           flags.jobs('readers in parallel (64 MiB pieces)', 8),
           ['--text-encoder', 'also read the text encoder (otherwise read only on a prompt-cache miss)'],
           ['--no-presets', "leave out the presets' files (the fast LoRA)"],
+          { flags: '--after-url <url>', description: 'start reading once this URL answers 2xx (start.sh: ComfyUI /system_stats)', parse: flags.httpUrl },
+          flags.seconds('--wait <s>', 'how long to wait for --after-url', 900),
           flags.manifest(),
         ],
         load: () => import('./commands/models-prefetch.js'),

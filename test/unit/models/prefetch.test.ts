@@ -5,6 +5,8 @@
  * inputs.
  */
 import { execFileSync } from 'node:child_process';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -143,5 +145,35 @@ describe('models prefetch: the command and its bad inputs', () => {
     const d = captureCli({ PATH: process.env.PATH });
     expect(await runCli(['models', 'prefetch', '--dest', dir, '--variant', 'fp32-nope'], d.io)).not.toBe(0);
     expect(d.err.join('')).toContain('fp32-nope');
+  });
+
+  it('--after-url: reads only once the URL answers 2xx (503 first, as a starting ComfyUI); gives up with exit 1 and nothing read', async () => {
+    let calls = 0;
+    let readAt = -1;
+    const server = createServer((_req, res) => {
+      calls += 1;
+      res.statusCode = calls < 3 ? 503 : 200;
+      res.end('{}');
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/system_stats`;
+    try {
+      const { dir } = folder('fp8');
+      const c = captureCli({ PATH: process.env.PATH });
+      const code = await runCli(['models', 'prefetch', '--dest', dir, '--variant', 'fp8', '--after-url', url, '--json'], c.io);
+      readAt = calls;
+      expect(code).toBe(0);
+      expect(readAt).toBe(3); // two 503s, then the 200 that let it start
+      expect((JSON.parse(c.out.join('\n')) as { bytes: number }).bytes).toBeGreaterThan(0);
+    } finally {
+      await new Promise((r) => server.close(r));
+    }
+    const { dir } = folder('fp8');
+    const d = captureCli({ PATH: process.env.PATH });
+    expect(await runCli(['models', 'prefetch', '--dest', dir, '--variant', 'fp8', '--after-url', url, '--wait', '1'], d.io)).toBe(1);
+    expect(d.err.join('')).toContain('did not answer within 1 s; nothing read');
+    expect(d.out.join('')).toBe('');
+    const e = captureCli({ PATH: process.env.PATH });
+    expect(await runCli(['models', 'prefetch', '--dest', dir, '--after-url', 'file:///etc/passwd'], e.io)).toBe(2);
   });
 });
