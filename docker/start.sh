@@ -159,10 +159,11 @@ ensure_models() {
 # once ComfyUI answers, while the job's first stages (video, pose, CLIP, VAE encode) run, so that
 # the model loader finds the 16 GB checkpoint in memory. Not from the process start: beside
 # ComfyUI's imports it took the disk from them (H200 host: cold start 67.3 s instead of 61.9 s).
-# MODELS_PREFETCH=false turns it off. Its report goes to stderr; a failure costs only the overlap.
+# Opt-in (MODELS_PREFETCH=true) until this after-ComfyUI shape is measured on a GPU host: only the
+# from-start one was. Its report goes to stderr; a failure costs only the overlap.
 prefetch_models() {
   local dir=$1
-  [[ "${MODELS_PREFETCH:-true}" == true ]] || return 0
+  [[ "${MODELS_PREFETCH:-false}" == true ]] || return 0
   local cli="$STEADYDANCER_HOME/bin/steadydancer.js" variant_args=()
   if [[ ! -f "$cli" ]] || ! command -v "$NODE" >/dev/null 2>&1; then
     log "model prefetch skipped: no toolkit at $cli or no $NODE"

@@ -3,7 +3,7 @@
  *
  * On the H200 host a cold start spent ~20 s importing ComfyUI and its nodes, then ~10 s in the
  * model loader reading the 16.4 GB fp8 checkpoint (disk-bound, 1.9 GB/s with the pack's parallel
- * reader). start.sh runs this command in the background with `--after-url` ComfyUI's
+ * reader). start.sh (with MODELS_PREFETCH=true) runs this command in the background with `--after-url` ComfyUI's
  * /system_stats: the read starts when ComfyUI answers and overlaps the job's first stages, so the
  * loaders find their files in memory (see waitForUrl for why not from the process start). The bytes are only
  * read (no copy is kept): the page cache is the kernel's and is given back under memory pressure.

@@ -112,18 +112,20 @@ describe('start.sh models dir and command line', () => {
     expect(cmd({})).toContain('--disable-api-nodes');
     expect(cmd({ COMFYUI_API_NODES: 'true' })).not.toContain('--disable-api-nodes');
   });
-  it('prefetches the models in the background with the toolkit (variant, dest, jobs); MODELS_PREFETCH=false does not', () => {
+  it('MODELS_PREFETCH=true prefetches the models in the background with the toolkit (variant, dest, jobs, after ComfyUI answers); unset or false does not', () => {
     const s = sandbox({});
     mkdirSync(join(s.home, 'bin'));
     writeFileSync(join(s.home, 'bin', 'steadydancer.js'), '');
     writeFileSync(join(s.bin, 'fake-node'), `#!/bin/sh\nshift\necho "$@" > "${s.dir}/prefetch"\necho report-on-stdout\n`);
     chmodSync(join(s.bin, 'fake-node'), 0o755);
     // wait: the background job has finished before the file is read; its stdout went to stderr
-    const out = call(`prefetch_models "${s.dir}/models" 2>/dev/null; wait`, s, { NODE: 'fake-node', STEADYDANCER_VARIANT: 'fp16', PREFETCH_JOBS: '4', COMFYUI_PORT: '9999' });
+    const out = call(`prefetch_models "${s.dir}/models" 2>/dev/null; wait`, s, { NODE: 'fake-node', STEADYDANCER_VARIANT: 'fp16', PREFETCH_JOBS: '4', COMFYUI_PORT: '9999', MODELS_PREFETCH: 'true' });
     expect(out).toBe('');
     expect(readFileSync(join(s.dir, 'prefetch'), 'utf8').trim()).toBe(`models prefetch --variant fp16 --dest ${s.dir}/models --jobs 4 --after-url http://127.0.0.1:9999/system_stats`);
     rmSync(join(s.dir, 'prefetch'));
     call(`prefetch_models "${s.dir}/models" 2>/dev/null; wait`, s, { NODE: 'fake-node', MODELS_PREFETCH: 'false' });
+    expect(existsSync(join(s.dir, 'prefetch'))).toBe(false);
+    call(`prefetch_models "${s.dir}/models" 2>/dev/null; wait`, s, { NODE: 'fake-node' }); // the default: off
     expect(existsSync(join(s.dir, 'prefetch'))).toBe(false);
     // no toolkit: one log line, nothing started
     rmSync(join(s.home, 'bin', 'steadydancer.js'));
