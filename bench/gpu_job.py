@@ -334,7 +334,7 @@ def main():
         if prefetch_models == "start":
             th.start()
         c = Comfy(a, base, out / log_name, a.port)
-        if prefetch_models == "ready":  # start.sh: `models prefetch --after-url …/system_stats`
+        if prefetch_models == "ready":  # start.sh: `models prefetch --after-comfy http://127.0.0.1:PORT`
             th.start()
         emit({"phase": name, "event": "ready", "ready_s": c.ready_s, "page_cache_dropped": dropped})
         try:

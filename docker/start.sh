@@ -172,7 +172,7 @@ prefetch_models() {
   [[ -n "$STEADYDANCER_VARIANT" ]] && variant_args=(--variant "$STEADYDANCER_VARIANT")
   log "prefetching the model files in $dir once ComfyUI answers (background)"
   "$NODE" "$cli" models prefetch "${variant_args[@]}" --dest "$dir" --jobs "${PREFETCH_JOBS:-8}" \
-    --after-url "http://127.0.0.1:$COMFYUI_PORT/system_stats" 1>&2 &
+    --after-comfy "http://127.0.0.1:$COMFYUI_PORT" 1>&2 &
 }
 
 # Builds the ComfyUI command line into the array COMFY_CMD.

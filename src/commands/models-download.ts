@@ -1,11 +1,8 @@
-import { resolve } from 'node:path';
 import { downloadModels, type DownloadSummary } from '../models/download.js';
 import { hubConfig } from '../models/hub.js';
-import { defaultManifestPath, loadManifest } from '../models/manifest.js';
 import { barProgress, formatBytes, formatDuration, plainProgress, silentProgress } from '../models/progress.js';
 import { emit, type Context } from '../util/context.js';
-import { UsageError } from '../util/errors.js';
-import { resolveVariant } from '../models/variant.js';
+import { modelsTarget } from '../models/variant.js';
 
 export interface ModelsDownloadOptions {
   variant?: string;
@@ -42,13 +39,7 @@ export function renderDownload(s: DownloadSummary): string {
 }
 
 export default async function modelsDownload(opts: ModelsDownloadOptions, ctx: Context): Promise<number> {
-  const manifest = loadManifest(opts.manifest ?? defaultManifestPath(ctx.env));
-  const destRaw = opts.dest ?? ctx.env.MODELS_DIR;
-  if (!destRaw) throw new UsageError('no destination: pass --dest DIR or set MODELS_DIR');
-  const dest = resolve(ctx.cwd, destRaw);
-  // The variant rule: --variant, $STEADYDANCER_VARIANT, what DIR holds verified, the manifest's default.
-  const { variant, reason } = resolveVariant({ manifest, flag: opts.variant, env: ctx.env, modelsDir: dest });
-  ctx.logger.debug('variant %s: %s', variant, reason);
+  const { manifest, dest, variant } = modelsTarget(opts, ctx);
   const timeoutS = opts.timeout;
   const hub = hubConfig(ctx.env, {
     manifest,

@@ -1,10 +1,9 @@
-import { resolve } from 'node:path';
-import { defaultManifestPath, loadManifest } from '../models/manifest.js';
-import { prefetchModels, type PrefetchSummary, waitForUrl } from '../models/prefetch.js';
+import { waitForComfy } from '../comfy/client.js';
+import { prefetchModels, type PrefetchSummary } from '../models/prefetch.js';
 import { formatBytes, formatDuration } from '../models/progress.js';
-import { resolveVariant } from '../models/variant.js';
+import { modelsTarget } from '../models/variant.js';
 import { emit, type Context } from '../util/context.js';
-import { UsageError } from '../util/errors.js';
+import { ActionableError } from '../util/errors.js';
 
 export interface ModelsPrefetchOptions {
   variant?: string;
@@ -13,8 +12,9 @@ export interface ModelsPrefetchOptions {
   textEncoder?: boolean;
   presets?: boolean;
   manifest?: string;
-  afterUrl?: string;
-  /** Seconds to wait for --after-url. */
+  /** ComfyUI's base URL: read once it answers /system_stats. */
+  afterComfy?: string;
+  /** Seconds to wait for --after-comfy. */
   wait: number;
 }
 
@@ -28,17 +28,15 @@ export function renderPrefetch(s: PrefetchSummary): string {
   return lines.join('\n');
 }
 
-/** Exit 0 when every file that is not skipped was read; 1 when one is absent (still reads the rest) or --after-url never answered. */
+/** Exit 0 when every file that is not skipped was read; 1 when one is absent (still reads the rest) or ComfyUI never answered --after-comfy. */
 export default async function modelsPrefetch(opts: ModelsPrefetchOptions, ctx: Context): Promise<number> {
-  const manifest = loadManifest(opts.manifest ?? defaultManifestPath(ctx.env));
-  const destRaw = opts.dest ?? ctx.env.MODELS_DIR;
-  if (!destRaw) throw new UsageError('no models directory: pass --dest DIR or set MODELS_DIR');
-  const dest = resolve(ctx.cwd, destRaw);
-  const { variant, reason } = resolveVariant({ manifest, flag: opts.variant, env: ctx.env, modelsDir: dest });
-  ctx.logger.debug('variant %s: %s', variant, reason);
-  if (opts.afterUrl) {
-    if (!(await waitForUrl(opts.afterUrl, opts.wait, { signal: ctx.signal }))) {
-      ctx.logger.warn(`models prefetch: ${opts.afterUrl} did not answer within ${opts.wait} s; nothing read`);
+  const { manifest, dest, variant } = modelsTarget(opts, ctx);
+  if (opts.afterComfy) {
+    try {
+      await waitForComfy(opts.afterComfy, { timeoutMs: opts.wait * 1000, intervalMs: 250, signal: ctx.signal });
+    } catch (e) {
+      if (!(e instanceof ActionableError) || e.code !== 'E_COMFY_TIMEOUT') throw e;
+      ctx.logger.warn(`models prefetch: ${e.message}; nothing read`);
       return 1;
     }
   }

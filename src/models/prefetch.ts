@@ -3,10 +3,12 @@
  *
  * On the H200 host a cold start spent ~20 s importing ComfyUI and its nodes, then ~10 s in the
  * model loader reading the 16.4 GB fp8 checkpoint (disk-bound, 1.9 GB/s with the pack's parallel
- * reader). start.sh (with MODELS_PREFETCH=true) runs this command in the background with `--after-url` ComfyUI's
- * /system_stats: the read starts when ComfyUI answers and overlaps the job's first stages, so the
- * loaders find their files in memory (see waitForUrl for why not from the process start). The bytes are only
- * read (no copy is kept): the page cache is the kernel's and is given back under memory pressure.
+ * reader). start.sh (with MODELS_PREFETCH=true) runs this command in the background with
+ * `--after-comfy`: the read starts when ComfyUI answers (client.ts's waitForComfy) and overlaps the
+ * job's first stages (video, pose, CLIP, VAE encode: ~7 s before the model loader), so the loaders
+ * find their files in memory. Not from the process start: beside ComfyUI's imports it took the
+ * disk from them (H200 host: ready at 32.4 s instead of 22.3 s, cold start 67.3 s instead of
+ * 61.9 s, bench/pipeline-gpu.md). The bytes are only read (no copy is kept): the page cache is the kernel's and is given back under memory pressure.
  *
  * The files: the variant's diffusion model, VAE, CLIP vision, pose models and the presets' LoRA,
  * in the order ComfyUI's loaders ask for them in the shipped workflow (VAE, pose, CLIP vision,
@@ -65,30 +67,6 @@ export interface PrefetchOptions {
   /** Leave out the presets' files (e.g. the fast LoRA). */
   noPresets?: boolean;
   signal?: AbortSignal;
-}
-
-/**
- * Waits until `url` answers 2xx (polled every `intervalMs`), at most `timeoutS` seconds; false on
- * timeout. start.sh starts the read only once ComfyUI answers: read beside ComfyUI's imports, it
- * took the disk from them (H200 host: ComfyUI ready at 32.4 s instead of 22.3 s, cold start 67.3 s
- * instead of 61.9 s, bench/pipeline-gpu.md), while after them it overlaps the job's first stages
- * (video, pose, CLIP, VAE encode: ~7 s before the model loader).
- */
-export async function waitForUrl(url: string, timeoutS: number, opts: { intervalMs?: number; signal?: AbortSignal } = {}): Promise<boolean> {
-  const end = performance.now() + timeoutS * 1000;
-  const interval = opts.intervalMs ?? 250;
-  for (;;) {
-    opts.signal?.throwIfAborted();
-    try {
-      const r = await fetch(url, { signal: AbortSignal.timeout(2000) });
-      await r.body?.cancel();
-      if (r.ok) return true;
-    } catch {
-      // not up yet
-    }
-    if (performance.now() + interval > end) return false;
-    await new Promise((r) => setTimeout(r, interval));
-  }
 }
 
 /** The variant's files in loader order, each with where it is on disk and whether it is there. */

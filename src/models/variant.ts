@@ -14,7 +14,9 @@
  * installed gives way to the first variant of its fallback chain that is: after `models
  * download` fell back from fp8 to fp16 the folder holds fp16, and a job must ask for fp16.
  */
-import { fallbackChain, getVariant, variantFiles, variantNames, type Manifest } from './manifest.js';
+import { resolve } from 'node:path';
+import type { Context } from '../util/context.js';
+import { defaultManifestPath, fallbackChain, getVariant, loadManifest, variantFiles, variantNames, type Manifest } from './manifest.js';
 import { verifiedSync } from './verified-cache.js';
 import { UsageError } from '../util/errors.js';
 
@@ -99,4 +101,19 @@ export function resolveVariant(o: VariantRuleOptions): VariantDecision {
     return { variant: first, source: 'manifest', reason: `${skipped}the first usable variant of the manifest (its default ${def} cannot be used here)` };
   }
   return { variant: def, source: 'manifest', reason: `${skipped}the manifest's default${o.modelsDir ? ` (no complete verified variant in ${o.modelsDir})` : ''}` };
+}
+
+/**
+ * What `models download` / `models prefetch` work on: the manifest (--manifest, else the default),
+ * the models folder (--dest, else $MODELS_DIR; a usage error without either) and the variant by the
+ * rule above (--variant, $STEADYDANCER_VARIANT, what the folder holds verified, the default).
+ */
+export function modelsTarget(opts: { manifest?: string; dest?: string; variant?: string }, ctx: Context): { manifest: Manifest; dest: string; variant: string } {
+  const manifest = loadManifest(opts.manifest ?? defaultManifestPath(ctx.env));
+  const destRaw = opts.dest ?? ctx.env.MODELS_DIR;
+  if (!destRaw) throw new UsageError('no destination: pass --dest DIR or set MODELS_DIR');
+  const dest = resolve(ctx.cwd, destRaw);
+  const { variant, reason } = resolveVariant({ manifest, flag: opts.variant, env: ctx.env, modelsDir: dest });
+  ctx.logger.debug('variant %s: %s', variant, reason);
+  return { manifest, dest, variant };
 }

@@ -121,7 +121,7 @@ describe('start.sh models dir and command line', () => {
     // wait: the background job has finished before the file is read; its stdout went to stderr
     const out = call(`prefetch_models "${s.dir}/models" 2>/dev/null; wait`, s, { NODE: 'fake-node', STEADYDANCER_VARIANT: 'fp16', PREFETCH_JOBS: '4', COMFYUI_PORT: '9999', MODELS_PREFETCH: 'true' });
     expect(out).toBe('');
-    expect(readFileSync(join(s.dir, 'prefetch'), 'utf8').trim()).toBe(`models prefetch --variant fp16 --dest ${s.dir}/models --jobs 4 --after-url http://127.0.0.1:9999/system_stats`);
+    expect(readFileSync(join(s.dir, 'prefetch'), 'utf8').trim()).toBe(`models prefetch --variant fp16 --dest ${s.dir}/models --jobs 4 --after-comfy http://127.0.0.1:9999`);
     rmSync(join(s.dir, 'prefetch'));
     call(`prefetch_models "${s.dir}/models" 2>/dev/null; wait`, s, { NODE: 'fake-node', MODELS_PREFETCH: 'false' });
     expect(existsSync(join(s.dir, 'prefetch'))).toBe(false);

@@ -139,7 +139,7 @@ describe('models prefetch: the command and its bad inputs', () => {
     expect(a.err.join('')).toContain('is not a regular file');
     const b = captureCli({ PATH: process.env.PATH });
     expect(await runCli(['models', 'prefetch'], b.io)).toBe(2);
-    expect(b.err.join('')).toContain('no models directory');
+    expect(b.err.join('')).toContain('no destination: pass --dest DIR or set MODELS_DIR');
     const c = captureCli({ PATH: process.env.PATH });
     expect(await runCli(['models', 'prefetch', '--dest', dir, '--jobs', '0'], c.io)).toBe(2);
     const d = captureCli({ PATH: process.env.PATH });
@@ -147,7 +147,7 @@ describe('models prefetch: the command and its bad inputs', () => {
     expect(d.err.join('')).toContain('fp32-nope');
   });
 
-  it('--after-url: reads only once the URL answers 2xx (503 first, as a starting ComfyUI); gives up with exit 1 and nothing read', async () => {
+  it('--after-comfy: reads only once ComfyUI answers /system_stats (503 first, as while it starts); gives up with exit 1 and nothing read', async () => {
     let calls = 0;
     let readAt = -1;
     const server = createServer((_req, res) => {
@@ -156,11 +156,11 @@ describe('models prefetch: the command and its bad inputs', () => {
       res.end('{}');
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/system_stats`;
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     try {
       const { dir } = folder('fp8');
       const c = captureCli({ PATH: process.env.PATH });
-      const code = await runCli(['models', 'prefetch', '--dest', dir, '--variant', 'fp8', '--after-url', url, '--json'], c.io);
+      const code = await runCli(['models', 'prefetch', '--dest', dir, '--variant', 'fp8', '--after-comfy', url, '--json'], c.io);
       readAt = calls;
       expect(code).toBe(0);
       expect(readAt).toBe(3); // two 503s, then the 200 that let it start
@@ -170,10 +170,10 @@ describe('models prefetch: the command and its bad inputs', () => {
     }
     const { dir } = folder('fp8');
     const d = captureCli({ PATH: process.env.PATH });
-    expect(await runCli(['models', 'prefetch', '--dest', dir, '--variant', 'fp8', '--after-url', url, '--wait', '1'], d.io)).toBe(1);
-    expect(d.err.join('')).toContain('did not answer within 1 s; nothing read');
+    expect(await runCli(['models', 'prefetch', '--dest', dir, '--variant', 'fp8', '--after-comfy', url, '--wait', '1'], d.io)).toBe(1);
+    expect(d.err.join('')).toMatch(/did not answer \/system_stats within 1 s.*; nothing read/);
     expect(d.out.join('')).toBe('');
     const e = captureCli({ PATH: process.env.PATH });
-    expect(await runCli(['models', 'prefetch', '--dest', dir, '--after-url', 'file:///etc/passwd'], e.io)).toBe(2);
+    expect(await runCli(['models', 'prefetch', '--dest', dir, '--after-comfy', 'file:///etc/passwd'], e.io)).toBe(2);
   });
 });
